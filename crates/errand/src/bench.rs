@@ -1,0 +1,348 @@
+//! `errand bench`: starts a real `errand serve` process on a fresh database and drives
+//! `POST /orders` and `GET /orders/{id}` at several concurrencies, printing requests/s
+//! and latency percentiles. Load comes from this process, over loopback HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Databases to measure.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Sqlite, Backend::Postgres])]
+    pub databases: Vec<Backend>,
+    /// Concurrent connections, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    pub concurrency: Vec<usize>,
+    /// Seconds per endpoint and concurrency.
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
+    /// PostgreSQL server to create a throw-away database on.
+    #[arg(
+        long,
+        env = "ERRAND_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres_url: String,
+    /// `errand` binary to benchmark (default: this one).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let binary = match &args.binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot find the errand binary")?,
+    };
+    println!(
+        "{:<9} {:<20} {:>4} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "database", "endpoint", "conc", "requests", "req/s", "p50 ms", "p99 ms", "errors"
+    );
+    for backend in &args.databases {
+        let target = Target::start(&binary, *backend, &args.postgres_url).await?;
+        let result = measure(&target, &args).await;
+        target.stop().await;
+        result?;
+    }
+    Ok(())
+}
+
+async fn measure(target: &Target, args: &BenchArgs) -> anyhow::Result<()> {
+    let name = match target.backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    for &concurrency in &args.concurrency {
+        let duration = Duration::from_secs(args.duration);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?;
+        let post = drive(concurrency, duration, {
+            let (client, base, key) = (client.clone(), target.base.clone(), target.key.clone());
+            let counter = Arc::new(AtomicU64::new(0));
+            let run = format!("{:08x}", rand::random::<u32>());
+            move || {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let body = order_body(&format!("bench-{run}-{n}"));
+                let request = client
+                    .post(format!("{base}/orders"))
+                    .bearer_auth(&key)
+                    .json(&body);
+                async move {
+                    let response = request.send().await.ok()?;
+                    if response.status() != 201 {
+                        return None;
+                    }
+                    let order: Value = response.json().await.ok()?;
+                    order["id"].as_str().map(str::to_string)
+                }
+            }
+        })
+        .await;
+        post.print(name, "POST /orders", concurrency);
+
+        let ids = Arc::new(post.ids.clone());
+        if ids.is_empty() {
+            bail!("no order was created; is the server healthy?");
+        }
+        let get = drive(concurrency, duration, {
+            let (client, base, key) = (client.clone(), target.base.clone(), target.key.clone());
+            let counter = Arc::new(AtomicU64::new(0));
+            move || {
+                let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
+                let id = ids[n % ids.len()].clone();
+                let request = client.get(format!("{base}/orders/{id}")).bearer_auth(&key);
+                async move {
+                    let response = request.send().await.ok()?;
+                    let ok = response.status() == 200;
+                    let _ = response.bytes().await.ok()?;
+                    ok.then_some(id)
+                }
+            }
+        })
+        .await;
+        get.print(name, "GET /orders/{id}", concurrency);
+    }
+    Ok(())
+}
+
+struct Outcome {
+    latencies_us: Vec<u64>,
+    errors: u64,
+    elapsed: Duration,
+    ids: Vec<String>,
+}
+
+impl Outcome {
+    fn print(&self, database: &str, endpoint: &str, concurrency: usize) {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if sorted.is_empty() {
+                return f64::NAN;
+            }
+            let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+            sorted[i] as f64 / 1000.0
+        };
+        let requests = sorted.len() as u64 + self.errors;
+        println!(
+            "{:<9} {:<20} {:>4} {:>9} {:>9.0} {:>9.2} {:>9.2} {:>7}",
+            database,
+            endpoint,
+            concurrency,
+            requests,
+            sorted.len() as f64 / self.elapsed.as_secs_f64(),
+            pct(0.50),
+            pct(0.99),
+            self.errors
+        );
+    }
+}
+
+/// Runs `concurrency` loops of `request` for `duration`; a request yielding `None` is an
+/// error. Latency is measured from send to the complete response.
+async fn drive<F, Fut>(concurrency: usize, duration: Duration, request: F) -> Outcome
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<String>> + Send,
+{
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let request = request.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut ids = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match request().await {
+                    Some(id) => {
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                        ids.push(id);
+                    }
+                    None => errors += 1,
+                }
+            }
+            (latencies, ids, errors)
+        }));
+    }
+    let mut outcome = Outcome {
+        latencies_us: vec![],
+        errors: 0,
+        elapsed: Duration::ZERO,
+        ids: vec![],
+    };
+    for worker in workers {
+        if let Ok((latencies, ids, errors)) = worker.await {
+            outcome.latencies_us.extend(latencies);
+            outcome.ids.extend(ids);
+            outcome.errors += errors;
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+/// A realistic order: two products (one with variants), a full US address, metadata.
+fn order_body(idempotency_key: &str) -> Value {
+    json!({
+        "products": [
+            {"url": "https://store.example/dp/B0BENCH001", "quantity": 2,
+             "variant": [{"label": "Color", "value": "Black"}, {"label": "Size", "value": "M"}]},
+            {"url": "https://store.example/dp/B0BENCH002", "quantity": 1}
+        ],
+        "shipping_address": {
+            "first_name": "Grace", "last_name": "Hopper", "address_line1": "1701 Navy Way",
+            "address_line2": "Suite 200", "city": "Arlington", "state": "VA",
+            "postal_code": "22202", "phone_number": "(703) 555-0142", "country": "US"
+        },
+        "max_price": 15999,
+        "idempotency_key": idempotency_key,
+        "po_number": "PO-2026-0042",
+        "metadata": {"customer_id": "cus_8842", "channel": "bench"}
+    })
+}
+
+/// An `errand serve` process on a throw-away database.
+struct Target {
+    backend: Backend,
+    base: String,
+    key: String,
+    server: Child,
+    data_dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl Target {
+    async fn start(
+        binary: &Path,
+        backend: Backend,
+        postgres_admin_url: &str,
+    ) -> anyhow::Result<Target> {
+        let data_dir = tempfile::tempdir()?;
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let name = format!("errand_bench_{:08x}", rand::random::<u32>());
+                let url = create_postgres_database(postgres_admin_url, &name).await?;
+                Some((name, url))
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let env = |cmd: &mut Command| {
+            cmd.env("ERRAND_DATA_DIR", data_dir.path())
+                .env("ERRAND_LISTEN", format!("127.0.0.1:{port}"))
+                .env("RUST_LOG", "warn")
+                .env_remove("ERRAND_DATABASE_URL");
+            if let Some((_, url)) = &postgres {
+                cmd.env("ERRAND_DATABASE_URL", url);
+            }
+        };
+        let mut keys = Command::new(binary);
+        keys.args(["keys", "create", "--name", "bench"]);
+        env(&mut keys);
+        let output = keys
+            .stderr(Stdio::inherit())
+            .output()
+            .await
+            .context("cannot run errand keys create")?;
+        if !output.status.success() {
+            bail!("errand keys create failed");
+        }
+        let key = String::from_utf8(output.stdout)?.trim().to_string();
+        let mut serve = Command::new(binary);
+        serve.arg("serve").stdout(Stdio::null()).kill_on_drop(true);
+        env(&mut serve);
+        let server = serve.spawn().context("cannot start errand serve")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let target = Target {
+            backend,
+            base,
+            key,
+            server,
+            data_dir,
+            postgres,
+        };
+        target.wait_healthy().await?;
+        Ok(target)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("errand serve did not become ready at {}", self.base)
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.server.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.server.wait()).await;
+        let _ = self.server.kill().await;
+        if let Some((name, _)) = &self.postgres {
+            let _ = drop_postgres_database(&self.base_admin(), name).await;
+        }
+        drop(self.data_dir);
+    }
+
+    fn base_admin(&self) -> String {
+        std::env::var("ERRAND_BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+}
+
+async fn create_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {}",
+                crate::storage::redact_url(admin_url)
+            )
+        })?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let mut url = url::Url::parse(admin_url)?;
+    url.set_path(name);
+    Ok(url.to_string())
+}
+
+async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The `errand` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::auth::keys;
+use crate::config::{LogFormat, Settings};
+use crate::storage::{Db, redact_url};
+
+#[derive(Parser)]
+#[command(
+    name = "errand",
+    version,
+    about = "Self-hosted ordering API",
+    propagate_version = true
+)]
+struct Cli {
+    /// Configuration file (default: ./errand.toml when it exists).
+    #[arg(long, global = true, env = "ERRAND_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (migrates the database first).
+    Serve {
+        /// Listen address, overriding the configuration (e.g. 0.0.0.0:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Create, list and revoke API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Measure POST /orders and GET /orders/{id} throughput and latency.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (it is shown only once).
+    Create {
+        /// A name for the key (and for its new account, unless --account is given).
+        #[arg(long)]
+        name: String,
+        /// A test key (er_test_…): its orders never reach real retailers.
+        #[arg(long)]
+        test: bool,
+        /// Add the key to this existing account instead of creating one.
+        #[arg(long)]
+        account: Option<Uuid>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key, by id or by the prefix `keys list` shows; effective immediately.
+    Revoke { key: String },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Bench(args) = cli.command {
+        return crate::bench::run(args).await;
+    }
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    init_tracing(settings.log_format);
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+                settings.validate()?;
+            }
+            serve(settings).await
+        }
+        Command::Migrate => {
+            let db = open(&settings).await?;
+            println!(
+                "database {} is up to date",
+                redact_url(&settings.db_options().url)
+            );
+            db.close().await;
+            Ok(())
+        }
+        Command::Keys { command } => {
+            let db = open(&settings).await?;
+            let result = run_keys(&db, command).await;
+            db.close().await;
+            result
+        }
+        Command::Bench(_) => unreachable!("handled above"),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Connects and migrates.
+async fn open(settings: &Settings) -> anyhow::Result<Db> {
+    let db = Db::connect(&settings.db_options()).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let db = open(&settings).await?;
+    let first_key = if keys::any_active_key(&db).await? {
+        None
+    } else {
+        Some(
+            keys::create_key(&db, "default", true, None)
+                .await
+                .context("cannot create the first API key")?,
+        )
+    };
+    let database = redact_url(&settings.db_options().url);
+    let server = crate::http::start(settings, db).await?;
+    let base = base_url(server.addr);
+    tracing::info!(address = %server.addr, database = %database, "errand is listening");
+    println!(
+        "Errand {} is listening on {base} (database: {database})",
+        env!("CARGO_PKG_VERSION")
+    );
+    println!("API docs: {base}/docs");
+    if let Some(key) = first_key {
+        print_first_key(&base, &key.secret);
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing requests in flight");
+    let db = server.db.clone();
+    server.stop().await?;
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn base_url(addr: std::net::SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    format!("http://{host}:{}", addr.port())
+}
+
+/// The product ordered by the first-run example.
+pub const EXAMPLE_PRODUCT_URL: &str = "https://store.example/dp/B0DEMO0001";
+
+fn print_first_key(base: &str, secret: &str) {
+    println!(
+        r#"
+No API key existed, so one was created (account "default"). It is shown only once:
+
+    {secret}
+
+Create your first order:
+
+curl -sS -X POST {base}/orders \
+  -H 'Authorization: Bearer {secret}' \
+  -H 'Content-Type: application/json' \
+  -d '{{"products":[{{"url":"{EXAMPLE_PRODUCT_URL}","quantity":1}}],
+       "shipping_address":{{"first_name":"Ada","last_name":"Lovelace","address_line1":"1 Main St",
+         "city":"Austin","state":"TX","postal_code":"78701","phone_number":"512-555-0134","country":"US"}},
+       "max_price":5000,"idempotency_key":"my-first-order"}}'
+"#
+    );
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn run_keys(db: &Db, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create {
+            name,
+            test,
+            account,
+        } => {
+            let name = name.trim();
+            anyhow::ensure!(!name.is_empty(), "--name must not be blank");
+            let key = keys::create_key(db, name, !test, account).await?;
+            eprintln!(
+                "Created key {} in account {}. Store it now: it is shown only once.",
+                key.id, key.account_id
+            );
+            println!("{}", key.secret);
+        }
+        KeysCommand::List { json } => {
+            let list = keys::list_keys(db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<36}  {:<14}  {:<4}  {:<7}  {:<20}  ACCOUNT",
+                    "ID", "PREFIX", "MODE", "STATE", "NAME"
+                );
+                for k in list {
+                    println!(
+                        "{:<36}  {:<14}  {:<4}  {:<7}  {:<20}  {} ({})",
+                        k.id,
+                        k.prefix,
+                        if k.livemode { "live" } else { "test" },
+                        if k.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        },
+                        k.name,
+                        k.account_name,
+                        k.account_id
+                    );
+                }
+            }
+        }
+        KeysCommand::Revoke { key } => {
+            let revoked = keys::revoke_key(db, &key).await?;
+            println!("revoked key {} ({})", revoked.id, revoked.prefix);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Settings: built-in defaults, then `errand.toml` (or the file given by `--config` /
+//! `ERRAND_CONFIG`), then `ERRAND_*` environment variables; validated before anything
+//! starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::storage::{DbOptions, SqliteDurability};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the API listens on (`ERRAND_LISTEN`).
+    pub listen: String,
+    /// Where the embedded SQLite database (and later files) live (`ERRAND_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// `postgres://…` for PostgreSQL; unset means SQLite in `data_dir`
+    /// (`ERRAND_DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// PostgreSQL connections, or SQLite reader connections.
+    pub database_pool_size: u32,
+    /// `full` (default: commits survive power loss) or `normal`.
+    pub sqlite_durability: SqliteDurability,
+    /// `text` or `json` log lines; the level comes from `RUST_LOG` (default `info`).
+    pub log_format: LogFormat,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace_seconds: u64,
+    /// How long idempotency keys are remembered (at least 24 hours).
+    pub idempotency_retention_hours: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "errand.toml";
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("errand-data"),
+            database_url: None,
+            database_pool_size: 16,
+            sqlite_durability: SqliteDurability::Full,
+            log_format: LogFormat::Text,
+            shutdown_grace_seconds: 30,
+            idempotency_retention_hours: 72,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads and validates settings. An explicitly named file must exist; the default
+    /// `errand.toml` is read only if present.
+    pub fn load(config_file: Option<&Path>) -> anyhow::Result<Settings> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        match config_file {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("config file {} does not exist", path.display());
+                }
+                figment = figment.merge(Toml::file_exact(path));
+            }
+            None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
+                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+            }
+            None => {}
+        }
+        // Only variables naming a setting: others (ERRAND_CONFIG, test harness variables)
+        // are not configuration.
+        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+            _ => vec![],
+        };
+        let env =
+            Env::prefixed("ERRAND_").filter(move |key| known.iter().any(|k| key.as_str() == k));
+        let figment = figment.merge(env);
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.listen.parse::<SocketAddr>().with_context(|| {
+            format!(
+                "invalid configuration: listen = {:?} is not an address like 127.0.0.1:8080",
+                self.listen
+            )
+        })?;
+        if !(1..=1000).contains(&self.database_pool_size) {
+            bail!("invalid configuration: database_pool_size must be between 1 and 1000");
+        }
+        if self.idempotency_retention_hours < 24 {
+            bail!("invalid configuration: idempotency_retention_hours must be at least 24");
+        }
+        if let Some(url) = &self.database_url {
+            let known = ["postgres://", "postgresql://", "sqlite:"];
+            if !known.iter().any(|p| url.starts_with(p)) {
+                bail!(
+                    "invalid configuration: database_url must start with postgres:// or sqlite://"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn db_options(&self) -> DbOptions {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("errand.db").display()),
+        };
+        DbOptions {
+            url,
+            pool_size: self.database_pool_size,
+            sqlite_durability: self.sqlite_durability,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_use_sqlite() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert!(s.db_options().url.starts_with("sqlite://errand-data/"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_field_named() {
+        let s = Settings {
+            listen: "nowhere".into(),
+            ..Settings::default()
+        };
+        assert!(s.validate().unwrap_err().to_string().contains("listen"));
+        let s = Settings {
+            idempotency_retention_hours: 1,
+            ..Settings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("idempotency_retention_hours")
+        );
+        let s = Settings {
+            database_url: Some("mysql://x".into()),
+            ..Settings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database_url")
+        );
+    }
+}

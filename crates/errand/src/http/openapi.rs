@@ -1,0 +1,73 @@
+//! The OpenAPI 3.1 document, generated from the handlers and types, and an offline docs
+//! page (Swagger UI, its assets built into the binary).
+
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::AppState;
+use crate::orders::{self, address::Address, model, request};
+use crate::returns;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Errand",
+        description = "Self-hosted ordering API: buy products from retailers' websites with one request, \
+                       then follow each order by API and webhooks. Compatible with Zinc's `/orders`.",
+    ),
+    paths(
+        orders::http::create_order,
+        orders::http::list_orders,
+        orders::http::get_order,
+        orders::http::cancel_order,
+        super::ops::healthz,
+        super::ops::readyz,
+    ),
+    components(schemas(
+        request::OrderCreateDoc,
+        request::OrderProductDoc,
+        model::Order,
+        model::OrderItem,
+        model::OrderStatus,
+        model::OrderItemStatus,
+        model::Variant,
+        model::TrackingNumber,
+        Address,
+        returns::ReturnSummary,
+        returns::ReturnStatus,
+        returns::ReturnReason,
+        returns::ReturnItem,
+        crate::validation::ValidationErrors,
+        crate::validation::FieldError,
+        super::error::ErrorEnvelope,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "orders", description = "Create, read, list and cancel orders"),
+        (name = "operations", description = "Probes for load balancers and orchestrators"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "BearerAuth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Errand API key: `Authorization: Bearer er_live_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}

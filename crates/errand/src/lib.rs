@@ -1,0 +1,13 @@
+//! Errand: a self-hosted ordering API. One HTTP request with product URLs, a shipping
+//! address and a price cap; Errand buys the products from the retailer's website and
+//! reports the order's progress.
+
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod orders;
+pub mod returns;
+pub mod storage;
+pub mod validation;

@@ -1,0 +1,286 @@
+//! `/orders` endpoints.
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::model::{Order, OrderStatus};
+use super::request::{NewOrder, OrderCreateDoc};
+use super::store::{self, ListFilter};
+use super::{Created, OrderError};
+use crate::auth::Tenant;
+use crate::http::body::{JsonBody, query_pairs};
+use crate::http::error::ErrorEnvelope;
+use crate::http::{ApiError, AppState};
+use crate::storage::Timestamp;
+use crate::validation::{Errors, Loc, ValidationErrors, int_in_range};
+
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+pub const MAX_PAGE_SIZE: i64 = 100;
+const MAX_SEARCH_LEN: usize = 100;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/{order_id}", get(get_order))
+        .route("/orders/{order_id}/cancel", post(cancel_order))
+}
+
+impl From<OrderError> for ApiError {
+    fn from(error: OrderError) -> Self {
+        match error {
+            OrderError::NotFound => ApiError::not_found("Order not found"),
+            OrderError::IdempotencyConflict(key) => ApiError::conflict(
+                "idempotency_conflict",
+                "This idempotency key was already used with a different request body",
+            )
+            .with_details(serde_json::json!({ "idempotency_key": key })),
+            OrderError::NotCancellable(status) => ApiError::conflict(
+                "order_not_cancellable",
+                format!(
+                    "Only pending orders can be cancelled; this order is {}",
+                    status.as_str()
+                ),
+            )
+            .with_details(serde_json::json!({ "status": status })),
+            OrderError::Writer(e) => ApiError::Internal(e.into()),
+            OrderError::Database(e) => e.into(),
+        }
+    }
+}
+
+/// Create Order
+///
+/// Posts an order to a queue for processing. With an `idempotency_key`, repeating the
+/// same request returns the original order (header `Idempotent-Replayed: true`); reusing
+/// the key with a different request is a 409 `idempotency_conflict`.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    operation_id = "create_order_orders_post",
+    request_body = OrderCreateDoc,
+    responses(
+        (status = 201, description = "Successful Response", body = Order),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 409, description = "Idempotency key reused with a different request", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn create_order(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let new = NewOrder::parse(&body)?;
+    let created = super::create(&state.db, &state.orders, &tenant, new).await?;
+    Ok(match created {
+        Created::New(order) => {
+            tracing::info!(order_id = %order.id, items = order.items.len(), "order created");
+            (StatusCode::CREATED, Json(order)).into_response()
+        }
+        Created::Replayed(order) => {
+            let mut response = (StatusCode::CREATED, Json(order)).into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    })
+}
+
+fn parse_order_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|e| {
+        ValidationErrors::single(
+            &Loc::path("order_id"),
+            "uuid_parsing",
+            format!("Input should be a valid UUID, {e}"),
+        )
+        .into()
+    })
+}
+
+/// Get Order
+#[utoipa::path(
+    get,
+    path = "/orders/{order_id}",
+    tag = "orders",
+    operation_id = "get_order_orders__order_id__get",
+    params(("order_id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "Successful Response", body = Order),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "No such order for this account", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn get_order(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(order_id): Path<String>,
+) -> Result<Json<Order>, ApiError> {
+    let id = parse_order_id(&order_id)?;
+    Ok(Json(super::get(&state.db, &tenant, id).await?))
+}
+
+/// Cancel Order
+///
+/// Cancels a `pending` order (204). An order in any other status cannot be cancelled here
+/// (409 `order_not_cancellable`).
+#[utoipa::path(
+    post,
+    path = "/orders/{order_id}/cancel",
+    tag = "orders",
+    operation_id = "cancel_order_orders__order_id__cancel_post",
+    params(("order_id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 204, description = "The order was cancelled"),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "No such order for this account", body = ErrorEnvelope),
+        (status = 409, description = "The order is not pending", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(order_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_order_id(&order_id)?;
+    super::cancel(&state.db, &tenant, id).await?;
+    tracing::info!(order_id = %id, "order cancelled by the customer");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A page of orders.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderList {
+    pub orders: Vec<Order>,
+    /// How many orders match the filters in all.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// List Orders
+///
+/// The account's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/orders",
+    tag = "orders",
+    operation_id = "list_orders_orders_get",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("offset" = Option<i64>, Query, minimum = 0, description = "Orders to skip (default 0)"),
+        ("status_filter" = Option<OrderStatus>, Query, description = "Only orders with this status"),
+        ("created_after" = Option<String>, Query, format = DateTime, description = "Only orders created at or after this instant"),
+        ("created_before" = Option<String>, Query, format = DateTime, description = "Only orders created before this instant"),
+        ("search" = Option<String>, Query, description = "Part of an order id or PO number"),
+    ),
+    responses(
+        (status = 200, description = "Successful Response", body = OrderList),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    RawQuery(query): RawQuery,
+) -> Result<Json<OrderList>, ApiError> {
+    let filter = parse_list_query(query.as_deref())?;
+    let (orders, total) = store::list(&state.db, &tenant, &filter).await?;
+    Ok(Json(OrderList {
+        orders,
+        total,
+        limit: filter.limit,
+        offset: filter.offset,
+    }))
+}
+
+fn parse_instant(text: &str) -> Option<Timestamp> {
+    Timestamp::parse(text.trim()).or_else(|| {
+        // A bare date means its midnight, UTC.
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        let date = time::Date::parse(text.trim(), &format).ok()?;
+        Some(Timestamp::from_datetime(date.midnight().assume_utc()))
+    })
+}
+
+fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
+    let mut errors = Errors::default();
+    let mut filter = ListFilter {
+        limit: DEFAULT_PAGE_SIZE,
+        ..ListFilter::default()
+    };
+    for (name, value) in query_pairs(raw) {
+        let loc = Loc::query(&name);
+        let text = Value::String(value.clone());
+        match name.as_str() {
+            "limit" => {
+                if let Some(n) = int_in_range(&text, 1, MAX_PAGE_SIZE, &loc, &mut errors) {
+                    filter.limit = n;
+                }
+            }
+            "offset" => {
+                if let Some(n) = int_in_range(&text, 0, i64::MAX / 2, &loc, &mut errors) {
+                    filter.offset = n;
+                }
+            }
+            "status_filter" => match OrderStatus::parse(value.trim()) {
+                Some(status) => filter.status = Some(status),
+                None => {
+                    let allowed: Vec<String> = OrderStatus::ALL
+                        .iter()
+                        .map(|s| format!("'{}'", s.as_str()))
+                        .collect();
+                    errors.add(
+                        &loc,
+                        "enum",
+                        format!("Input should be {}", allowed.join(", ")),
+                    );
+                }
+            },
+            "created_after" | "created_before" => match parse_instant(&value) {
+                Some(at) if name == "created_after" => filter.created_after = Some(at),
+                Some(at) => filter.created_before = Some(at),
+                None => errors.add(
+                    &loc,
+                    "datetime_parsing",
+                    "Input should be a valid datetime in RFC 3339 form, e.g. 2026-01-31T12:00:00Z",
+                ),
+            },
+            "search" => {
+                let term = value.trim();
+                if term.contains('\0') {
+                    errors.add(
+                        &loc,
+                        "string_invalid_character",
+                        "String must not contain NUL characters",
+                    );
+                } else if term.chars().count() > MAX_SEARCH_LEN {
+                    errors.add(
+                        &loc,
+                        "string_too_long",
+                        format!("String should have at most {MAX_SEARCH_LEN} characters"),
+                    );
+                } else if !term.is_empty() {
+                    filter.search = Some(term.to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    errors.finish(|| filter)
+}

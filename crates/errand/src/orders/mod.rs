@@ -1,0 +1,119 @@
+//! Orders: the Zinc-compatible `/orders` API, its storage and the rules of its lifecycle.
+
+pub mod address;
+pub mod http;
+pub mod model;
+pub mod request;
+pub mod store;
+pub mod writer;
+
+use uuid::Uuid;
+
+use crate::auth::Tenant;
+use crate::storage::{Db, Timestamp};
+use model::{Order, OrderItem, OrderItemStatus, OrderStatus};
+use request::NewOrder;
+use store::{IdempotencyClaim, PendingInsert};
+use writer::{OrderWriter, WriterError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("idempotency key {0:?} was already used with a different request")]
+    IdempotencyConflict(String),
+    #[error("order not found")]
+    NotFound,
+    #[error("an order with status {0:?} cannot be cancelled")]
+    NotCancellable(OrderStatus),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// The result of `POST /orders`: a new order, or the one an earlier identical request
+/// with the same idempotency key created.
+pub enum Created {
+    New(Order),
+    Replayed(Order),
+}
+
+/// The order as it will be stored: `pending`, no attempts, one pending item per product.
+fn build(tenant: &Tenant, new: NewOrder) -> Order {
+    let now = Timestamp::now();
+    let items = new
+        .products
+        .into_iter()
+        .map(|p| OrderItem {
+            id: Uuid::now_v7(),
+            url: p.url,
+            quantity: p.quantity,
+            variant: p.variant,
+            status: OrderItemStatus::Pending,
+            cancellation_reason: None,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    Order {
+        id: Uuid::now_v7(),
+        status: OrderStatus::Pending,
+        max_price: new.max_price,
+        attempts: 0,
+        items,
+        shipping_address: new.shipping_address,
+        metadata: new.metadata,
+        po_number: new.po_number,
+        retailer_credentials_id: new.retailer_credentials_id,
+        tracking_numbers: vec![],
+        created_by: Some(tenant.key_id.to_string()),
+        user_id: None,
+        returns: vec![],
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Creates an order, or replays the one its idempotency key already names (Stripe's
+/// semantics: same key and same request → same order; same key, other request → error).
+pub async fn create(
+    db: &Db,
+    writer: &OrderWriter,
+    tenant: &Tenant,
+    new: NewOrder,
+) -> Result<Created, OrderError> {
+    let idempotency = new.idempotency_key.clone().map(|key| IdempotencyClaim {
+        key,
+        fingerprint: new.fingerprint(),
+    });
+    let order = build(tenant, new);
+    let insert = PendingInsert {
+        tenant: *tenant,
+        order,
+        idempotency: idempotency.clone(),
+    };
+    let Some(existing) = writer.insert(insert.clone()).await? else {
+        return Ok(Created::New(insert.order));
+    };
+    let claim = idempotency.expect("only keyed inserts find an existing claim");
+    if existing.fingerprint != claim.fingerprint {
+        return Err(OrderError::IdempotencyConflict(claim.key));
+    }
+    let order = store::get(db, tenant, existing.order_id)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    Ok(Created::Replayed(order))
+}
+
+pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Order, OrderError> {
+    store::get(db, tenant, id)
+        .await?
+        .ok_or(OrderError::NotFound)
+}
+
+pub async fn cancel(db: &Db, tenant: &Tenant, id: Uuid) -> Result<(), OrderError> {
+    match store::cancel(db, tenant, id).await? {
+        store::CancelOutcome::Cancelled => Ok(()),
+        store::CancelOutcome::NotFound => Err(OrderError::NotFound),
+        store::CancelOutcome::NotCancellable(status) => Err(OrderError::NotCancellable(status)),
+    }
+}

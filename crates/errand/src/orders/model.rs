@@ -1,0 +1,169 @@
+//! What an order is: its statuses, items and the shape the API returns
+//! (`OrderResponse` in the contract).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::address::Address;
+use crate::returns::ReturnSummary;
+use crate::storage::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    InProgress,
+    OrderPlaced,
+    OrderFailed,
+    Cancelled,
+    CancelledByRetailer,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 6] = [
+        OrderStatus::Pending,
+        OrderStatus::InProgress,
+        OrderStatus::OrderPlaced,
+        OrderStatus::OrderFailed,
+        OrderStatus::Cancelled,
+        OrderStatus::CancelledByRetailer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::InProgress => "in_progress",
+            OrderStatus::OrderPlaced => "order_placed",
+            OrderStatus::OrderFailed => "order_failed",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::CancelledByRetailer => "cancelled_by_retailer",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderItemStatus {
+    Pending,
+    Processing,
+    Ordered,
+    Shipped,
+    Delivered,
+    Cancelled,
+    Failed,
+}
+
+impl OrderItemStatus {
+    pub const ALL: [OrderItemStatus; 7] = [
+        OrderItemStatus::Pending,
+        OrderItemStatus::Processing,
+        OrderItemStatus::Ordered,
+        OrderItemStatus::Shipped,
+        OrderItemStatus::Delivered,
+        OrderItemStatus::Cancelled,
+        OrderItemStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderItemStatus::Pending => "pending",
+            OrderItemStatus::Processing => "processing",
+            OrderItemStatus::Ordered => "ordered",
+            OrderItemStatus::Shipped => "shipped",
+            OrderItemStatus::Delivered => "delivered",
+            OrderItemStatus::Cancelled => "cancelled",
+            OrderItemStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Product variant schema for selecting product options (color, size, etc.).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ProductVariant)]
+pub struct Variant {
+    /// Variant label (e.g., 'Color', 'Size')
+    #[schema(min_length = 1)]
+    pub label: String,
+    /// Variant value (e.g., 'Black', 'Large')
+    #[schema(min_length = 1)]
+    pub value: String,
+}
+
+/// Response model for order item data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OrderItemResponse)]
+pub struct OrderItem {
+    pub id: Uuid,
+    pub url: String,
+    pub quantity: i32,
+    #[schema(required = false)]
+    pub variant: Option<Vec<Variant>>,
+    pub status: OrderItemStatus,
+    #[schema(required = false)]
+    pub cancellation_reason: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// Response model for tracking number data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TrackingNumberResponse)]
+pub struct TrackingNumber {
+    pub id: Uuid,
+    pub carrier: String,
+    pub tracking_number: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// Response model for order data.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OrderResponse)]
+pub struct Order {
+    pub id: Uuid,
+    pub status: OrderStatus,
+    /// The price cap in cents: the retailer's full total may not exceed it.
+    pub max_price: i64,
+    pub attempts: i32,
+    pub items: Vec<OrderItem>,
+    #[schema(value_type = Object)]
+    pub shipping_address: Address,
+    #[schema(value_type = Object, required = false, default = json!({}))]
+    pub metadata: Map<String, Value>,
+    #[schema(required = false)]
+    pub po_number: Option<String>,
+    #[schema(required = true)]
+    pub retailer_credentials_id: Option<String>,
+    #[schema(required = false, default = json!([]))]
+    pub tracking_numbers: Vec<TrackingNumber>,
+    /// The API key that created the order.
+    #[schema(required = false)]
+    pub created_by: Option<String>,
+    /// Kept for compatibility with the reference API; always null.
+    #[schema(required = false)]
+    pub user_id: Option<i64>,
+    #[schema(required = false, default = json!([]))]
+    pub returns: Vec<ReturnSummary>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+/// Names of the events in the order-event log (the timeline and webhooks read them).
+pub mod events {
+    pub const CREATED: &str = "order.created";
+    pub const CANCELLED: &str = "order.cancelled";
+}

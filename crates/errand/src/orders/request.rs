@@ -1,0 +1,297 @@
+//! `POST /orders` bodies: parsed from JSON into a [`NewOrder`], with every failing field
+//! reported. Unknown fields are ignored, as the reference API does.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::address::Address;
+use super::model::Variant;
+use crate::validation::{
+    Errors, Loc, Object, ValidationErrors, as_array, as_int, int_in_range, non_blank,
+};
+
+/// Most products one order may hold.
+pub const MAX_PRODUCTS: usize = 50;
+pub const MAX_QUANTITY: i64 = 100;
+/// The highest accepted price cap: $1 billion, in cents.
+pub const MAX_PRICE_LIMIT: i64 = 100_000_000_000;
+pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 36;
+pub const MAX_SHORT_TEXT_LEN: usize = 100;
+/// Largest `metadata` object, measured as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// A validated order request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewOrder {
+    pub products: Vec<NewProduct>,
+    pub shipping_address: Address,
+    pub max_price: i64,
+    pub idempotency_key: Option<String>,
+    pub retailer_credentials_id: Option<String>,
+    pub metadata: Map<String, Value>,
+    pub po_number: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewProduct {
+    pub url: String,
+    pub quantity: i32,
+    pub variant: Option<Vec<Variant>>,
+}
+
+impl NewOrder {
+    pub fn parse(body: &Value) -> Result<NewOrder, ValidationErrors> {
+        let mut errors = Errors::default();
+        let Some(obj) = Object::new(body, Loc::body(), &mut errors) else {
+            return Err(ValidationErrors::single(
+                &Loc::body(),
+                "model_attributes_type",
+                "Input should be a valid dictionary or object to extract fields from",
+            ));
+        };
+
+        let products = obj
+            .required("products", &mut errors)
+            .and_then(|v| parse_products(v, obj.loc("products"), &mut errors));
+        let shipping_address = obj
+            .required("shipping_address", &mut errors)
+            .and_then(|v| Address::parse(v, obj.loc("shipping_address"), &mut errors));
+        let max_price = obj.required("max_price", &mut errors).and_then(|v| {
+            let loc = obj.loc("max_price");
+            let cents = as_int(v, &loc, &mut errors)?;
+            if cents <= 0 {
+                errors.add(&loc, "greater_than", "Input should be greater than 0");
+                None
+            } else if cents > MAX_PRICE_LIMIT {
+                errors.add(
+                    &loc,
+                    "less_than_equal",
+                    format!("Input should be less than or equal to {MAX_PRICE_LIMIT}"),
+                );
+                None
+            } else {
+                Some(cents)
+            }
+        });
+        let idempotency_key = obj
+            .optional_str("idempotency_key", &mut errors)
+            .and_then(|key| {
+                non_blank(
+                    key,
+                    MAX_IDEMPOTENCY_KEY_LEN,
+                    &obj.loc("idempotency_key"),
+                    &mut errors,
+                )
+            });
+        let retailer_credentials_id = obj
+            .optional_str("retailer_credentials_id", &mut errors)
+            .and_then(|id| {
+                non_blank(
+                    id,
+                    MAX_SHORT_TEXT_LEN,
+                    &obj.loc("retailer_credentials_id"),
+                    &mut errors,
+                )
+            });
+        let po_number = obj
+            .optional_str("po_number", &mut errors)
+            .and_then(|po| non_blank(po, MAX_SHORT_TEXT_LEN, &obj.loc("po_number"), &mut errors));
+        let metadata = match obj.optional("metadata") {
+            None => Some(Map::new()),
+            Some(v) => parse_metadata(v, obj.loc("metadata"), &mut errors),
+        };
+
+        errors.finish(|| NewOrder {
+            products: products.unwrap_or_default(),
+            shipping_address: shipping_address.expect("checked by errors"),
+            max_price: max_price.unwrap_or_default(),
+            idempotency_key,
+            retailer_credentials_id,
+            metadata: metadata.unwrap_or_default(),
+            po_number,
+        })
+    }
+
+    /// A digest of the normalised request: equal for requests that mean the same order,
+    /// whatever their key order, whitespace or ignored fields.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        Sha256::digest(&canonical).to_vec()
+    }
+}
+
+fn parse_products(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Vec<NewProduct>> {
+    let items = as_array(value, &loc, errors)?;
+    if items.is_empty() {
+        errors.add(
+            &loc,
+            "too_short",
+            "List should have at least 1 item after validation, not 0",
+        );
+        return None;
+    }
+    if items.len() > MAX_PRODUCTS {
+        errors.add(
+            &loc,
+            "too_long",
+            format!(
+                "List should have at most {MAX_PRODUCTS} items after validation, not {}",
+                items.len()
+            ),
+        );
+        return None;
+    }
+    let parsed: Vec<Option<NewProduct>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_product(item, loc.at(i), errors))
+        .collect();
+    parsed.into_iter().collect()
+}
+
+fn parse_product(value: &Value, loc: Loc, errors: &mut Errors) -> Option<NewProduct> {
+    let obj = Object::new(value, loc, errors)?;
+    let url = obj
+        .required_str("url", errors)
+        .and_then(|url| parse_url(url, obj.loc("url"), errors));
+    let quantity = match obj.optional("quantity") {
+        None => Some(1),
+        Some(v) => int_in_range(v, 1, MAX_QUANTITY, &obj.loc("quantity"), errors),
+    };
+    let variant = match obj.optional("variant") {
+        None => Some(None),
+        Some(v) => parse_variants(v, obj.loc("variant"), errors).map(Some),
+    };
+    Some(NewProduct {
+        url: url?,
+        quantity: quantity? as i32,
+        variant: variant?,
+    })
+}
+
+fn parse_url(text: &str, loc: Loc, errors: &mut Errors) -> Option<String> {
+    let text = text.trim();
+    if text.len() > MAX_URL_LEN {
+        errors.add(
+            &loc,
+            "string_too_long",
+            format!("String should have at most {MAX_URL_LEN} characters"),
+        );
+        return None;
+    }
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+            Some(url.to_string())
+        }
+        Ok(_) => {
+            errors.add(&loc, "url_scheme", "URL scheme should be 'http' or 'https'");
+            None
+        }
+        Err(e) => {
+            errors.add(
+                &loc,
+                "url_parsing",
+                format!("Input should be a valid URL, {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_variants(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Vec<Variant>> {
+    let items = as_array(value, &loc, errors)?;
+    let parsed: Vec<Option<Variant>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let obj = Object::new(item, loc.at(i), errors)?;
+            let mut field = |name: &str| {
+                let text = obj.required_str(name, errors)?;
+                non_blank(text, MAX_SHORT_TEXT_LEN, &obj.loc(name), errors)
+            };
+            let label = field("label");
+            let value = field("value");
+            Some(Variant {
+                label: label?,
+                value: value?,
+            })
+        })
+        .collect();
+    parsed.into_iter().collect()
+}
+
+fn parse_metadata(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Map<String, Value>> {
+    let Value::Object(map) = value else {
+        errors.add(&loc, "dict_type", "Input should be a valid dictionary");
+        return None;
+    };
+    let size = serde_json::to_vec(map)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_METADATA_BYTES {
+        errors.add(
+            &loc,
+            "too_long",
+            format!("Metadata should be at most {MAX_METADATA_BYTES} bytes of JSON, not {size}"),
+        );
+        return None;
+    }
+    if contains_nul(value) {
+        errors.add(
+            &loc,
+            "string_invalid_character",
+            "Metadata must not contain NUL characters",
+        );
+        return None;
+    }
+    Some(map.clone())
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+/// Request model for creating a new order.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = OrderCreate)]
+pub struct OrderCreateDoc {
+    /// Between 1 and 50 products, all from the same retailer.
+    products: Vec<OrderProductDoc>,
+    shipping_address: Address,
+    /// Maximum price (in cents) allowed for an order before it is finalized.
+    max_price: i64,
+    /// Optional idempotency key to prevent duplicate orders. If not provided, one will be
+    /// generated.
+    #[schema(max_length = 36)]
+    idempotency_key: Option<String>,
+    /// Optional short ID (e.g., 'zn_acct_XXXXXXXX') of specific retailer credentials to use
+    /// for this order. If not provided, credentials will be selected automatically.
+    retailer_credentials_id: Option<String>,
+    /// Optional metadata to attach to the order. Can contain arbitrary key-value pairs.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Map<String, Value>>,
+    /// Optional purchase order number for the order.
+    po_number: Option<String>,
+}
+
+/// Product item for an order.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = OrderProduct)]
+pub struct OrderProductDoc {
+    #[schema(example = "https://www.amazon.com/dp/B07JGBW826")]
+    url: String,
+    #[schema(minimum = 1, maximum = 100, default = 1, required = false)]
+    quantity: i64,
+    /// Product variants to select (e.g., color, size)
+    variant: Option<Vec<Variant>>,
+}

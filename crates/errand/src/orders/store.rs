@@ -1,0 +1,467 @@
+//! Order storage: reads, the batched insert used by the group-commit writer, and
+//! status changes (each written with its order event in one transaction).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sqlx::types::Json;
+use sqlx::{Database, QueryBuilder};
+use uuid::Uuid;
+
+use super::address::Address;
+use super::model::{Order, OrderItem, OrderItemStatus, OrderStatus, Variant, events};
+use crate::auth::Tenant;
+use crate::on_db;
+use crate::storage::{Db, DbId, Timestamp};
+
+/// Rows per multi-row INSERT: keeps every statement under SQLite's 32 766 parameters.
+const ROWS_PER_INSERT: usize = 1000;
+
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    id: DbId,
+    status: String,
+    max_price: i64,
+    attempts: i32,
+    shipping_address: Json<Address>,
+    metadata: Json<Map<String, Value>>,
+    po_number: Option<String>,
+    retailer_credentials_id: Option<String>,
+    created_by: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    id: DbId,
+    order_id: DbId,
+    url: String,
+    quantity: i32,
+    variant: Option<Json<Vec<Variant>>>,
+    status: String,
+    cancellation_reason: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+const ORDER_COLUMNS: &str = "id, status, max_price, attempts, shipping_address, metadata, po_number, \
+     retailer_credentials_id, created_by, created_at, updated_at";
+const ITEM_COLUMNS: &str =
+    "id, order_id, url, quantity, variant, status, cancellation_reason, created_at, updated_at";
+
+fn corrupt(what: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("unknown {what} {value:?} in database").into())
+}
+
+impl ItemRow {
+    fn into_item(self) -> Result<OrderItem, sqlx::Error> {
+        Ok(OrderItem {
+            id: self.id.0,
+            url: self.url,
+            quantity: self.quantity,
+            variant: self.variant.map(|v| v.0),
+            status: OrderItemStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("item status", &self.status))?,
+            cancellation_reason: self.cancellation_reason,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+impl OrderRow {
+    fn into_order(self, items: Vec<OrderItem>) -> Result<Order, sqlx::Error> {
+        Ok(Order {
+            id: self.id.0,
+            status: OrderStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("order status", &self.status))?,
+            max_price: self.max_price,
+            attempts: self.attempts,
+            items,
+            shipping_address: self.shipping_address.0,
+            metadata: self.metadata.0,
+            po_number: self.po_number,
+            retailer_credentials_id: self.retailer_credentials_id,
+            tracking_numbers: vec![],
+            created_by: self.created_by,
+            user_id: None,
+            returns: vec![],
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Attaches items (in position order) to their orders, keeping the orders' order.
+fn assemble(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, sqlx::Error> {
+    let mut by_order: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
+    for item in items {
+        by_order
+            .entry(item.order_id.0)
+            .or_default()
+            .push(item.into_item()?);
+    }
+    rows.into_iter()
+        .map(|row| {
+            let items = by_order.remove(&row.id.0).unwrap_or_default();
+            row.into_order(items)
+        })
+        .collect()
+}
+
+pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Option<Order>, sqlx::Error> {
+    let mut orders = on_db!(db, reader, |pool| {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND account_id = $2 AND livemode = $3"
+        );
+        let rows: Vec<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(DbId(id))
+            .bind(DbId(tenant.account_id))
+            .bind(tenant.livemode)
+            .fetch_all(pool)
+            .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let sql =
+            format!("SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = $1 ORDER BY position");
+        let items: Vec<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(DbId(id))
+            .fetch_all(pool)
+            .await?;
+        assemble(rows, items)?
+    });
+    Ok(orders.pop())
+}
+
+/// Filters of `GET /orders`, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub limit: i64,
+    pub offset: i64,
+    pub status: Option<OrderStatus>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+    pub search: Option<String>,
+}
+
+/// Appends the WHERE clause shared by the page and the count.
+fn push_list_conditions<DB: Database>(
+    qb: &mut QueryBuilder<DB>,
+    tenant: &Tenant,
+    filter: &ListFilter,
+) where
+    DbId: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    bool: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Timestamp: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(" WHERE account_id = ")
+        .push_bind(DbId(tenant.account_id));
+    qb.push(" AND livemode = ").push_bind(tenant.livemode);
+    if let Some(status) = filter.status {
+        qb.push(" AND status = ")
+            .push_bind(status.as_str().to_string());
+    }
+    if let Some(after) = filter.created_after {
+        qb.push(" AND created_at >= ").push_bind(after);
+    }
+    if let Some(before) = filter.created_before {
+        qb.push(" AND created_at < ").push_bind(before);
+    }
+    if let Some(search) = &filter.search {
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        qb.push(" AND (CAST(id AS TEXT) LIKE ")
+            .push_bind(pattern.clone());
+        qb.push(" ESCAPE '\\' OR lower(po_number) LIKE ")
+            .push_bind(pattern);
+        qb.push(" ESCAPE '\\')");
+    }
+}
+
+/// One page of the tenant's orders, newest first, and how many match in all.
+pub async fn list(
+    db: &Db,
+    tenant: &Tenant,
+    filter: &ListFilter,
+) -> Result<(Vec<Order>, i64), sqlx::Error> {
+    on_db!(db, reader, |pool| {
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM orders");
+        push_list_conditions(&mut count, tenant, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
+
+        let mut page = QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders"));
+        push_list_conditions(&mut page, tenant, filter);
+        page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(filter.limit);
+        page.push(" OFFSET ").push_bind(filter.offset);
+        let rows: Vec<OrderRow> = page.build_query_as().fetch_all(pool).await?;
+        if rows.is_empty() {
+            return Ok((vec![], total));
+        }
+        let mut items = QueryBuilder::new(format!(
+            "SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id IN "
+        ));
+        items.push_tuples(rows.iter().map(|r| r.id), |mut b, id| {
+            b.push_bind(id);
+        });
+        items.push(" ORDER BY order_id, position");
+        let items: Vec<ItemRow> = items.build_query_as().fetch_all(pool).await?;
+        Ok((assemble(rows, items)?, total))
+    })
+}
+
+/// An order ready to insert: built in memory (ids, timestamps) so the response needs no
+/// read-back.
+#[derive(Debug, Clone)]
+pub struct PendingInsert {
+    pub tenant: Tenant,
+    pub order: Order,
+    pub idempotency: Option<IdempotencyClaim>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub fingerprint: Vec<u8>,
+}
+
+/// What an existing idempotency record says.
+#[derive(Debug, Clone)]
+pub struct ExistingClaim {
+    pub fingerprint: Vec<u8>,
+    pub order_id: Uuid,
+}
+
+/// Inserts orders (items and `order.created` events included) inside one transaction,
+/// first claiming their idempotency keys. Returns, for each input in order, `None` when
+/// it was inserted or the claim that already held its key (nothing inserted for it).
+///
+/// Keys repeated within `batch` must have been removed by the caller.
+pub async fn insert_batch(
+    db: &Db,
+    batch: &[PendingInsert],
+) -> Result<Vec<Option<ExistingClaim>>, sqlx::Error> {
+    on_db!(db, writer, |pool| {
+        let mut tx = pool.begin().await?;
+        let mut outcome: Vec<Option<ExistingClaim>> = vec![None; batch.len()];
+
+        let keyed: Vec<(usize, &PendingInsert, &IdempotencyClaim)> = batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.idempotency.as_ref().map(|c| (i, p, c)))
+            .collect();
+        for chunk in keyed.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO idempotency_keys (account_id, livemode, key, request_hash, order_id, created_at) ",
+            );
+            qb.push_values(chunk, |mut b, (_, p, claim)| {
+                b.push_bind(DbId(p.tenant.account_id))
+                    .push_bind(p.tenant.livemode)
+                    .push_bind(claim.key.clone())
+                    .push_bind(claim.fingerprint.clone())
+                    .push_bind(DbId(p.order.id))
+                    .push_bind(p.order.created_at);
+            });
+            qb.push(" ON CONFLICT DO NOTHING RETURNING order_id");
+            let claimed: Vec<DbId> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            let claimed: std::collections::HashSet<Uuid> =
+                claimed.into_iter().map(|id| id.0).collect();
+            for (i, p, claim) in chunk {
+                if claimed.contains(&p.order.id) {
+                    continue;
+                }
+                let row: (Vec<u8>, DbId) = sqlx::query_as(
+                    "SELECT request_hash, order_id FROM idempotency_keys
+                     WHERE account_id = $1 AND livemode = $2 AND key = $3",
+                )
+                .bind(DbId(p.tenant.account_id))
+                .bind(p.tenant.livemode)
+                .bind(&claim.key)
+                .fetch_one(&mut *tx)
+                .await?;
+                outcome[*i] = Some(ExistingClaim {
+                    fingerprint: row.0,
+                    order_id: row.1.0,
+                });
+            }
+        }
+
+        let new: Vec<&PendingInsert> = batch
+            .iter()
+            .zip(&outcome)
+            .filter(|(_, o)| o.is_none())
+            .map(|(p, _)| p)
+            .collect();
+        for chunk in new.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO orders (id, account_id, livemode, status, max_price, attempts, shipping_address, \
+                 metadata, po_number, retailer_credentials_id, created_by, last_event_sequence, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, p| {
+                let o = &p.order;
+                b.push_bind(DbId(o.id))
+                    .push_bind(DbId(p.tenant.account_id))
+                    .push_bind(p.tenant.livemode)
+                    .push_bind(o.status.as_str().to_string())
+                    .push_bind(o.max_price)
+                    .push_bind(o.attempts)
+                    .push_bind(Json(&o.shipping_address))
+                    .push_bind(Json(&o.metadata))
+                    .push_bind(o.po_number.clone())
+                    .push_bind(o.retailer_credentials_id.clone())
+                    .push_bind(o.created_by.clone())
+                    .push_bind(1_i64)
+                    .push_bind(o.created_at)
+                    .push_bind(o.updated_at);
+            });
+            qb.build().execute(&mut *tx).await?;
+
+            let events: Vec<_> = chunk.iter().map(|p| (p, Uuid::now_v7())).collect();
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at) ",
+            );
+            qb.push_values(&events, |mut b, (p, event_id)| {
+                b.push_bind(DbId(*event_id))
+                    .push_bind(DbId(p.order.id))
+                    .push_bind(DbId(p.tenant.account_id))
+                    .push_bind(1_i64)
+                    .push_bind(events::CREATED)
+                    .push_bind(p.order.status.as_str())
+                    .push_bind(Json(serde_json::json!({})))
+                    .push_bind(p.order.created_at);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+
+        let items: Vec<(Uuid, usize, &OrderItem)> = new
+            .iter()
+            .flat_map(|p| {
+                p.order
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(pos, item)| (p.order.id, pos, item))
+            })
+            .collect();
+        for chunk in items.chunks(ROWS_PER_INSERT) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO order_items (id, order_id, position, url, quantity, variant, status, \
+                 cancellation_reason, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, (order_id, pos, item)| {
+                b.push_bind(DbId(item.id))
+                    .push_bind(DbId(*order_id))
+                    .push_bind(*pos as i32)
+                    .push_bind(item.url.clone())
+                    .push_bind(item.quantity)
+                    .push_bind(item.variant.as_ref().map(Json))
+                    .push_bind(item.status.as_str())
+                    .push_bind(item.cancellation_reason.clone())
+                    .push_bind(item.created_at)
+                    .push_bind(item.updated_at);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+
+        tx.commit().await?;
+        Ok(outcome)
+    })
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled,
+    NotFound,
+    NotCancellable(OrderStatus),
+}
+
+/// Cancels a pending order with its items, recording the `order.cancelled` event in the
+/// same transaction.
+pub async fn cancel(db: &Db, tenant: &Tenant, id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
+    let now = Timestamp::now();
+    on_db!(db, writer, |pool| {
+        let mut tx = pool.begin().await?;
+        let sequence: Option<i64> = sqlx::query_scalar(
+            "UPDATE orders SET status = $1, updated_at = $2, last_event_sequence = last_event_sequence + 1
+             WHERE id = $3 AND account_id = $4 AND livemode = $5 AND status = $6
+             RETURNING last_event_sequence",
+        )
+        .bind(OrderStatus::Cancelled.as_str())
+        .bind(now)
+        .bind(DbId(id))
+        .bind(DbId(tenant.account_id))
+        .bind(tenant.livemode)
+        .bind(OrderStatus::Pending.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(sequence) = sequence else {
+            let status: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM orders WHERE id = $1 AND account_id = $2 AND livemode = $3",
+            )
+            .bind(DbId(id))
+            .bind(DbId(tenant.account_id))
+            .bind(tenant.livemode)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return match status {
+                None => Ok(CancelOutcome::NotFound),
+                Some(s) => Ok(CancelOutcome::NotCancellable(
+                    OrderStatus::parse(&s).ok_or_else(|| corrupt("order status", &s))?,
+                )),
+            };
+        };
+        sqlx::query(
+            "UPDATE order_items SET status = $1, cancellation_reason = $2, updated_at = $3 WHERE order_id = $4",
+        )
+        .bind(OrderItemStatus::Cancelled.as_str())
+        .bind("Cancelled at the customer's request")
+        .bind(now)
+        .bind(DbId(id))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(DbId(Uuid::now_v7()))
+        .bind(DbId(id))
+        .bind(DbId(tenant.account_id))
+        .bind(sequence)
+        .bind(events::CANCELLED)
+        .bind(OrderStatus::Cancelled.as_str())
+        .bind(Json(serde_json::json!({"reason": "cancelled_by_customer"})))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
+    })
+}
+
+/// Deletes idempotency records older than `before`; returns how many.
+pub async fn prune_idempotency_keys(db: &Db, before: Timestamp) -> Result<u64, sqlx::Error> {
+    on_db!(db, writer, |pool| {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+    })
+}
+
+/// The events recorded for an order, oldest first: `(sequence, event, status)`.
+pub async fn events(db: &Db, order_id: Uuid) -> Result<Vec<(i64, String, String)>, sqlx::Error> {
+    on_db!(db, reader, |pool| {
+        sqlx::query_as("SELECT sequence, event, status FROM order_events WHERE order_id = $1 ORDER BY sequence")
+            .bind(DbId(order_id))
+            .fetch_all(pool)
+            .await
+    })
+}

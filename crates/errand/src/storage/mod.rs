@@ -1,0 +1,205 @@
+//! The database: SQLite (embedded default, one node) or PostgreSQL (many nodes).
+//!
+//! Both backends run the same query text (`$1` placeholders work on both); where a
+//! function needs a pool it uses [`on_db!`], which expands the body once per backend so
+//! each is type-checked against its own driver.
+
+mod types;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use types::{DbId, Timestamp};
+
+/// How durable SQLite commits are. `full` survives power loss; `normal` can lose the last
+/// commits on power loss (never on a process crash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteDurability {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Connections to PostgreSQL, or reader connections to SQLite.
+    pub pool_size: u32,
+    pub sqlite_durability: SqliteDurability,
+}
+
+/// SQLite allows one writer at a time; giving writes a single connection of their own
+/// queues them in the process instead of in SQLite's busy handler (which sleeps), and
+/// lets readers proceed in parallel under WAL.
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgPool),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Runs `$body` with `$pool` bound to the pool for the given access (`reader` or
+/// `writer`) of whichever backend `$db` is.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, reader, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.reader;
+                $body
+            }
+            $crate::storage::Db::Postgres(postgres) => {
+                let $pool = postgres;
+                $body
+            }
+        }
+    };
+    ($db:expr, writer, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::storage::Db::Sqlite(sqlite) => {
+                let $pool = &sqlite.writer;
+                $body
+            }
+            $crate::storage::Db::Postgres(postgres) => {
+                let $pool = postgres;
+                $body
+            }
+        }
+    };
+}
+
+impl Db {
+    /// Opens the database named by the URL, creating an SQLite file (and its directory)
+    /// if it does not exist yet. Does not migrate.
+    pub async fn connect(options: &DbOptions) -> anyhow::Result<Db> {
+        let url = options.url.as_str();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)
+                .context("ERRAND_DATABASE_URL is not a valid PostgreSQL URL")?
+                .application_name("errand")
+                .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+            let pool = PgPoolOptions::new()
+                .max_connections(options.pool_size.max(2))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(connect)
+                .await
+                .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
+            Ok(Db::Postgres(pool))
+        } else if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            Self::open_sqlite(Path::new(path), options).await
+        } else {
+            anyhow::bail!(
+                "database URL must start with sqlite:// or postgres:// (got {})",
+                redact_url(url)
+            )
+        }
+    }
+
+    async fn open_sqlite(path: &Path, options: &DbOptions) -> anyhow::Result<Db> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+        }
+        let synchronous = match options.sqlite_durability {
+            SqliteDurability::Full => SqliteSynchronous::Full,
+            SqliteDurability::Normal => SqliteSynchronous::Normal,
+        };
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10))
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.pool_size.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(base)
+            .await
+            .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
+        Ok(Db::Sqlite(SqliteDb { writer, reader }))
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(s) => SQLITE_MIGRATIONS.run(&s.writer).await,
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await,
+        }
+        .context("applying database migrations failed")
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        on_db!(self, reader, |pool| sqlx::query("SELECT 1")
+            .execute(pool)
+            .await
+            .map(|_| ()))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Sqlite(_) => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(s) => {
+                s.reader.close().await;
+                s.writer.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:****@h:5432/db"
+        );
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}
