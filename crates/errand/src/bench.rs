@@ -287,10 +287,10 @@ impl Target {
     async fn wait_healthy(&self) -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

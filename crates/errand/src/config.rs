@@ -81,8 +81,8 @@ impl Settings {
             Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
             _ => vec![],
         };
-        let env =
-            Env::prefixed("ERRAND_").filter(move |key| known.iter().any(|k| key.as_str() == k));
+        let env = Env::prefixed("ERRAND_")
+            .filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
         let figment = figment.merge(env);
         let settings: Settings = figment
             .extract()

@@ -52,7 +52,7 @@ impl Loc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[schema(as = ValidationError)]
 pub struct FieldError {
-    #[schema(value_type = Vec<LocItem>)]
+    #[schema(value_type = Vec<LocItem>, inline)]
     pub loc: Vec<LocPart>,
     pub msg: String,
     #[serde(rename = "type")]
@@ -60,9 +60,11 @@ pub struct FieldError {
     pub kind: &'static str,
 }
 
-/// Documentation-only: a location element is a string or an integer.
+// Documentation-only: [`LocPart`]'s schema, inlined into `ValidationError.loc`.
+/// An element of an error location: an object key (string) or an array index (integer).
 #[derive(ToSchema)]
 #[allow(dead_code)]
+#[serde(untagged)]
 #[schema(as = LocItem)]
 pub enum LocItem {
     Key(String),

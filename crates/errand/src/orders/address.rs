@@ -88,14 +88,14 @@ impl Address {
                     "State should be a two-letter USPS state or territory code such as 'CA'",
                 ),
             }
-            if let Some(zip) = &postal_code {
-                if !is_us_zip(zip) {
-                    errors.add(
-                        &obj.loc("postal_code"),
-                        "invalid_postal_code",
-                        "Postal code should be a US ZIP code: 5 digits or ZIP+4 (12345-6789)",
-                    );
-                }
+            if let Some(zip) = &postal_code
+                && !is_us_zip(zip)
+            {
+                errors.add(
+                    &obj.loc("postal_code"),
+                    "invalid_postal_code",
+                    "Postal code should be a US ZIP code: 5 digits or ZIP+4 (12345-6789)",
+                );
             }
         }
         let phone_number = match (&phone, &country) {

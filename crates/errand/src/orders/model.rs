@@ -140,7 +140,11 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     #[schema(value_type = Object)]
     pub shipping_address: Address,
-    #[schema(value_type = Object, required = false, default = json!({}))]
+    #[schema(
+        value_type = std::collections::HashMap<String, serde_json::Value>,
+        required = false,
+        default = json!({})
+    )]
     pub metadata: Map<String, Value>,
     #[schema(required = false)]
     pub po_number: Option<String>,

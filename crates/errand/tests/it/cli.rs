@@ -1,0 +1,180 @@
+//! The `errand` binary: first run, key management, configuration errors, shutdown.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// `errand` run in `dir` with its data in `dir/data` (set through the environment).
+fn errand(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
+    cmd.env("ERRAND_DATA_DIR", dir.join("data"))
+        .env_remove("ERRAND_DATABASE_URL")
+        .env_remove("ERRAND_LISTEN")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = errand(data_dir)
+        .args(args)
+        .output()
+        .await
+        .expect("run errand");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, live, _) = run(dir.path(), &["keys", "create", "--name", "alice"]).await;
+    assert!(ok);
+    let live = live.trim().to_string();
+    assert!(live.starts_with("er_live_") && live.len() == 40, "{live}");
+    assert!(
+        dir.path().join("data/errand.db").exists(),
+        "ERRAND_DATA_DIR is honoured"
+    );
+    let (ok, test, _) = run(dir.path(), &["keys", "create", "--name", "ci", "--test"]).await;
+    assert!(ok);
+    assert!(test.trim().starts_with("er_test_"));
+
+    let (ok, listed, _) = run(dir.path(), &["keys", "list", "--json"]).await;
+    assert!(ok);
+    assert!(
+        !listed.contains(&live) && !listed.contains(test.trim()),
+        "secrets are never listed"
+    );
+    let keys: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["livemode"], true);
+    assert_eq!(keys[1]["livemode"], false);
+    assert!(live.starts_with(keys[0]["prefix"].as_str().unwrap()));
+
+    let (ok, out, _) = run(
+        dir.path(),
+        &["keys", "revoke", keys[0]["prefix"].as_str().unwrap()],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (_, listed, _) = run(dir.path(), &["keys", "list", "--json"]).await;
+    let keys: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert!(keys[0]["revoked_at"].is_string());
+    assert!(keys[1]["revoked_at"].is_null());
+
+    let (ok, _, err) = run(dir.path(), &["keys", "revoke", "er_live_nope"]).await;
+    assert!(!ok);
+    assert!(err.contains("no API key matches"), "{err}");
+    let (ok, table, _) = run(dir.path(), &["keys", "list"]).await;
+    assert!(ok && table.contains("revoked") && table.contains("active"));
+}
+
+#[tokio::test]
+async fn invalid_configuration_fails_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = errand(dir.path())
+        .arg("serve")
+        .env("ERRAND_LISTEN", "nowhere")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("listen") && err.contains("nowhere"), "{err}");
+
+    std::fs::write(
+        dir.path().join("errand.toml"),
+        "lissten = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    let output = errand(dir.path()).arg("migrate").output().await.unwrap();
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("lissten"), "unknown settings are named: {err}");
+}
+
+/// The README's first command: `errand serve` on a fresh data directory prints a key and
+/// a curl command, and that command creates an order.
+#[tokio::test]
+async fn first_run_prints_a_key_and_a_working_curl_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = errand(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.trim_end().ends_with("}'") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("serve printed its first-run help");
+    let key = printed
+        .split_whitespace()
+        .find(|w| w.starts_with("er_live_"))
+        .expect("a key is printed")
+        .to_string();
+    let curl = &printed[printed.find("curl ").expect("a curl command is printed")..];
+    assert!(curl.contains(&key));
+
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{} -w '\\n%{{http_code}}'", curl.trim()))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (body, code) = stdout.trim().rsplit_once('\n').expect("body and status");
+    assert_eq!(code, "201", "{stdout}");
+    let order: Value = serde_json::from_str(body).unwrap();
+    crate::schema::assert_valid("OrderResponse", &order);
+    assert_eq!(order["status"], "pending");
+
+    // SIGTERM: a clean, graceful exit.
+    let pid = server.id().unwrap().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    // The second start finds the key and creates none.
+    let mut again = errand(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(again.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.contains("listening"), "{first}");
+    let more = tokio::time::timeout(Duration::from_millis(500), lines.next_line()).await;
+    if let Ok(Ok(Some(line))) = more {
+        assert!(!line.contains("er_live_"), "no second key: {line}");
+    }
+    let _ = again.kill().await;
+}

@@ -1,0 +1,108 @@
+//! Cancellation, the order-event log, and durability across restarts.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Moves an order to `status` behind the API's back (as the engine will).
+pub async fn force_status(app: &TestApp, id: &str, status: &str) {
+    let id = errand::storage::DbId(id.parse().unwrap());
+    errand::on_db!(app.db(), writer, |pool| {
+        sqlx::query("UPDATE orders SET status = $1 WHERE id = $2")
+            .bind(status)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+    .unwrap();
+}
+
+async fn cancel(app: &TestApp, id: &str) -> (StatusCode, Value) {
+    json_of(
+        app.post(&format!("/orders/{id}/cancel"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+crate::on_both_databases! {
+    async fn a_pending_order_can_be_cancelled_once(app: TestApp) {
+        let mut body = order_body();
+        body["products"] = json!([{"url": "https://store.example/dp/A"}, {"url": "https://store.example/dp/B"}]);
+        let order = app.created(&body).await;
+        let id = order["id"].as_str().unwrap();
+
+        let (status, body) = cancel(&app, id).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(body, Value::Null, "204 has no body");
+
+        let (_, cancelled) = app.get_order(id).await;
+        crate::schema::assert_valid("OrderResponse", &cancelled);
+        assert_eq!(cancelled["status"], "cancelled");
+        assert!(cancelled["updated_at"].as_str() > order["updated_at"].as_str());
+        for item in cancelled["items"].as_array().unwrap() {
+            assert_eq!(item["status"], "cancelled");
+            assert!(item["cancellation_reason"].is_string());
+        }
+
+        let (status, body) = cancel(&app, id).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(body["error"]["code"], "order_not_cancellable");
+        assert_eq!(body["error"]["details"]["status"], "cancelled");
+
+        // Each status change is an event, numbered per order, in the same transaction.
+        let events = errand::orders::store::events(app.db(), id.parse().unwrap()).await.unwrap();
+        assert_eq!(
+            events,
+            vec![(1, "order.created".to_string(), "pending".to_string()), (2, "order.cancelled".to_string(), "cancelled".to_string())]
+        );
+    }
+
+    async fn only_pending_orders_can_be_cancelled(app: TestApp) {
+        for status in ["in_progress", "order_placed", "order_failed", "cancelled_by_retailer"] {
+            let order = app.created(&order_body()).await;
+            let id = order["id"].as_str().unwrap();
+            force_status(&app, id, status).await;
+            let (code, body) = cancel(&app, id).await;
+            assert_eq!(code, StatusCode::CONFLICT, "{status}");
+            assert_eq!(body["error"]["code"], "order_not_cancellable");
+            let (_, after) = app.get_order(id).await;
+            assert_eq!(after["status"], status, "a refused cancel changes nothing");
+            let events = errand::orders::store::events(app.db(), id.parse().unwrap()).await.unwrap();
+            assert_eq!(events.len(), 1, "no event for a refused cancel");
+        }
+        let (code, body) = cancel(&app, &uuid::Uuid::now_v7().to_string()).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
+        let (code, body) = cancel(&app, "123").await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(error_list(&body), vec![(json!(["path", "order_id"]), "uuid_parsing".to_string())]);
+    }
+
+    async fn orders_keys_and_idempotency_survive_a_restart(app: TestApp) {
+        let mut body = order_body();
+        body["idempotency_key"] = json!("persist-me");
+        let order = app.created(&body).await;
+        let cancelled = app.created(&order_body()).await;
+        let (status, _) = cancel(&app, cancelled["id"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        app.restart().await;
+
+        let (status, fetched) = app.get_order(order["id"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "the key still works and the order is there");
+        assert_eq!(fetched, order);
+        let (_, fetched) = app.get_order(cancelled["id"].as_str().unwrap()).await;
+        assert_eq!(fetched["status"], "cancelled");
+        let replay = app.create_order(&body).await;
+        assert_eq!(replay.headers()["idempotent-replayed"], "true");
+        let replay: Value = replay.json().await.unwrap();
+        assert_eq!(replay["id"], order["id"]);
+        let (_, list) = json_of(app.get("/orders").send().await.unwrap()).await;
+        assert_eq!(list["total"], 2);
+    }
+}

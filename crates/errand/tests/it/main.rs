@@ -1,0 +1,15 @@
+//! Behavioural tests: each starts the real server on 127.0.0.1:0 over a real database,
+//! and most run twice, on SQLite (a temp file) and on PostgreSQL (a fresh database on
+//! the local server, `ERRAND_TEST_POSTGRES_URL`).
+
+mod harness;
+
+mod auth;
+mod cli;
+mod idempotency;
+mod lifecycle;
+mod listing;
+mod openapi;
+mod orders;
+mod schema;
+mod validation;
