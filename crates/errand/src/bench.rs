@@ -249,7 +249,7 @@ impl Target {
         let env = |cmd: &mut Command| {
             cmd.env("ERRAND_DATA_DIR", data_dir.path())
                 .env("ERRAND_LISTEN", format!("127.0.0.1:{port}"))
-                .env("RUST_LOG", "warn")
+                .env_remove("RUST_LOG")
                 .env_remove("ERRAND_DATABASE_URL");
             if let Some((_, url)) = &postgres {
                 cmd.env("ERRAND_DATABASE_URL", url);
@@ -268,7 +268,13 @@ impl Target {
         }
         let key = String::from_utf8(output.stdout)?.trim().to_string();
         let mut serve = Command::new(binary);
-        serve.arg("serve").stdout(Stdio::null()).kill_on_drop(true);
+        // The server logs as in production (level info), into a file like a deployment would.
+        let log = std::fs::File::create(data_dir.path().join("server.log"))?;
+        serve
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
         env(&mut serve);
         let server = serve.spawn().context("cannot start errand serve")?;
         let base = format!("http://127.0.0.1:{port}");

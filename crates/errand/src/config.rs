@@ -22,8 +22,9 @@ pub struct Settings {
     /// `postgres://…` for PostgreSQL; unset means SQLite in `data_dir`
     /// (`ERRAND_DATABASE_URL`).
     pub database_url: Option<String>,
-    /// PostgreSQL connections, or SQLite reader connections.
-    pub database_pool_size: u32,
+    /// PostgreSQL connections (default 16), or SQLite reader connections (default 4:
+    /// each is a thread, and reads are short).
+    pub database_pool_size: Option<u32>,
     /// `full` (default: commits survive power loss) or `normal`.
     pub sqlite_durability: SqliteDurability,
     /// `text` or `json` log lines; the level comes from `RUST_LOG` (default `info`).
@@ -49,7 +50,7 @@ impl Default for Settings {
             listen: "127.0.0.1:8080".into(),
             data_dir: PathBuf::from("errand-data"),
             database_url: None,
-            database_pool_size: 16,
+            database_pool_size: None,
             sqlite_durability: SqliteDurability::Full,
             log_format: LogFormat::Text,
             shutdown_grace_seconds: 30,
@@ -98,7 +99,10 @@ impl Settings {
                 self.listen
             )
         })?;
-        if !(1..=1000).contains(&self.database_pool_size) {
+        if self
+            .database_pool_size
+            .is_some_and(|n| !(1..=1000).contains(&n))
+        {
             bail!("invalid configuration: database_pool_size must be between 1 and 1000");
         }
         if self.idempotency_retention_hours < 24 {
@@ -120,9 +124,10 @@ impl Settings {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("errand.db").display()),
         };
+        let default_pool = if url.starts_with("sqlite:") { 4 } else { 16 };
         DbOptions {
+            pool_size: self.database_pool_size.unwrap_or(default_pool),
             url,
-            pool_size: self.database_pool_size,
             sqlite_durability: self.sqlite_durability,
         }
     }

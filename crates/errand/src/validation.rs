@@ -105,6 +105,15 @@ impl Errors {
         }
     }
 
+    /// The collected errors as a 422 body, for a parser that failed. Every parser records
+    /// an error before giving up; should one not, the body still says the input is bad.
+    pub fn into_rejection(self) -> ValidationErrors {
+        if self.0.is_empty() {
+            return ValidationErrors::single(&Loc::body(), "value_error", "Input is invalid");
+        }
+        ValidationErrors { detail: self.0 }
+    }
+
     pub fn into_result(self) -> Result<(), ValidationErrors> {
         self.finish(|| ())
     }

@@ -94,9 +94,10 @@ pub async fn create(
     let Some(existing) = writer.insert(insert.clone()).await? else {
         return Ok(Created::New(insert.order));
     };
-    let claim = idempotency.expect("only keyed inserts find an existing claim");
-    if existing.fingerprint != claim.fingerprint {
-        return Err(OrderError::IdempotencyConflict(claim.key));
+    match idempotency {
+        Some(claim) if claim.fingerprint == existing.fingerprint => {}
+        Some(claim) => return Err(OrderError::IdempotencyConflict(claim.key)),
+        None => return Err(OrderError::NotFound),
     }
     let order = store::get(db, tenant, existing.order_id)
         .await?

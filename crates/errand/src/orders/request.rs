@@ -104,15 +104,22 @@ impl NewOrder {
             Some(v) => parse_metadata(v, obj.loc("metadata"), &mut errors),
         };
 
-        errors.finish(|| NewOrder {
-            products: products.unwrap_or_default(),
-            shipping_address: shipping_address.expect("checked by errors"),
-            max_price: max_price.unwrap_or_default(),
-            idempotency_key,
-            retailer_credentials_id,
-            metadata: metadata.unwrap_or_default(),
-            po_number,
-        })
+        match (products, shipping_address, max_price, metadata) {
+            (Some(products), Some(shipping_address), Some(max_price), Some(metadata))
+                if errors.is_empty() =>
+            {
+                Ok(NewOrder {
+                    products,
+                    shipping_address,
+                    max_price,
+                    idempotency_key,
+                    retailer_credentials_id,
+                    metadata,
+                    po_number,
+                })
+            }
+            _ => Err(errors.into_rejection()),
+        }
     }
 
     /// A digest of the normalised request: equal for requests that mean the same order,

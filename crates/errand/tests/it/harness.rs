@@ -94,7 +94,7 @@ impl TestApp {
             listen: "127.0.0.1:0".into(),
             data_dir: data_dir.path().to_path_buf(),
             database_url,
-            database_pool_size: 4,
+            database_pool_size: Some(4),
             shutdown_grace_seconds: 5,
             ..Settings::default()
         };
