@@ -16,6 +16,25 @@ use time::format_description::well_known::Rfc3339;
 
 const REF_PREFIX: &str = "#/components/schemas/";
 
+/// The contract's schemas that the generated document must reproduce.
+pub const CONTRACT_SCHEMAS: [&str; 15] = [
+    "OrderCreate",
+    "OrderResponse",
+    "OrderProduct",
+    "ProductVariant",
+    "Address",
+    "OrderStatus",
+    "OrderItemStatus",
+    "OrderItemResponse",
+    "TrackingNumberResponse",
+    "ReturnRequestSummary",
+    "ReturnRequestStatus",
+    "ReturnRequestReason",
+    "ReturnRequestItem",
+    "HTTPValidationError",
+    "ValidationError",
+];
+
 /// The fixture's `schemas` object: schema name → JSON Schema.
 pub fn fixture() -> &'static Value {
     static SCHEMAS: OnceLock<Value> = OnceLock::new();
@@ -296,23 +315,7 @@ mod tests {
 
     #[test]
     fn fixture_holds_every_contract_schema() {
-        for name in [
-            "OrderCreate",
-            "OrderResponse",
-            "OrderProduct",
-            "ProductVariant",
-            "Address",
-            "OrderStatus",
-            "OrderItemStatus",
-            "OrderItemResponse",
-            "TrackingNumberResponse",
-            "ReturnRequestSummary",
-            "ReturnRequestStatus",
-            "ReturnRequestReason",
-            "ReturnRequestItem",
-            "HTTPValidationError",
-            "ValidationError",
-        ] {
+        for name in super::CONTRACT_SCHEMAS {
             assert!(fixture().get(name).is_some(), "fixture lacks {name}");
         }
     }
