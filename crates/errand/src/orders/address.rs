@@ -18,16 +18,25 @@ use crate::validation::{Errors, Loc, Object, non_blank};
 /// (e.g., "US", "CA", "GB", "DE").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Address {
+    #[schema(min_length = 1, max_length = 200)]
     pub first_name: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub last_name: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub address_line1: String,
+    #[schema(max_length = 200)]
     pub address_line2: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub city: String,
+    /// Required for US addresses: a USPS state, territory or military code.
+    #[schema(max_length = 200)]
     pub state: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
     pub postal_code: String,
-    /// Normalised to E.164, e.g. `+14155550100`.
+    /// A valid number for `country`; returned in E.164, e.g. `+14155550100`.
+    #[schema(min_length = 1, max_length = 200)]
     pub phone_number: String,
-    #[schema(default = "US", required = false)]
+    #[schema(default = "US", required = false, pattern = "^[A-Za-z]{2}$")]
     pub country: String,
 }
 

@@ -234,7 +234,7 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
                 }
             }
             "offset" => {
-                if let Some(n) = int_in_range(&text, 0, i64::MAX / 2, &loc, &mut errors) {
+                if let Some(n) = int_in_range(&text, 0, i64::MAX, &loc, &mut errors) {
                     filter.offset = n;
                 }
             }

@@ -272,21 +272,25 @@ fn contains_nul(value: &Value) -> bool {
 #[schema(as = OrderCreate)]
 pub struct OrderCreateDoc {
     /// Between 1 and 50 products, all from the same retailer.
+    #[schema(min_items = 1, max_items = 50)]
     products: Vec<OrderProductDoc>,
     shipping_address: Address,
     /// Maximum price (in cents) allowed for an order before it is finalized.
+    #[schema(minimum = 1, maximum = 100_000_000_000_i64)]
     max_price: i64,
     /// Optional idempotency key to prevent duplicate orders. If not provided, one will be
     /// generated.
-    #[schema(max_length = 36)]
+    #[schema(min_length = 1, max_length = 36)]
     idempotency_key: Option<String>,
     /// Optional short ID (e.g., 'zn_acct_XXXXXXXX') of specific retailer credentials to use
     /// for this order. If not provided, credentials will be selected automatically.
+    #[schema(max_length = 100)]
     retailer_credentials_id: Option<String>,
     /// Optional metadata to attach to the order. Can contain arbitrary key-value pairs.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Map<String, Value>>,
     /// Optional purchase order number for the order.
+    #[schema(max_length = 100)]
     po_number: Option<String>,
 }
 
@@ -295,7 +299,8 @@ pub struct OrderCreateDoc {
 #[allow(dead_code)]
 #[schema(as = OrderProduct)]
 pub struct OrderProductDoc {
-    #[schema(example = "https://www.amazon.com/dp/B07JGBW826")]
+    /// An absolute http(s) URL of the product page.
+    #[schema(example = "https://www.amazon.com/dp/B07JGBW826", max_length = 2048)]
     url: String,
     #[schema(minimum = 1, maximum = 100, default = 1, required = false)]
     quantity: i64,

@@ -53,6 +53,8 @@ crate::on_both_databases! {
         assert_eq!(walked, newest_first, "pages cover every order once");
         let page = list(&app, "?offset=10").await;
         assert_eq!((ids(&page).len(), page["total"].as_i64()), (0, Some(5)));
+        let page = list(&app, &format!("?offset={}", i64::MAX)).await;
+        assert_eq!((ids(&page).len(), page["total"].as_i64()), (0, Some(5)));
         assert_eq!(list(&app, "?limit=100").await["orders"].as_array().unwrap().len(), 5);
     }
 
