@@ -105,4 +105,38 @@ crate::on_both_databases! {
         let (_, list) = json_of(app.get("/orders").send().await.unwrap()).await;
         assert_eq!(list["total"], 2);
     }
+
+    async fn orders_acknowledged_during_a_graceful_shutdown_are_all_kept(app: TestApp) {
+        // 40 creations in flight while the server shuts down: those answered 201 must all be
+        // stored, and nothing may be stored without an answer.
+        let requests: Vec<_> = (0..40)
+            .map(|i| {
+                let mut body = order_body();
+                body["po_number"] = json!(format!("SHUTDOWN-{i}"));
+                let request = app.post("/orders").json(&body);
+                tokio::spawn(async move {
+                    let response = request.send().await.ok()?;
+                    if response.status() != StatusCode::CREATED {
+                        return None;
+                    }
+                    let order: Value = response.json().await.ok()?;
+                    order["id"].as_str().map(str::to_string)
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        app.restart().await;
+        let mut acknowledged = Vec::new();
+        for request in requests {
+            if let Some(id) = request.await.unwrap() {
+                acknowledged.push(id);
+            }
+        }
+        for id in &acknowledged {
+            let (status, _) = app.get_order(id).await;
+            assert_eq!(status, StatusCode::OK, "acknowledged order {id} was lost");
+        }
+        let (_, list) = json_of(app.get("/orders?limit=100").send().await.unwrap()).await;
+        assert_eq!(list["total"].as_u64(), Some(acknowledged.len() as u64), "stored orders = acknowledged orders");
+    }
 }
