@@ -43,6 +43,15 @@ enum Command {
     },
     /// Measure POST /orders and GET /orders/{id} throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Run the demo retailer on its own (a storefront to buy from).
+    DemoStore {
+        /// Port to listen on (on 127.0.0.1).
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+        /// Where the store keeps its database.
+        #[arg(long, default_value = "errand-data/demo-store")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -91,8 +100,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Bench(args) = cli.command {
-        return crate::bench::run(args).await;
+    match cli.command {
+        Command::Bench(args) => return crate::bench::run(args).await,
+        Command::DemoStore { port, data } => return demo_store(port, data).await,
+        _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
     init_tracing(settings.log_format);
@@ -119,7 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Bench(_) | Command::DemoStore { .. } => unreachable!("handled above"),
     }
 }
 
@@ -230,6 +241,27 @@ async fn wait_for_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
+}
+
+async fn demo_store(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
+    init_tracing(LogFormat::Text);
+    let options = errand_demo_store::StoreOptions {
+        listen: format!("127.0.0.1:{port}"),
+        data_dir,
+        admin_token: None,
+    };
+    let store = errand_demo_store::start(options).await?;
+    println!(
+        "Errand demo store is open at {} (JSON API under /api)",
+        store.base_url()
+    );
+    println!(
+        "Sign in as {} / {}",
+        errand_demo_store::DEMO_EMAIL,
+        errand_demo_store::DEMO_PASSWORD
+    );
+    wait_for_signal().await;
+    store.stop().await
 }
 
 async fn run_keys(db: &Db, command: KeysCommand) -> anyhow::Result<()> {

@@ -1,0 +1,674 @@
+//! The store's JSON API (`/api/…`): catalogue, sign-in, cart, checkout, order history,
+//! and admin endpoints for tests (ground truth, reset, accounts).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::catalogue::{Catalogue, Product, VariantError};
+use crate::db::{CartLine, Customer, Db, NewOrder, PlaceError};
+use crate::pricing::{self, Line, PricingError, ShippingMethod};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub admin_token: Arc<String>,
+}
+
+/// An error a real store's API would give: a status, a stable code and a message.
+#[derive(Debug)]
+pub struct StoreError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+}
+
+impl StoreError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        StoreError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+    fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        tracing::error!(error = %e, "store database error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong on our side",
+        )
+    }
+}
+
+impl IntoResponse for StoreError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, StoreError>;
+
+/// JSON bodies whose rejection is a store error rather than axum's plain text.
+pub struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = StoreError;
+    async fn from_request(req: axum::extract::Request, state: &S) -> ApiResult<Self> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body(v))
+            .map_err(|e| StoreError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    value.strip_prefix("Bearer ").map(str::trim)
+}
+
+impl FromRequestParts<AppState> for Customer {
+    type Rejection = StoreError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let token = bearer(parts).ok_or_else(|| {
+            StoreError::new(
+                StatusCode::UNAUTHORIZED,
+                "sign_in_required",
+                "Sign in to continue",
+            )
+        })?;
+        state.db.customer_for_token(token).await?.ok_or_else(|| {
+            StoreError::new(
+                StatusCode::UNAUTHORIZED,
+                "sign_in_required",
+                "Your session has expired; sign in again",
+            )
+        })
+    }
+}
+
+/// Proof that the request carries the store's admin token.
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = StoreError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        match bearer(parts) {
+            Some(token) if token == state.admin_token.as_str() => Ok(Admin),
+            _ => Err(StoreError::new(
+                StatusCode::UNAUTHORIZED,
+                "admin_token_required",
+                "This endpoint needs the admin token",
+            )),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/categories", get(categories))
+        .route("/api/products", get(products))
+        .route("/api/products/{id}", get(product))
+        .route("/api/session", post(sign_in))
+        .route("/api/cart", get(cart).delete(clear_cart))
+        .route("/api/cart/items", post(add_to_cart))
+        .route("/api/checkout/quote", post(quote))
+        .route("/api/checkout/place", post(place))
+        .route("/api/orders", get(order_history))
+        .route("/api/orders/{id}", get(order))
+        .route("/api/admin/orders", get(admin_orders))
+        .route("/api/admin/reset", post(admin_reset))
+        .route("/api/admin/customers", post(admin_create_customer))
+        .route(
+            "/api/admin/stock/{sku}",
+            axum::routing::put(admin_set_stock),
+        )
+}
+
+async fn categories() -> Json<Value> {
+    Json(json!({ "categories": Catalogue::get().categories }))
+}
+
+#[derive(Deserialize)]
+struct ProductQuery {
+    q: Option<String>,
+    category: Option<String>,
+}
+
+fn summary(p: &Product) -> Value {
+    let price = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
+    json!({"id": p.id, "title": p.title, "brand": p.brand, "category": p.category, "price_from": price,
+           "url": format!("/dp/{}", p.id), "has_variants": !p.dimensions.is_empty()})
+}
+
+async fn products(Query(q): Query<ProductQuery>) -> Json<Value> {
+    let catalogue = Catalogue::get();
+    let found: Vec<Value> = catalogue
+        .search(q.q.as_deref().unwrap_or(""))
+        .into_iter()
+        .filter(|p| q.category.as_deref().is_none_or(|c| p.category == c))
+        .map(summary)
+        .collect();
+    Json(json!({ "products": found }))
+}
+
+async fn product(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let p = Catalogue::get().product(&id).ok_or_else(|| {
+        StoreError::new(
+            StatusCode::NOT_FOUND,
+            "product_not_found",
+            format!("No product {id}"),
+        )
+    })?;
+    let mut variants = Vec::with_capacity(p.variants.len());
+    for v in &p.variants {
+        let stock = state.db.stock(&v.sku).await?;
+        variants.push(json!({"sku": v.sku, "options": v.options, "price": v.price_cents, "in_stock": stock > 0, "stock": stock}));
+    }
+    let mut body = serde_json::to_value(p).unwrap_or_default();
+    body["variants"] = Value::Array(variants);
+    body["currency"] = json!(pricing::CURRENCY);
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    email: String,
+    password: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    Body(creds): Body<SignIn>,
+) -> ApiResult<Json<Value>> {
+    match state.db.sign_in(&creds.email, &creds.password).await? {
+        Some((token, customer)) => Ok(Json(json!({"token": token, "customer": customer}))),
+        None => Err(StoreError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "Wrong e-mail or password",
+        )),
+    }
+}
+
+/// Cart lines priced from the catalogue.
+fn price_lines(cart: &[CartLine]) -> Vec<(Line, &'static Product)> {
+    let catalogue = Catalogue::get();
+    cart.iter()
+        .filter_map(|c| {
+            let product = catalogue.product(&c.product_id)?;
+            let variant = product.variants.iter().find(|v| v.sku == c.sku)?;
+            let offer = product.offer(Some(&c.offer_id))?;
+            let unit = variant.price_cents + offer.price_delta_cents;
+            Some((
+                Line {
+                    product_id: product.id.clone(),
+                    sku: c.sku.clone(),
+                    offer_id: offer.offer_id.clone(),
+                    title: product.title.clone(),
+                    quantity: c.quantity,
+                    unit_price: unit,
+                    line_total: unit * c.quantity,
+                    handling_days: offer.handling_days,
+                },
+                product,
+            ))
+        })
+        .collect()
+}
+
+async fn cart(State(state): State<AppState>, customer: Customer) -> ApiResult<Json<Value>> {
+    let lines: Vec<Line> = price_lines(&state.db.cart(customer.id).await?)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    let subtotal: i64 = lines.iter().map(|l| l.line_total).sum();
+    Ok(Json(
+        json!({"lines": lines, "subtotal": subtotal, "currency": pricing::CURRENCY}),
+    ))
+}
+
+async fn clear_cart(State(state): State<AppState>, customer: Customer) -> ApiResult<StatusCode> {
+    state.db.cart_clear(customer.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct VariantChoice {
+    label: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct AddToCart {
+    product_id: String,
+    #[serde(default = "one")]
+    quantity: i64,
+    #[serde(default)]
+    variant: Vec<VariantChoice>,
+    offer_id: Option<String>,
+}
+
+fn one() -> i64 {
+    1
+}
+
+async fn add_to_cart(
+    State(state): State<AppState>,
+    customer: Customer,
+    Body(add): Body<AddToCart>,
+) -> ApiResult<Json<Value>> {
+    let product = Catalogue::get().product(&add.product_id).ok_or_else(|| {
+        StoreError::new(
+            StatusCode::NOT_FOUND,
+            "product_not_found",
+            format!("No product {}", add.product_id),
+        )
+    })?;
+    if add.quantity < 1 {
+        return Err(StoreError::unprocessable(
+            "invalid_quantity",
+            "Quantity must be at least 1",
+        ));
+    }
+    let choice: Vec<(String, String)> = add
+        .variant
+        .into_iter()
+        .map(|v| (v.label, v.value))
+        .collect();
+    let variant = product.variant(&choice).map_err(|e| match e {
+        VariantError::Insufficient(missing) => StoreError {
+            details: Some(json!({ "missing": missing })),
+            ..StoreError::unprocessable(
+                "insufficient_variants",
+                format!("Choose a {} first", missing.join(" and ")),
+            )
+        },
+        VariantError::Invalid(message) => StoreError::unprocessable("invalid_variant", message),
+    })?;
+    let offer = product.offer(add.offer_id.as_deref()).ok_or_else(|| {
+        StoreError::unprocessable("invalid_offer", "No such offer for this product")
+    })?;
+    let cart = state.db.cart(customer.id).await?;
+    let in_cart: i64 = cart
+        .iter()
+        .filter(|l| l.product_id == product.id)
+        .map(|l| l.quantity)
+        .sum();
+    if in_cart + add.quantity > product.purchase_limit {
+        return Err(StoreError::unprocessable(
+            "purchase_limit_exceeded",
+            format!(
+                "You can buy at most {} of this item per order",
+                product.purchase_limit
+            ),
+        ));
+    }
+    let same_sku: i64 = cart
+        .iter()
+        .filter(|l| l.sku == variant.sku)
+        .map(|l| l.quantity)
+        .sum();
+    let stock = state.db.stock(&variant.sku).await?;
+    if same_sku + add.quantity > stock {
+        return Err(StoreError {
+            details: Some(json!({ "available": stock })),
+            ..StoreError::new(
+                StatusCode::CONFLICT,
+                "out_of_stock",
+                format!("Only {stock} left in stock"),
+            )
+        });
+    }
+    let line = CartLine {
+        product_id: product.id.clone(),
+        sku: variant.sku.clone(),
+        offer_id: offer.offer_id.clone(),
+        quantity: add.quantity,
+    };
+    let quantity = state.db.cart_add(customer.id, &line).await?;
+    Ok(Json(
+        json!({"sku": line.sku, "offer_id": line.offer_id, "quantity": quantity}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Checkout {
+    shipping_address: Value,
+    #[serde(default = "standard")]
+    shipping_method: ShippingMethod,
+    promo_code: Option<String>,
+    gift_message: Option<String>,
+    buyer_reference: Option<String>,
+    /// When given, placing fails with `price_changed` unless the total still equals it.
+    expected_total: Option<i64>,
+}
+
+fn standard() -> ShippingMethod {
+    ShippingMethod::Standard
+}
+
+const US_STATES: &[&str] = &[
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN", "IA",
+    "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM",
+    "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA",
+    "WV", "WI", "WY", "AS", "GU", "MP", "PR", "VI", "FM", "MH", "PW", "AA", "AE", "AP",
+];
+
+/// Checks the address the way a store does; returns the state used for tax.
+fn check_address(address: &Value, products: &[&Product]) -> ApiResult<String> {
+    let field = |name: &str| {
+        address
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .unwrap_or("")
+    };
+    for name in [
+        "first_name",
+        "last_name",
+        "address_line1",
+        "city",
+        "postal_code",
+    ] {
+        if field(name).is_empty() {
+            return Err(StoreError {
+                details: Some(json!({ "field": name })),
+                ..StoreError::unprocessable(
+                    "address_invalid",
+                    format!("The address needs a {}", name.replace('_', " ")),
+                )
+            });
+        }
+    }
+    let country = match field("country") {
+        "" => "US".to_string(),
+        c => c.to_ascii_uppercase(),
+    };
+    if country != "US" {
+        if products.iter().all(|p| p.international) {
+            return Ok(String::new());
+        }
+        return Err(StoreError::unprocessable(
+            "shipping_address_refused",
+            format!("We can't ship these items to {country}"),
+        ));
+    }
+    let state = field("state").to_ascii_uppercase();
+    if !US_STATES.contains(&state.as_str()) {
+        return Err(StoreError {
+            details: Some(json!({ "field": "state" })),
+            ..StoreError::unprocessable("address_invalid", "Choose a valid US state")
+        });
+    }
+    let zip = field("postal_code");
+    let zip_ok = zip.len() >= 5
+        && zip.as_bytes()[..5].iter().all(u8::is_ascii_digit)
+        && (zip.len() == 5
+            || (zip.len() == 10
+                && zip.as_bytes()[5] == b'-'
+                && zip.as_bytes()[6..].iter().all(u8::is_ascii_digit)));
+    if !zip_ok {
+        return Err(StoreError {
+            details: Some(json!({ "field": "postal_code" })),
+            ..StoreError::unprocessable("address_invalid", "Enter a valid ZIP code")
+        });
+    }
+    Ok(state)
+}
+
+/// The priced checkout for the customer's current cart.
+async fn checkout_quote(
+    state: &AppState,
+    customer: &Customer,
+    checkout: &Checkout,
+) -> ApiResult<(Vec<Line>, pricing::Totals, String)> {
+    let cart = state.db.cart(customer.id).await?;
+    let priced = price_lines(&cart);
+    let products: Vec<&Product> = priced.iter().map(|(_, p)| *p).collect();
+    let tax_state = check_address(&checkout.shipping_address, &products)?;
+    if let Some(message) = &checkout.gift_message
+        && message.chars().count() > 240
+    {
+        return Err(StoreError::unprocessable(
+            "gift_message_too_long",
+            "Gift messages are limited to 240 characters",
+        ));
+    }
+    if checkout
+        .buyer_reference
+        .as_deref()
+        .is_some_and(|r| r.chars().count() > 100)
+    {
+        return Err(StoreError::unprocessable(
+            "buyer_reference_too_long",
+            "References are limited to 100 characters",
+        ));
+    }
+    let lines: Vec<Line> = priced.into_iter().map(|(l, _)| l).collect();
+    let totals = pricing::price(
+        &lines,
+        &tax_state,
+        checkout.shipping_method,
+        checkout.promo_code.as_deref(),
+    )
+    .map_err(|e| match e {
+        PricingError::EmptyCart => StoreError::unprocessable("cart_empty", e.to_string()),
+        PricingError::InvalidPromo(_) => {
+            StoreError::unprocessable("invalid_promo_code", e.to_string())
+        }
+        PricingError::PromoNotApplicable(_) => {
+            StoreError::unprocessable("promo_not_applicable", e.to_string())
+        }
+    })?;
+    Ok((lines, totals, tax_state))
+}
+
+async fn quote(
+    State(state): State<AppState>,
+    customer: Customer,
+    Body(checkout): Body<Checkout>,
+) -> ApiResult<Json<Value>> {
+    let (lines, totals, tax_state) = checkout_quote(&state, &customer, &checkout).await?;
+    let subtotal = totals.subtotal;
+    let handling = lines.iter().map(|l| l.handling_days).max().unwrap_or(0);
+    let methods: Vec<Value> = ShippingMethod::ALL
+        .iter()
+        .map(|m| json!({"method": m, "price": m.price(subtotal), "delivery_days": handling + m.transit_days()}))
+        .collect();
+    Ok(Json(
+        json!({"lines": lines, "totals": totals, "tax_state": tax_state, "shipping_methods": methods}),
+    ))
+}
+
+async fn place(
+    State(state): State<AppState>,
+    customer: Customer,
+    Body(checkout): Body<Checkout>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (lines, totals, _) = checkout_quote(&state, &customer, &checkout).await?;
+    if let Some(expected) = checkout.expected_total
+        && expected != totals.total
+    {
+        return Err(StoreError {
+            details: Some(json!({ "totals": totals })),
+            ..StoreError::new(
+                StatusCode::CONFLICT,
+                "price_changed",
+                "The total changed; review the order again",
+            )
+        });
+    }
+    let new = NewOrder {
+        customer_id: customer.id,
+        buyer_reference: checkout
+            .buyer_reference
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty()),
+        shipping_method: checkout.shipping_method,
+        shipping_address: &checkout.shipping_address,
+        gift_message: checkout.gift_message.as_deref(),
+        promo_code: checkout.promo_code.as_deref(),
+    };
+    let id = state
+        .db
+        .place(&new, &lines, &totals)
+        .await
+        .map_err(|e| match e {
+            PlaceError::OutOfStock(sku) => StoreError::new(
+                StatusCode::CONFLICT,
+                "out_of_stock",
+                format!("{sku} sold out while you were checking out"),
+            ),
+            PlaceError::Database(e) => e.into(),
+        })?;
+    tracing::info!(order_id = %id, customer = %customer.email, total = totals.total, "order placed");
+    let order = state
+        .db
+        .orders(Some(customer.id), None, Some(&id))
+        .await?
+        .pop();
+    Ok((StatusCode::CREATED, Json(json!({ "order": order }))))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    reference: Option<String>,
+}
+
+async fn order_history(
+    State(state): State<AppState>,
+    customer: Customer,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
+    let orders = state
+        .db
+        .orders(Some(customer.id), q.reference.as_deref(), None)
+        .await?;
+    Ok(Json(json!({ "orders": orders })))
+}
+
+async fn order(
+    State(state): State<AppState>,
+    customer: Customer,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    match state
+        .db
+        .orders(Some(customer.id), None, Some(&id))
+        .await?
+        .pop()
+    {
+        Some(order) => Ok(Json(json!({ "order": order }))),
+        None => Err(StoreError::new(
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+            format!("No order {id}"),
+        )),
+    }
+}
+
+async fn admin_orders(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        json!({ "orders": state.db.orders(None, None, None).await? }),
+    ))
+}
+
+async fn admin_reset(State(state): State<AppState>, _: Admin) -> ApiResult<StatusCode> {
+    state.db.reset().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct NewCustomer {
+    email: String,
+    password: String,
+    #[serde(default = "default_card")]
+    card_last4: String,
+    #[serde(default)]
+    gift_balance_cents: i64,
+}
+
+fn default_card() -> String {
+    "4242".into()
+}
+
+async fn admin_create_customer(
+    State(state): State<AppState>,
+    _: Admin,
+    Body(c): Body<NewCustomer>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !c.email.contains('@') || c.password.is_empty() {
+        return Err(StoreError::unprocessable(
+            "invalid_customer",
+            "An e-mail address and a password are required",
+        ));
+    }
+    match state
+        .db
+        .create_customer(&c.email, &c.password, &c.card_last4, c.gift_balance_cents)
+        .await
+    {
+        Ok(id) => Ok((
+            StatusCode::CREATED,
+            Json(json!({"id": id, "email": c.email})),
+        )),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::new(
+            StatusCode::CONFLICT,
+            "customer_exists",
+            "An account with that e-mail exists",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct SetStock {
+    quantity: i64,
+}
+
+async fn admin_set_stock(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(sku): Path<String>,
+    Body(set): Body<SetStock>,
+) -> ApiResult<StatusCode> {
+    if set.quantity < 0 {
+        return Err(StoreError::unprocessable(
+            "invalid_quantity",
+            "Stock cannot be negative",
+        ));
+    }
+    if !state.db.set_stock(&sku, set.quantity).await? {
+        return Err(StoreError::new(
+            StatusCode::NOT_FOUND,
+            "sku_not_found",
+            format!("No SKU {sku}"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

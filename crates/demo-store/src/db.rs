@@ -1,0 +1,432 @@
+//! The store's SQLite database (WAL): one writer connection, so checkouts never meet
+//! SQLite's busy handler, and reader connections beside it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::types::Json;
+
+use crate::catalogue::Catalogue;
+use crate::pricing::{Line, ShippingMethod, Totals};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    pub id: i64,
+    pub email: String,
+    pub card_last4: String,
+    pub gift_balance_cents: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct CartLine {
+    pub product_id: String,
+    pub sku: String,
+    pub offer_id: String,
+    pub quantity: i64,
+}
+
+/// An order as the store keeps it (and as its order history shows it).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredOrder {
+    pub id: String,
+    pub customer_email: String,
+    pub buyer_reference: Option<String>,
+    pub status: String,
+    pub shipping_method: String,
+    pub shipping_address: serde_json::Value,
+    pub gift_message: Option<String>,
+    pub promo_code: Option<String>,
+    pub subtotal: i64,
+    pub shipping: i64,
+    pub tax: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub placed_at: String,
+    pub estimated_delivery: String,
+    pub lines: Vec<Line>,
+}
+
+/// What a placed order needs besides its lines and totals.
+#[derive(Debug, Clone)]
+pub struct NewOrder<'a> {
+    pub customer_id: i64,
+    pub buyer_reference: Option<&'a str>,
+    pub shipping_method: ShippingMethod,
+    pub shipping_address: &'a serde_json::Value,
+    pub gift_message: Option<&'a str>,
+    pub promo_code: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceError {
+    #[error("not enough stock of {0}")]
+    OutOfStock(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn password_hash(salt: &str, password: &str) -> String {
+    hex::encode(Sha256::digest(format!("{salt}:{password}").as_bytes()))
+}
+
+/// A merchant order id in the familiar `112-1234567-1234567` form.
+fn merchant_order_id() -> String {
+    let mut rng = rand::rng();
+    let digits = |n: usize, rng: &mut rand::rngs::ThreadRng| -> String {
+        (0..n)
+            .map(|_| char::from(b'0' + rand::Rng::random_range(rng, 0..10u8)))
+            .collect()
+    };
+    format!("112-{}-{}", digits(7, &mut rng), digits(7, &mut rng))
+}
+
+impl Db {
+    pub async fn open(path: &Path) -> anyhow::Result<Db> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        // NORMAL in WAL mode survives process crashes; only power loss may drop the last
+        // commits, which is fine for a demo store and keeps checkout fast.
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().create_if_missing(true))
+            .await
+            .with_context(|| format!("cannot open the store database {}", path.display()))?;
+        MIGRATIONS
+            .run(&writer)
+            .await
+            .context("migrating the store database")?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let db = Db { writer, reader };
+        db.stock_catalogue().await?;
+        Ok(db)
+    }
+
+    /// Gives every variant its initial stock, once (a restart keeps what was sold).
+    async fn stock_catalogue(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        for product in &Catalogue::get().products {
+            for variant in &product.variants {
+                sqlx::query("INSERT OR IGNORE INTO stock (sku, quantity) VALUES ($1, $2)")
+                    .bind(&variant.sku)
+                    .bind(variant.stock)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    pub async fn create_customer(
+        &self,
+        email: &str,
+        password: &str,
+        card_last4: &str,
+        gift_balance_cents: i64,
+    ) -> Result<i64, sqlx::Error> {
+        let salt = Alphanumeric.sample_string(&mut rand::rng(), 16);
+        let row = sqlx::query(
+            "INSERT INTO customers (email, password_salt, password_hash, card_last4, gift_balance_cents, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(email.trim())
+        .bind(&salt)
+        .bind(password_hash(&salt, password))
+        .bind(card_last4)
+        .bind(gift_balance_cents)
+        .bind(now_rfc3339())
+        .fetch_one(&self.writer)
+        .await?;
+        row.try_get("id")
+    }
+
+    /// A new session token when the credentials are right.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<(String, Customer)>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT id, email, password_salt, password_hash, card_last4, gift_balance_cents FROM customers WHERE email = $1",
+        )
+        .bind(email.trim())
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let salt: String = row.try_get("password_salt")?;
+        let hash: String = row.try_get("password_hash")?;
+        if password_hash(&salt, password) != hash {
+            return Ok(None);
+        }
+        let customer = Customer {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            card_last4: row.try_get("card_last4")?,
+            gift_balance_cents: row.try_get("gift_balance_cents")?,
+        };
+        let token = Alphanumeric.sample_string(&mut rand::rng(), 40);
+        sqlx::query("INSERT INTO sessions (token, customer_id, created_at) VALUES ($1, $2, $3)")
+            .bind(&token)
+            .bind(customer.id)
+            .bind(now_rfc3339())
+            .execute(&self.writer)
+            .await?;
+        Ok(Some((token, customer)))
+    }
+
+    pub async fn customer_for_token(&self, token: &str) -> Result<Option<Customer>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT c.id, c.email, c.card_last4, c.gift_balance_cents
+             FROM sessions s JOIN customers c ON c.id = s.customer_id WHERE s.token = $1",
+        )
+        .bind(token)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|r| {
+            Ok(Customer {
+                id: r.try_get("id")?,
+                email: r.try_get("email")?,
+                card_last4: r.try_get("card_last4")?,
+                gift_balance_cents: r.try_get("gift_balance_cents")?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn stock(&self, sku: &str) -> Result<i64, sqlx::Error> {
+        let quantity: Option<i64> = sqlx::query_scalar("SELECT quantity FROM stock WHERE sku = $1")
+            .bind(sku)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(quantity.unwrap_or(0))
+    }
+
+    /// Sets a SKU's stock; false when there is no such SKU.
+    pub async fn set_stock(&self, sku: &str, quantity: i64) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query("UPDATE stock SET quantity = $1 WHERE sku = $2")
+            .bind(quantity)
+            .bind(sku)
+            .execute(&self.writer)
+            .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    pub async fn cart(&self, customer_id: i64) -> Result<Vec<CartLine>, sqlx::Error> {
+        sqlx::query_as("SELECT product_id, sku, offer_id, quantity FROM cart_lines WHERE customer_id = $1 ORDER BY added_at, sku")
+            .bind(customer_id)
+            .fetch_all(&self.reader)
+            .await
+    }
+
+    /// Adds units to the cart (merging with a line of the same variant and offer);
+    /// returns the line's new quantity.
+    pub async fn cart_add(&self, customer_id: i64, line: &CartLine) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO cart_lines (customer_id, product_id, sku, offer_id, quantity, added_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (customer_id, sku, offer_id) DO UPDATE SET quantity = quantity + excluded.quantity
+             RETURNING quantity",
+        )
+        .bind(customer_id)
+        .bind(&line.product_id)
+        .bind(&line.sku)
+        .bind(&line.offer_id)
+        .bind(line.quantity)
+        .bind(now_rfc3339())
+        .fetch_one(&self.writer)
+        .await
+    }
+
+    pub async fn cart_clear(&self, customer_id: i64) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1")
+            .bind(customer_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Places an order in one transaction: takes the stock (all or nothing), records the
+    /// order and its lines, and empties the cart.
+    pub async fn place(
+        &self,
+        order: &NewOrder<'_>,
+        lines: &[Line],
+        totals: &Totals,
+    ) -> Result<String, PlaceError> {
+        let id = merchant_order_id();
+        let placed = time::OffsetDateTime::now_utc();
+        let mut tx = self.writer.begin().await?;
+        for line in lines {
+            let taken = sqlx::query(
+                "UPDATE stock SET quantity = quantity - $1 WHERE sku = $2 AND quantity >= $1",
+            )
+            .bind(line.quantity)
+            .bind(&line.sku)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() != 1 {
+                return Err(PlaceError::OutOfStock(line.sku.clone()));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO orders (id, customer_id, buyer_reference, status, shipping_method, shipping_address, gift_message,
+                                 promo_code, subtotal, shipping, tax, discount, total, placed_at, estimated_delivery)
+             VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&id)
+        .bind(order.customer_id)
+        .bind(order.buyer_reference)
+        .bind(serde_json::to_value(order.shipping_method).ok().and_then(|v| v.as_str().map(str::to_string)))
+        .bind(Json(order.shipping_address))
+        .bind(order.gift_message)
+        .bind(order.promo_code)
+        .bind(totals.subtotal)
+        .bind(totals.shipping)
+        .bind(totals.tax)
+        .bind(totals.discount)
+        .bind(totals.total)
+        .bind(rfc3339(placed))
+        .bind(rfc3339(placed + time::Duration::days(totals.delivery_days)))
+        .execute(&mut *tx)
+        .await?;
+        for (position, line) in lines.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO order_lines (order_id, position, product_id, sku, offer_id, title, quantity, unit_price, line_total)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&id)
+            .bind(position as i64)
+            .bind(&line.product_id)
+            .bind(&line.sku)
+            .bind(&line.offer_id)
+            .bind(&line.title)
+            .bind(line.quantity)
+            .bind(line.unit_price)
+            .bind(line.line_total)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1")
+            .bind(order.customer_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Orders, newest first: all of them (`customer` None, for the ground-truth view) or
+    /// one customer's, optionally only those with a buyer reference or a merchant order id.
+    pub async fn orders(
+        &self,
+        customer: Option<i64>,
+        reference: Option<&str>,
+        order_id: Option<&str>,
+    ) -> Result<Vec<StoredOrder>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT o.*, c.email FROM orders o JOIN customers c ON c.id = o.customer_id
+             WHERE ($1 IS NULL OR o.customer_id = $1) AND ($2 IS NULL OR o.buyer_reference = $2) AND ($3 IS NULL OR o.id = $3)
+             ORDER BY o.placed_at DESC, o.id",
+        )
+        .bind(customer)
+        .bind(reference)
+        .bind(order_id)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut orders = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: String = r.try_get("id")?;
+            let lines = sqlx::query(
+                "SELECT product_id, sku, offer_id, title, quantity, unit_price, line_total FROM order_lines WHERE order_id = $1 ORDER BY position",
+            )
+            .bind(&id)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|l| {
+                Ok(Line {
+                    product_id: l.try_get("product_id")?,
+                    sku: l.try_get("sku")?,
+                    offer_id: l.try_get("offer_id")?,
+                    title: l.try_get("title")?,
+                    quantity: l.try_get("quantity")?,
+                    unit_price: l.try_get("unit_price")?,
+                    line_total: l.try_get("line_total")?,
+                    handling_days: 0,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let address: Json<serde_json::Value> = r.try_get("shipping_address")?;
+            orders.push(StoredOrder {
+                id,
+                customer_email: r.try_get("email")?,
+                buyer_reference: r.try_get("buyer_reference")?,
+                status: r.try_get("status")?,
+                shipping_method: r.try_get("shipping_method")?,
+                shipping_address: address.0,
+                gift_message: r.try_get("gift_message")?,
+                promo_code: r.try_get("promo_code")?,
+                subtotal: r.try_get("subtotal")?,
+                shipping: r.try_get("shipping")?,
+                tax: r.try_get("tax")?,
+                discount: r.try_get("discount")?,
+                total: r.try_get("total")?,
+                placed_at: r.try_get("placed_at")?,
+                estimated_delivery: r.try_get("estimated_delivery")?,
+                lines,
+            });
+        }
+        Ok(orders)
+    }
+
+    /// Forgets every order, cart and session and restocks the catalogue (tests only).
+    pub async fn reset(&self) -> Result<(), sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        for table in ["order_lines", "orders", "cart_lines", "sessions", "stock"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.stock_catalogue().await
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}

@@ -1,0 +1,477 @@
+//! The store's JSON API, driven over real HTTP against a store on 127.0.0.1:0 with its
+//! own SQLite file.
+
+use errand_demo_store::{DEMO_EMAIL, DEMO_PASSWORD, RunningStore, StoreOptions, start};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "test-admin-token";
+
+struct Store {
+    running: Option<RunningStore>,
+    base: String,
+    client: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Store {
+    async fn open() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let running = start(options(&dir)).await.unwrap();
+        Store {
+            base: running.base_url(),
+            running: Some(running),
+            client: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    async fn restart(&mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+        let running = start(options(&self.dir)).await.unwrap();
+        self.base = running.base_url();
+        self.running = Some(running);
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// Signs in a fresh customer (created through the admin API).
+    async fn customer(&self, email: &str) -> String {
+        let (status, _) = self
+            .post(
+                "/api/admin/customers",
+                Some(ADMIN),
+                json!({"email": email, "password": "pw"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, body) = self
+            .post(
+                "/api/session",
+                None,
+                json!({"email": email, "password": "pw"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    async fn add(&self, token: &str, item: Value) -> (StatusCode, Value) {
+        self.post("/api/cart/items", Some(token), item).await
+    }
+}
+
+fn options(dir: &tempfile::TempDir) -> StoreOptions {
+    StoreOptions {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+    }
+}
+
+fn address(state: &str) -> Value {
+    json!({"first_name": "Ada", "last_name": "Lovelace", "address_line1": "1 Main St", "city": "Austin",
+           "state": state, "postal_code": "78701", "country": "US"})
+}
+
+/// A product without variants, and one with Color × Size.
+const PLAIN: &str = "B0DEMO0005"; // French press, $29.99
+const SHIRT: &str = "B0DEMO0010";
+
+#[tokio::test]
+async fn catalogue_products_offers_and_search() {
+    let store = Store::open().await;
+    let (_, list) = store.get("/api/products", None).await;
+    assert!(list["products"].as_array().unwrap().len() >= 24);
+    let (_, found) = store.get("/api/products?q=cast%20iron", None).await;
+    assert!(found["products"].as_array().unwrap().len() >= 2);
+    let (_, books) = store.get("/api/products?category=books", None).await;
+    assert!(
+        books["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["category"] == "books")
+    );
+
+    let (status, shirt) = store.get(&format!("/api/products/{SHIRT}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shirt["dimensions"].as_array().unwrap().len(), 2);
+    let offers = shirt["offers"].as_array().unwrap();
+    assert!(offers.len() >= 2, "the store and third-party sellers");
+    assert!(offers.iter().any(|o| o["first_party"] == true));
+    assert!(
+        offers
+            .iter()
+            .any(|o| o["offer_id"] == shirt["buy_box_offer_id"])
+    );
+    assert!(
+        shirt["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["stock"].as_i64().unwrap() >= 0)
+    );
+
+    let (status, body) = store.get("/api/products/B0NOPE0000", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("product_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn the_demo_account_signs_in_and_bad_credentials_are_refused() {
+    let store = Store::open().await;
+    let (status, body) = store
+        .post(
+            "/api/session",
+            None,
+            json!({"email": DEMO_EMAIL, "password": DEMO_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["customer"]["card_last4"], "4242");
+    let (status, body) = store
+        .post(
+            "/api/session",
+            None,
+            json!({"email": DEMO_EMAIL, "password": "wrong"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
+    let (status, body) = store.get("/api/cart", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("sign_in_required"))
+    );
+    let (status, _) = store.get("/api/admin/orders", Some("not-the-admin")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn variant_offer_limit_and_stock_rules() {
+    let store = Store::open().await;
+    let token = store.customer("rules@example.com").await;
+    let (_, shirt) = store.get(&format!("/api/products/{SHIRT}"), None).await;
+    let color = shirt["dimensions"][0]["values"][0].as_str().unwrap();
+
+    let (status, body) = store
+        .add(
+            &token,
+            json!({"product_id": SHIRT, "variant": [{"label": "Color", "value": color}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("insufficient_variants")
+        )
+    );
+    assert_eq!(body["error"]["details"]["missing"], json!(["Size"]));
+    let (status, body) = store.add(&token, json!({"product_id": SHIRT, "variant": [{"label": "Color", "value": "Plaid"}, {"label": "Size", "value": "M"}]})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_variant"))
+    );
+    let (status, body) = store
+        .add(&token, json!({"product_id": PLAIN, "offer_id": "nope"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_offer"))
+    );
+
+    let (_, plain) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    let limit = plain["purchase_limit"].as_i64().unwrap();
+    let (status, body) = store
+        .add(&token, json!({"product_id": PLAIN, "quantity": limit + 1}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("purchase_limit_exceeded")
+        )
+    );
+
+    let sku = plain["variants"][0]["sku"].as_str().unwrap();
+    let (status, _) = store
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/stock/{sku}"),
+            Some(ADMIN),
+            Some(json!({"quantity": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = store
+        .add(&token, json!({"product_id": PLAIN, "quantity": 3}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("out_of_stock"))
+    );
+    assert_eq!(body["error"]["details"]["available"], 2);
+
+    let (status, body) = store
+        .add(
+            &token,
+            json!({"product_id": SHIRT, "quantity": 1,
+        "variant": [{"label": "size", "value": "m"}, {"label": "COLOR", "value": color}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = store
+        .add(
+            &token,
+            json!({"product_id": SHIRT, "quantity": 1,
+        "variant": [{"label": "Size", "value": "M"}, {"label": "Color", "value": color}]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["quantity"].as_i64()),
+        (StatusCode::OK, Some(2)),
+        "same variant and offer merge"
+    );
+}
+
+#[tokio::test]
+async fn checkout_prices_add_up_and_placing_takes_stock() {
+    let store = Store::open().await;
+    let token = store.customer("buyer@example.com").await;
+    let (_, plain) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    let stock_before = plain["variants"][0]["stock"].as_i64().unwrap();
+    let unit = plain["variants"][0]["price"].as_i64().unwrap();
+    assert_eq!(
+        store
+            .add(&token, json!({"product_id": PLAIN, "quantity": 2}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    for (state, method, promo) in [
+        ("CA", "standard", None),
+        ("OR", "next_day", Some("SAVE10")),
+        ("TX", "expedited", Some("FREESHIP")),
+    ] {
+        let (status, quote) = store
+            .post("/api/checkout/quote", Some(&token), json!({"shipping_address": address(state), "shipping_method": method, "promo_code": promo}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{quote}");
+        let t = &quote["totals"];
+        let part = |k: &str| t[k].as_i64().unwrap();
+        assert_eq!(part("subtotal"), unit * 2);
+        assert_eq!(
+            part("total"),
+            part("subtotal") + part("shipping") + part("tax") - part("discount"),
+            "{t}"
+        );
+        if state == "OR" {
+            assert_eq!(part("tax"), 0, "Oregon has no sales tax");
+            assert_eq!(part("discount"), unit * 2 / 10);
+        }
+        if state == "CA" {
+            assert_eq!(part("tax"), (unit * 2 * 725 + 5000) / 10000);
+        }
+        assert_eq!(quote["shipping_methods"].as_array().unwrap().len(), 3);
+    }
+
+    let checkout = json!({"shipping_address": address("CA"), "buyer_reference": "errand-ref-1", "gift_message": "Happy birthday!"});
+    let (status, body) = store
+        .post(
+            "/api/checkout/place",
+            Some(&token),
+            json!({"shipping_address": address("CA"), "expected_total": 1}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("price_changed"))
+    );
+    let (status, placed) = store
+        .post("/api/checkout/place", Some(&token), checkout)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let order = &placed["order"];
+    let id = order["id"].as_str().unwrap();
+    assert!(
+        id.len() == 19 && id.starts_with("112-") && id.as_bytes()[11] == b'-',
+        "{id}"
+    );
+    assert_eq!(order["buyer_reference"], "errand-ref-1");
+    assert_eq!(order["lines"][0]["quantity"], 2);
+
+    let (_, after) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    assert_eq!(
+        after["variants"][0]["stock"].as_i64().unwrap(),
+        stock_before - 2
+    );
+    let (_, cart) = store.get("/api/cart", Some(&token)).await;
+    assert_eq!(cart["lines"], json!([]), "placing empties the cart");
+    let (status, body) = store
+        .post(
+            "/api/checkout/place",
+            Some(&token),
+            json!({"shipping_address": address("CA")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("cart_empty"))
+    );
+}
+
+#[tokio::test]
+async fn checkout_refuses_bad_addresses_promos_and_sold_out_items() {
+    let store = Store::open().await;
+    let token = store.customer("strict@example.com").await;
+    store.add(&token, json!({"product_id": PLAIN})).await;
+    let quote = |body: Value| store.post("/api/checkout/quote", Some(&token), body);
+
+    let mut no_city = address("CA");
+    no_city["city"] = json!("");
+    let (_, body) = quote(json!({"shipping_address": no_city})).await;
+    assert_eq!(
+        (
+            body["error"]["code"].as_str(),
+            body["error"]["details"]["field"].as_str()
+        ),
+        (Some("address_invalid"), Some("city"))
+    );
+    let (_, body) = quote(json!({"shipping_address": address("ZZ")})).await;
+    assert_eq!(body["error"]["details"]["field"], "state");
+    let mut bad_zip = address("CA");
+    bad_zip["postal_code"] = json!("9021");
+    let (_, body) = quote(json!({"shipping_address": bad_zip})).await;
+    assert_eq!(body["error"]["details"]["field"], "postal_code");
+    let mut abroad = address("CA");
+    abroad["country"] = json!("DE");
+    let (_, body) = quote(json!({"shipping_address": abroad.clone()})).await;
+    assert_eq!(body["error"]["code"], "shipping_address_refused");
+    let (_, body) = quote(json!({"shipping_address": address("CA"), "promo_code": "BOGUS"})).await;
+    assert_eq!(body["error"]["code"], "invalid_promo_code");
+    let (_, body) =
+        quote(json!({"shipping_address": address("CA"), "gift_message": "x".repeat(241)})).await;
+    assert_eq!(body["error"]["code"], "gift_message_too_long");
+
+    // Books ship abroad.
+    let reader = store.customer("reader@example.com").await;
+    store
+        .add(&reader, json!({"product_id": "B0DEMO0017"}))
+        .await;
+    let (status, _) = store
+        .post(
+            "/api/checkout/quote",
+            Some(&reader),
+            json!({"shipping_address": abroad}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Sold out between adding and placing: nothing is bought.
+    let (_, plain) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    let sku = plain["variants"][0]["sku"].as_str().unwrap();
+    store
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/stock/{sku}"),
+            Some(ADMIN),
+            Some(json!({"quantity": 0})),
+        )
+        .await;
+    let (status, body) = store
+        .post(
+            "/api/checkout/place",
+            Some(&token),
+            json!({"shipping_address": address("CA")}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("out_of_stock"))
+    );
+    let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
+    assert_eq!(truth["orders"], json!([]));
+}
+
+#[tokio::test]
+async fn order_history_by_buyer_reference_ground_truth_and_persistence() {
+    let mut store = Store::open().await;
+    let alice = store.customer("alice@example.com").await;
+    let bob = store.customer("bob@example.com").await;
+    for (token, reference) in [(&alice, "ref-A"), (&alice, "ref-B"), (&bob, "ref-A")] {
+        store.add(token, json!({"product_id": PLAIN})).await;
+        let (status, _) = store
+            .post(
+                "/api/checkout/place",
+                Some(token),
+                json!({"shipping_address": address("NY"), "buyer_reference": reference}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (_, found) = store.get("/api/orders?reference=ref-A", Some(&alice)).await;
+    let found = found["orders"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "only alice's order with that reference");
+    assert_eq!(found[0]["customer_email"], "alice@example.com");
+    let (_, none) = store.get("/api/orders?reference=ref-C", Some(&alice)).await;
+    assert_eq!(none["orders"], json!([]));
+    let (status, _) = store
+        .get(
+            &format!("/api/orders/{}", found[0]["id"].as_str().unwrap()),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "customers see only their own orders"
+    );
+
+    let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
+    assert_eq!(truth["orders"].as_array().unwrap().len(), 3);
+
+    store.restart().await;
+    let (_, truth_after) = store.get("/api/admin/orders", Some(ADMIN)).await;
+    assert_eq!(truth_after, truth, "a restart loses nothing");
+    let (status, _) = store.get("/api/orders?reference=ref-B", Some(&alice)).await;
+    assert_eq!(status, StatusCode::OK, "sessions survive a restart");
+
+    let (status, _) = store.post("/api/admin/reset", Some(ADMIN), json!({})).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
+    assert_eq!(truth["orders"], json!([]));
+}
