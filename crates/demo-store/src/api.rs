@@ -524,6 +524,7 @@ async fn place(
     }
     let new = NewOrder {
         customer_id: customer.id,
+        customer_email: &customer.email,
         buyer_reference: checkout
             .buyer_reference
             .as_deref()
@@ -534,7 +535,7 @@ async fn place(
         gift_message: checkout.gift_message.as_deref(),
         promo_code: checkout.promo_code.as_deref(),
     };
-    let id = state
+    let order = state
         .db
         .place(&new, &lines, &totals)
         .await
@@ -546,12 +547,7 @@ async fn place(
             ),
             PlaceError::Database(e) => e.into(),
         })?;
-    tracing::info!(order_id = %id, customer = %customer.email, total = totals.total, "order placed");
-    let order = state
-        .db
-        .orders(Some(customer.id), None, Some(&id))
-        .await?
-        .pop();
+    tracing::info!(order_id = %order.id, customer = %customer.email, total = totals.total, "order placed");
     Ok((StatusCode::CREATED, Json(json!({ "order": order }))))
 }
 

@@ -67,6 +67,7 @@ pub struct StoredOrder {
 #[derive(Debug, Clone)]
 pub struct NewOrder<'a> {
     pub customer_id: i64,
+    pub customer_email: &'a str,
     pub buyer_reference: Option<&'a str>,
     pub shipping_method: ShippingMethod,
     pub shipping_address: &'a serde_json::Value,
@@ -281,15 +282,18 @@ impl Db {
     }
 
     /// Places an order in one transaction: takes the stock (all or nothing), records the
-    /// order and its lines, and empties the cart.
+    /// order and its lines, and empties the cart. Returns the order as stored.
     pub async fn place(
         &self,
         order: &NewOrder<'_>,
         lines: &[Line],
         totals: &Totals,
-    ) -> Result<String, PlaceError> {
+    ) -> Result<StoredOrder, PlaceError> {
         let id = merchant_order_id();
         let placed = time::OffsetDateTime::now_utc();
+        let placed_at = rfc3339(placed);
+        let estimated_delivery = rfc3339(placed + time::Duration::days(totals.delivery_days));
+        let method = order.shipping_method.as_str().to_string();
         let mut tx = self.writer.begin().await?;
         for line in lines {
             let taken = sqlx::query(
@@ -311,7 +315,7 @@ impl Db {
         .bind(&id)
         .bind(order.customer_id)
         .bind(order.buyer_reference)
-        .bind(serde_json::to_value(order.shipping_method).ok().and_then(|v| v.as_str().map(str::to_string)))
+        .bind(&method)
         .bind(Json(order.shipping_address))
         .bind(order.gift_message)
         .bind(order.promo_code)
@@ -320,8 +324,8 @@ impl Db {
         .bind(totals.tax)
         .bind(totals.discount)
         .bind(totals.total)
-        .bind(rfc3339(placed))
-        .bind(rfc3339(placed + time::Duration::days(totals.delivery_days)))
+        .bind(&placed_at)
+        .bind(&estimated_delivery)
         .execute(&mut *tx)
         .await?;
         for (position, line) in lines.iter().enumerate() {
@@ -346,7 +350,24 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(id)
+        Ok(StoredOrder {
+            id,
+            customer_email: order.customer_email.to_string(),
+            buyer_reference: order.buyer_reference.map(str::to_string),
+            status: "placed".into(),
+            shipping_method: method,
+            shipping_address: order.shipping_address.clone(),
+            gift_message: order.gift_message.map(str::to_string),
+            promo_code: order.promo_code.map(str::to_string),
+            subtotal: totals.subtotal,
+            shipping: totals.shipping,
+            tax: totals.tax,
+            discount: totals.discount,
+            total: totals.total,
+            placed_at,
+            estimated_delivery,
+            lines: lines.to_vec(),
+        })
     }
 
     /// Orders, newest first: all of them (`customer` None, for the ground-truth view) or
@@ -357,16 +378,24 @@ impl Db {
         reference: Option<&str>,
         order_id: Option<&str>,
     ) -> Result<Vec<StoredOrder>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT o.*, c.email FROM orders o JOIN customers c ON c.id = o.customer_id
-             WHERE ($1 IS NULL OR o.customer_id = $1) AND ($2 IS NULL OR o.buyer_reference = $2) AND ($3 IS NULL OR o.id = $3)
-             ORDER BY o.placed_at DESC, o.id",
-        )
-        .bind(customer)
-        .bind(reference)
-        .bind(order_id)
-        .fetch_all(&self.reader)
-        .await?;
+        // Only the filters given, so SQLite can use the primary key and the
+        // (customer, reference) index.
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT o.*, c.email FROM orders o JOIN customers c ON c.id = o.customer_id WHERE 1 = 1",
+        );
+        if let Some(customer) = customer {
+            query.push(" AND o.customer_id = ").push_bind(customer);
+        }
+        if let Some(reference) = reference {
+            query
+                .push(" AND o.buyer_reference = ")
+                .push_bind(reference.to_string());
+        }
+        if let Some(order_id) = order_id {
+            query.push(" AND o.id = ").push_bind(order_id.to_string());
+        }
+        query.push(" ORDER BY o.placed_at DESC, o.id");
+        let rows = query.build().fetch_all(&self.reader).await?;
         let mut orders = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.try_get("id")?;

@@ -23,6 +23,14 @@ impl ShippingMethod {
         ShippingMethod::NextDay,
     ];
 
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShippingMethod::Standard => "standard",
+            ShippingMethod::Expedited => "expedited",
+            ShippingMethod::NextDay => "next_day",
+        }
+    }
+
     pub fn price(self, subtotal: i64) -> i64 {
         match self {
             ShippingMethod::Standard if subtotal >= FREE_SHIPPING_FROM => 0,

@@ -47,10 +47,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe().context("cannot find the errand binary")?,
     };
-    println!(
-        "{:<9} {:<20} {:>4} {:>9} {:>9} {:>9} {:>9} {:>7}",
-        "database", "endpoint", "conc", "requests", "req/s", "p50 ms", "p99 ms", "errors"
-    );
+    print_header();
     for backend in &args.databases {
         let target = Target::start(&binary, *backend, &args.postgres_url).await?;
         let result = measure(&target, &args).await;
@@ -74,7 +71,7 @@ async fn measure(target: &Target, args: &BenchArgs) -> anyhow::Result<()> {
             let (client, base, key) = (client.clone(), target.base.clone(), target.key.clone());
             let counter = Arc::new(AtomicU64::new(0));
             let run = format!("{:08x}", rand::random::<u32>());
-            move || {
+            move |_| {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let body = order_body(&format!("bench-{run}-{n}"));
                 let request = client
@@ -101,7 +98,7 @@ async fn measure(target: &Target, args: &BenchArgs) -> anyhow::Result<()> {
         let get = drive(concurrency, duration, {
             let (client, base, key) = (client.clone(), target.base.clone(), target.key.clone());
             let counter = Arc::new(AtomicU64::new(0));
-            move || {
+            move |_| {
                 let n = counter.fetch_add(1, Ordering::Relaxed) as usize;
                 let id = ids[n % ids.len()].clone();
                 let request = client.get(format!("{base}/orders/{id}")).bearer_auth(&key);
@@ -117,6 +114,13 @@ async fn measure(target: &Target, args: &BenchArgs) -> anyhow::Result<()> {
         get.print(name, "GET /orders/{id}", concurrency);
     }
     Ok(())
+}
+
+fn print_header() {
+    println!(
+        "{:<9} {:<20} {:>4} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "database", "endpoint", "conc", "requests", "req/s", "p50 ms", "p99 ms", "errors"
+    );
 }
 
 struct Outcome {
@@ -152,17 +156,17 @@ impl Outcome {
     }
 }
 
-/// Runs `concurrency` loops of `request` for `duration`; a request yielding `None` is an
-/// error. Latency is measured from send to the complete response.
+/// Runs `concurrency` loops of `request(worker index)` for `duration`; a request
+/// yielding `None` is an error. Latency is measured from send to the complete response.
 async fn drive<F, Fut>(concurrency: usize, duration: Duration, request: F) -> Outcome
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Option<String>> + Send,
 {
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
+    for worker in 0..concurrency {
         let request = request.clone();
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -170,7 +174,7 @@ where
             let mut errors = 0;
             while Instant::now() < deadline {
                 let sent = Instant::now();
-                match request().await {
+                match request(worker).await {
                     Some(id) => {
                         latencies.push(sent.elapsed().as_micros() as u64);
                         ids.push(id);
@@ -291,16 +295,7 @@ impl Target {
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        bail!("errand serve did not become ready at {}", self.base)
+        wait_ready(&format!("{}/readyz", self.base)).await
     }
 
     async fn stop(mut self) {
@@ -351,4 +346,155 @@ async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<(
     .execute(&mut admin)
     .await?;
     Ok(())
+}
+
+/// Waits until `url` answers 2xx (a freshly started server).
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} did not become ready")
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreBenchArgs {
+    /// Concurrent shoppers (each with its own account and cart), one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    pub concurrency: Vec<usize>,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// `errand` binary whose demo store to measure (default: this one).
+    #[arg(long)]
+    pub binary: Option<PathBuf>,
+}
+
+/// The product every benchmark checkout buys (no variants; restocked for the run).
+const STORE_BENCH_PRODUCT: &str = "B0DEMO0005";
+
+/// `errand bench-store`: complete checkouts per second through the demo store's JSON API.
+/// A checkout is three requests: add to cart, quote, place (with the quoted total).
+pub async fn run_store(args: StoreBenchArgs) -> anyhow::Result<()> {
+    let binary = match &args.binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot find the errand binary")?,
+    };
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(dir.path().join("store.log"))?;
+    let mut store = Command::new(&binary)
+        .args(["demo-store", "--port", &port.to_string(), "--data"])
+        .arg(dir.path().join("store"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start errand demo-store")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let result = measure_store(&base, &dir.path().join("store"), &args).await;
+    let _ = store.kill().await;
+    result
+}
+
+async fn measure_store(base: &str, data: &Path, args: &StoreBenchArgs) -> anyhow::Result<()> {
+    wait_ready(&format!("{base}/healthz")).await?;
+    let admin = std::fs::read_to_string(data.join("admin-token"))?
+        .trim()
+        .to_string();
+    let client = reqwest::Client::new();
+    client
+        .put(format!("{base}/api/admin/stock/{STORE_BENCH_PRODUCT}"))
+        .bearer_auth(&admin)
+        .json(&json!({"quantity": 1_000_000_000_i64}))
+        .send()
+        .await?
+        .error_for_status()?;
+    // A "request" here is a whole checkout: add to cart, quote, place.
+    print_header();
+    for &concurrency in &args.concurrency {
+        let mut tokens = Vec::with_capacity(concurrency);
+        for i in 0..concurrency {
+            let email = format!("shopper-{concurrency}-{i}@bench.test");
+            client
+                .post(format!("{base}/api/admin/customers"))
+                .bearer_auth(&admin)
+                .json(&json!({"email": email, "password": "bench"}))
+                .send()
+                .await?
+                .error_for_status()?;
+            let session: Value = client
+                .post(format!("{base}/api/session"))
+                .json(&json!({"email": email, "password": "bench"}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            tokens.push(session["token"].as_str().unwrap_or_default().to_string());
+        }
+        let tokens = Arc::new(tokens);
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(concurrency)
+            .build()?;
+        let base = base.to_string();
+        let outcome = drive(
+            concurrency,
+            Duration::from_secs(args.duration),
+            move |worker| {
+                let (client, base, token) = (client.clone(), base.clone(), tokens[worker].clone());
+                async move { checkout(&client, &base, &token).await }
+            },
+        )
+        .await;
+        outcome.print("store", "checkout (3 calls)", concurrency);
+    }
+    Ok(())
+}
+
+/// One checkout; the merchant order id when it was placed.
+async fn checkout(client: &reqwest::Client, base: &str, token: &str) -> Option<String> {
+    let address = json!({"first_name": "Grace", "last_name": "Hopper", "address_line1": "1701 Navy Way",
+                         "city": "Arlington", "state": "VA", "postal_code": "22202", "country": "US"});
+    client
+        .post(format!("{base}/api/cart/items"))
+        .bearer_auth(token)
+        .json(&json!({"product_id": STORE_BENCH_PRODUCT, "quantity": 1}))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?;
+    let quote: Value = client
+        .post(format!("{base}/api/checkout/quote"))
+        .bearer_auth(token)
+        .json(&json!({"shipping_address": address}))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let placed: Value = client
+        .post(format!("{base}/api/checkout/place"))
+        .bearer_auth(token)
+        .json(&json!({"shipping_address": address, "expected_total": quote["totals"]["total"], "buyer_reference": "bench"}))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    placed["order"]["id"].as_str().map(str::to_string)
 }

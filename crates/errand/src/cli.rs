@@ -43,6 +43,8 @@ enum Command {
     },
     /// Measure POST /orders and GET /orders/{id} throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Measure complete checkouts per second through the demo store's JSON API.
+    BenchStore(crate::bench::StoreBenchArgs),
     /// Run the demo retailer on its own (a storefront to buy from).
     DemoStore {
         /// Port to listen on (on 127.0.0.1).
@@ -102,6 +104,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => return crate::bench::run(args).await,
+        Command::BenchStore(args) => return crate::bench::run_store(args).await,
         Command::DemoStore { port, data } => return demo_store(port, data).await,
         _ => {}
     }
@@ -130,7 +133,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
-        Command::Bench(_) | Command::DemoStore { .. } => unreachable!("handled above"),
+        Command::Bench(_) | Command::BenchStore(_) | Command::DemoStore { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
