@@ -4,6 +4,7 @@
 pub mod api;
 pub mod catalogue;
 pub mod db;
+pub mod pages;
 pub mod pricing;
 
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ use tokio::task::JoinHandle;
 /// The account every new store has, so the first run can buy something.
 pub const DEMO_EMAIL: &str = "demo@errand.test";
 pub const DEMO_PASSWORD: &str = "demo-password";
+/// A product without variants, in stock: what a first order buys.
+pub const FIRST_RUN_PRODUCT: &str = "B0DEMO0005";
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -96,6 +99,7 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
     };
     let app = Router::new()
         .merge(api::routes())
+        .merge(pages::routes())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

@@ -254,6 +254,7 @@ impl Target {
             cmd.env("ERRAND_DATA_DIR", data_dir.path())
                 .env("ERRAND_LISTEN", format!("127.0.0.1:{port}"))
                 .env_remove("RUST_LOG")
+                .env("ERRAND_DEMO_STORE", "false")
                 .env_remove("ERRAND_DATABASE_URL");
             if let Some((_, url)) = &postgres {
                 cmd.env("ERRAND_DATABASE_URL", url);

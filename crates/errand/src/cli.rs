@@ -170,6 +170,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         )
     };
     let database = redact_url(&settings.db_options().url);
+    let store = if settings.demo_store {
+        let options = errand_demo_store::StoreOptions {
+            listen: settings.demo_store_listen.clone(),
+            data_dir: settings.data_dir.join("demo-store"),
+            admin_token: None,
+        };
+        Some(errand_demo_store::start(options).await.context(
+            "cannot start the demo store (set ERRAND_DEMO_STORE=false to run without it)",
+        )?)
+    } else {
+        None
+    };
     let server = crate::http::start(settings, db).await?;
     let base = base_url(server.addr);
     tracing::info!(address = %server.addr, database = %database, "errand is listening");
@@ -178,14 +190,33 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     println!("API docs: {base}/docs");
+    let product_url = match &store {
+        Some(store) => {
+            println!(
+                "Demo store: {} (sign in as {} / {})",
+                store.base_url(),
+                errand_demo_store::DEMO_EMAIL,
+                errand_demo_store::DEMO_PASSWORD
+            );
+            format!(
+                "{}/dp/{}",
+                store.base_url(),
+                errand_demo_store::FIRST_RUN_PRODUCT
+            )
+        }
+        None => EXAMPLE_PRODUCT_URL.to_string(),
+    };
     if let Some(key) = first_key {
-        print_first_key(&base, &key.secret);
+        print_first_key(&base, &key.secret, &product_url);
     }
     wait_for_signal().await;
     tracing::info!("shutting down: finishing requests in flight");
     let db = server.db.clone();
     server.stop().await?;
     db.close().await;
+    if let Some(store) = store {
+        store.stop().await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -204,10 +235,10 @@ fn base_url(addr: std::net::SocketAddr) -> String {
     format!("http://{host}:{}", addr.port())
 }
 
-/// The product ordered by the first-run example.
+/// The product ordered by the first-run example when the demo store is not running.
 pub const EXAMPLE_PRODUCT_URL: &str = "https://store.example/dp/B0DEMO0001";
 
-fn print_first_key(base: &str, secret: &str) {
+fn print_first_key(base: &str, secret: &str, product_url: &str) {
     println!(
         r#"
 No API key existed, so one was created (account "default"). It is shown only once:
@@ -219,7 +250,7 @@ Create your first order:
 curl -sS -X POST {base}/orders \
   -H 'Authorization: Bearer {secret}' \
   -H 'Content-Type: application/json' \
-  -d '{{"products":[{{"url":"{EXAMPLE_PRODUCT_URL}","quantity":1}}],
+  -d '{{"products":[{{"url":"{product_url}","quantity":1}}],
        "shipping_address":{{"first_name":"Ada","last_name":"Lovelace","address_line1":"1 Main St",
          "city":"Austin","state":"TX","postal_code":"78701","phone_number":"512-555-0134","country":"US"}},
        "max_price":5000,"idempotency_key":"my-first-order"}}'

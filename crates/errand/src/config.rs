@@ -33,6 +33,10 @@ pub struct Settings {
     pub shutdown_grace_seconds: u64,
     /// How long idempotency keys are remembered (at least 24 hours).
     pub idempotency_retention_hours: u64,
+    /// Run the demo retailer inside `errand serve` (`ERRAND_DEMO_STORE=false` to opt out).
+    pub demo_store: bool,
+    /// Where the embedded demo retailer listens.
+    pub demo_store_listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +59,8 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             shutdown_grace_seconds: 30,
             idempotency_retention_hours: 72,
+            demo_store: true,
+            demo_store_listen: "127.0.0.1:8090".into(),
         }
     }
 }

@@ -13,6 +13,7 @@ fn errand(dir: &std::path::Path) -> Command {
     cmd.env("ERRAND_DATA_DIR", dir.join("data"))
         .env_remove("ERRAND_DATABASE_URL")
         .env_remove("ERRAND_LISTEN")
+        .env("ERRAND_DEMO_STORE_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .current_dir(dir)
         .kill_on_drop(true);
@@ -132,6 +133,28 @@ async fn first_run_prints_a_key_and_a_working_curl_command() {
         .to_string();
     let curl = &printed[printed.find("curl ").expect("a curl command is printed")..];
     assert!(curl.contains(&key));
+    // The demo store runs alongside, and the example orders one of its products.
+    let store = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Demo store: "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the demo store's address is printed")
+        .to_string();
+    assert!(curl.contains(&format!("{store}/dp/")), "{curl}");
+    let product = reqwest::get(format!(
+        "{store}/api/products/{}",
+        errand_demo_store::FIRST_RUN_PRODUCT
+    ))
+    .await
+    .unwrap();
+    assert_eq!(product.status(), 200);
+    let page = reqwest::get(format!(
+        "{store}/dp/{}",
+        errand_demo_store::FIRST_RUN_PRODUCT
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page.status(), 200, "the product URL is a product page");
 
     let output = Command::new("bash")
         .arg("-c")

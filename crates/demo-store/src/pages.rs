@@ -1,0 +1,234 @@
+//! The store's HTML face (so far the catalogue): the home page, product pages at
+//! `/dp/{id}` (also `/{slug}/dp/{id}`), search at `/search?q=` and categories at
+//! `/c/{slug}`. Search and category pages are not product pages, and say so in their
+//! markup (`data-page`).
+
+use axum::Router;
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::api::AppState;
+use crate::catalogue::{Catalogue, Product};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/dp/{id}", get(product_page))
+        .route("/{slug}/dp/{id}", get(product_page_with_slug))
+        .route("/search", get(search))
+        .route("/c/{slug}", get(category))
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn money(cents: i64) -> String {
+    format!("${}.{:02}", cents / 100, cents % 100)
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2530;background:#f6f7f9}\
+header{background:#16324f;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5rem;align-items:center}\
+header a{color:#fff;text-decoration:none;font-weight:600}main{max-width:64rem;margin:1.5rem auto;padding:0 1rem}\
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:1rem}\
+.card{background:#fff;border-radius:.5rem;padding:1rem;box-shadow:0 1px 3px #0002}.price{font-weight:700;color:#0b6e3a}\
+.swatch{border:1px solid #889;border-radius:.3rem;padding:.3rem .7rem;background:#fff;margin:.2rem}\
+table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #dde}";
+
+fn page(title: &str, kind: &str, body: &str) -> Html<String> {
+    let categories: String = Catalogue::get()
+        .categories
+        .iter()
+        .map(|c| format!(r#"<a href="/c/{}">{}</a>"#, esc(&c.slug), esc(&c.name)))
+        .collect();
+    Html(format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{} · Errand Demo Store</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
+<body data-page="{kind}"><header><a href="/">Errand Demo Store</a>{categories}
+<form action="/search" role="search"><label for="q" hidden>Search</label><input id="q" name="q" placeholder="Search"></form></header>
+<main>{body}</main></body></html>"#,
+        esc(title)
+    ))
+}
+
+fn card(p: &Product) -> String {
+    let from = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
+    format!(
+        r#"<article class="card" data-product-id="{id}"><a href="/dp/{id}">{img}<h3>{title}</h3></a><p>{brand}</p><p class="price">{price}</p></article>"#,
+        id = esc(&p.id),
+        img = product_image(p, 180),
+        title = esc(&p.title),
+        brand = esc(&p.brand),
+        price = money(from)
+    )
+}
+
+/// A generated SVG picture (nothing is downloaded): the product's initials on a colour
+/// derived from its id.
+fn product_image(p: &Product, size: u32) -> String {
+    let hue =
+        p.id.bytes()
+            .fold(0u32, |h, b| (h * 31 + u32::from(b)) % 360);
+    let initials: String = p
+        .title
+        .split_whitespace()
+        .filter_map(|w| w.chars().next())
+        .filter(|c| c.is_alphanumeric())
+        .take(2)
+        .collect();
+    format!(
+        r##"<svg role="img" aria-label="{title}" width="{size}" height="{size}" viewBox="0 0 100 100"><rect width="100" height="100" rx="8" fill="hsl({hue},55%,45%)"/><text x="50" y="62" font-size="34" text-anchor="middle" fill="#fff" font-family="sans-serif">{initials}</text></svg>"##,
+        title = esc(&p.title),
+        initials = esc(&initials)
+    )
+}
+
+async fn home() -> Html<String> {
+    let cards: String = Catalogue::get().products.iter().map(card).collect();
+    page(
+        "Home",
+        "home",
+        &format!(r#"<h1>Everything, delivered</h1><div class="grid">{cards}</div>"#),
+    )
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+}
+
+async fn search(Query(q): Query<SearchQuery>) -> Html<String> {
+    let query = q.q.unwrap_or_default();
+    let cards: String = Catalogue::get()
+        .search(&query)
+        .into_iter()
+        .map(card)
+        .collect();
+    let body = if cards.is_empty() {
+        format!("<h1>No results for “{}”</h1>", esc(&query))
+    } else {
+        format!(
+            r#"<h1>Results for “{}”</h1><div class="grid">{cards}</div>"#,
+            esc(&query)
+        )
+    };
+    page("Search", "search", &body)
+}
+
+async fn category(Path(slug): Path<String>) -> Response {
+    let catalogue = Catalogue::get();
+    let Some(cat) = catalogue.categories.iter().find(|c| c.slug == slug) else {
+        return not_found();
+    };
+    let cards: String = catalogue
+        .products
+        .iter()
+        .filter(|p| p.category == slug)
+        .map(card)
+        .collect();
+    page(
+        &cat.name,
+        "category",
+        &format!(
+            r#"<h1>{}</h1><div class="grid">{cards}</div>"#,
+            esc(&cat.name)
+        ),
+    )
+    .into_response()
+}
+
+fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            "Not found",
+            "not-found",
+            "<h1>We couldn't find that page</h1>",
+        ),
+    )
+        .into_response()
+}
+
+async fn product_page_with_slug(Path((_slug, id)): Path<(String, String)>) -> Response {
+    render_product(&id)
+}
+
+async fn product_page(Path(id): Path<String>) -> Response {
+    render_product(&id)
+}
+
+fn render_product(id: &str) -> Response {
+    let Some(p) = Catalogue::get().product(id) else {
+        return not_found();
+    };
+    let dimensions: String = p
+        .dimensions
+        .iter()
+        .map(|d| {
+            let swatches: String = d
+                .values
+                .iter()
+                .map(|v| format!(r#"<button type="button" class="swatch" data-dimension="{l}" data-value="{v}">{v}</button>"#, l = esc(&d.label), v = esc(v)))
+                .collect();
+            format!(r#"<fieldset id="variant-{l}"><legend>{l}</legend>{swatches}</fieldset>"#, l = esc(&d.label))
+        })
+        .collect();
+    let offers: String = p
+        .offers
+        .iter()
+        .map(|o| {
+            let base = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
+            format!(
+                r#"<tr data-offer-id="{id}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td></tr>"#,
+                id = esc(&o.offer_id),
+                seller = esc(&o.seller_name),
+                cond = esc(&o.condition),
+                price = money(base + o.price_delta_cents),
+                rating = if o.first_party { String::new() } else { format!("{}% positive ({} ratings)", o.positive_pct, o.rating_count) },
+                ship = if o.ships_from_abroad { "Ships from abroad".to_string() } else if o.fast_shipping { "Fast shipping".into() } else { format!("Ships in {} days", o.handling_days) },
+            )
+        })
+        .collect();
+    let from = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
+    let body = format!(
+        r#"<article class="card" itemscope itemtype="https://schema.org/Product" data-product-id="{id}">{img}
+<h1 id="product-title" itemprop="name">{title}</h1><p>by <span itemprop="brand">{brand}</span></p>
+<p id="price" class="price">{price}</p><p>{desc}</p>{dimensions}
+<p>Limit {limit} per order.{final_sale}</p>
+<h2>Offers</h2><table id="offers"><tr><th>Seller</th><th>Condition</th><th>Price</th><th>Rating</th><th>Shipping</th></tr>{offers}</table></article>"#,
+        id = esc(&p.id),
+        img = product_image(p, 240),
+        title = esc(&p.title),
+        brand = esc(&p.brand),
+        price = money(from),
+        desc = esc(&p.description),
+        limit = p.purchase_limit,
+        final_sale = if p.final_sale {
+            " Final sale: not returnable."
+        } else {
+            ""
+        },
+    );
+    page(&p.title, "product", &body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            super::esc(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(super::money(1999), "$19.99");
+        assert_eq!(super::money(5), "$0.05");
+    }
+}
