@@ -13,13 +13,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalogue::{Catalogue, Product, VariantError};
-use crate::db::{CartLine, Customer, Db, NewOrder, PlaceError};
+use crate::db::{CancelOutcome, CartLine, Customer, Db, NewOrder, PlaceError, ReturnError};
 use crate::pricing::{self, Line, PricingError, ShippingMethod};
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
     pub admin_token: Arc<String>,
+    pub clock: crate::fulfilment::Clock,
 }
 
 /// An error a real store's API would give: a status, a stable code and a message.
@@ -139,6 +140,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/checkout/place", post(place))
         .route("/api/orders", get(order_history))
         .route("/api/orders/{id}", get(order))
+        .route("/api/orders/{id}/cancel", post(cancel_order))
+        .route("/api/orders/{id}/returns", post(request_return))
         .route("/api/admin/orders", get(admin_orders))
         .route("/api/admin/reset", post(admin_reset))
         .route("/api/admin/customers", post(admin_create_customer))
@@ -522,7 +525,15 @@ async fn place(
             )
         });
     }
+    let handling = lines.iter().map(|l| l.handling_days).max().unwrap_or(0);
+    let (ship_at, deliver_at) = state.clock.schedule(
+        time::OffsetDateTime::now_utc(),
+        handling,
+        checkout.shipping_method.transit_days(),
+    );
     let new = NewOrder {
+        ship_at,
+        deliver_at,
         customer_id: customer.id,
         customer_email: &customer.email,
         buyer_reference: checkout
@@ -667,4 +678,100 @@ async fn admin_set_stock(
         ));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn cancel_order(
+    State(state): State<AppState>,
+    customer: Customer,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    match state
+        .db
+        .cancel(customer.id, &id, "cancelled_by_customer")
+        .await?
+    {
+        CancelOutcome::Cancelled => {
+            let order = state
+                .db
+                .orders(Some(customer.id), None, Some(&id))
+                .await?
+                .pop();
+            Ok(Json(json!({ "order": order })))
+        }
+        CancelOutcome::NotFound => Err(StoreError::new(
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+            format!("No order {id}"),
+        )),
+        CancelOutcome::NotCancellable(status) => Err(StoreError {
+            details: Some(json!({ "status": status })),
+            ..StoreError::new(
+                StatusCode::CONFLICT,
+                "not_cancellable",
+                format!("This order is {status} and can no longer be cancelled"),
+            )
+        }),
+    }
+}
+
+/// Return reasons, as the reference API names them.
+const RETURN_REASONS: &[&str] = &[
+    "damaged",
+    "not_delivered",
+    "empty_box",
+    "wrong_item",
+    "defective",
+    "not_as_described",
+    "wrong_size",
+    "no_longer_needed",
+    "forced_cancellation",
+    "other",
+];
+
+#[derive(Deserialize)]
+struct ReturnRequest {
+    reason: String,
+    /// Which items; all of the order's when empty.
+    #[serde(default)]
+    skus: Vec<String>,
+}
+
+async fn request_return(
+    State(state): State<AppState>,
+    customer: Customer,
+    Path(id): Path<String>,
+    Body(request): Body<ReturnRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !RETURN_REASONS.contains(&request.reason.as_str()) {
+        return Err(StoreError::unprocessable(
+            "invalid_reason",
+            format!("Choose one of: {}", RETURN_REASONS.join(", ")),
+        ));
+    }
+    let record = state
+        .db
+        .request_return(
+            customer.id,
+            &id,
+            &request.skus,
+            &request.reason,
+            state.clock,
+        )
+        .await
+        .map_err(|e| match e {
+            ReturnError::NotFound => StoreError::new(
+                StatusCode::NOT_FOUND,
+                "order_not_found",
+                format!("No order {id}"),
+            ),
+            ReturnError::NotDelivered(_) => {
+                StoreError::new(StatusCode::CONFLICT, "not_delivered", e.to_string())
+            }
+            ReturnError::WindowClosed => {
+                StoreError::new(StatusCode::CONFLICT, "return_window_closed", e.to_string())
+            }
+            ReturnError::UnknownSku(_) => StoreError::unprocessable("unknown_sku", e.to_string()),
+            ReturnError::Database(e) => e.into(),
+        })?;
+    Ok((StatusCode::CREATED, Json(json!({ "return": record }))))
 }

@@ -60,7 +60,10 @@ pub struct StoredOrder {
     pub total: i64,
     pub placed_at: String,
     pub estimated_delivery: String,
+    pub cancel_reason: Option<String>,
     pub lines: Vec<Line>,
+    pub shipments: Vec<Shipment>,
+    pub returns: Vec<ReturnRecord>,
 }
 
 /// What a placed order needs besides its lines and totals.
@@ -73,6 +76,53 @@ pub struct NewOrder<'a> {
     pub shipping_address: &'a serde_json::Value,
     pub gift_message: Option<&'a str>,
     pub promo_code: Option<&'a str>,
+    /// When the store clock ships and delivers it (real instants).
+    pub ship_at: time::OffsetDateTime,
+    pub deliver_at: time::OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shipment {
+    pub id: String,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub skus: Vec<String>,
+    pub shipped_at: String,
+    pub delivered_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReturnRecord {
+    pub id: String,
+    /// `approved` or `denied`.
+    pub status: String,
+    pub reason: String,
+    pub skus: Vec<String>,
+    pub created_at: String,
+    pub decision: Option<String>,
+    /// A printable return label, for approved returns.
+    pub label_url: Option<String>,
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled,
+    NotFound,
+    NotCancellable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReturnError {
+    #[error("no such order")]
+    NotFound,
+    #[error("only delivered orders can be returned (this one is {0})")]
+    NotDelivered(String),
+    #[error("the 30-day return window has closed")]
+    WindowClosed,
+    #[error("{0} is not part of this order")]
+    UnknownSku(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +137,19 @@ pub fn now_rfc3339() -> String {
     rfc3339(time::OffsetDateTime::now_utc())
 }
 
+/// Fixed-width UTC RFC 3339 (`2026-11-24T21:54:26.123456Z`), so that the text order of
+/// stored instants is their time order.
 pub fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
         .unwrap_or_default()
+}
+
+fn parse_rfc3339(text: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 fn password_hash(salt: &str, password: &str) -> String {
@@ -292,7 +352,7 @@ impl Db {
         let id = merchant_order_id();
         let placed = time::OffsetDateTime::now_utc();
         let placed_at = rfc3339(placed);
-        let estimated_delivery = rfc3339(placed + time::Duration::days(totals.delivery_days));
+        let estimated_delivery = rfc3339(order.deliver_at);
         let method = order.shipping_method.as_str().to_string();
         let mut tx = self.writer.begin().await?;
         for line in lines {
@@ -309,8 +369,9 @@ impl Db {
         }
         sqlx::query(
             "INSERT INTO orders (id, customer_id, buyer_reference, status, shipping_method, shipping_address, gift_message,
-                                 promo_code, subtotal, shipping, tax, discount, total, placed_at, estimated_delivery)
-             VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                 promo_code, subtotal, shipping, tax, discount, total, placed_at, estimated_delivery,
+                                 ship_at, deliver_at)
+             VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&id)
         .bind(order.customer_id)
@@ -325,6 +386,8 @@ impl Db {
         .bind(totals.discount)
         .bind(totals.total)
         .bind(&placed_at)
+        .bind(&estimated_delivery)
+        .bind(rfc3339(order.ship_at))
         .bind(&estimated_delivery)
         .execute(&mut *tx)
         .await?;
@@ -366,7 +429,10 @@ impl Db {
             total: totals.total,
             placed_at,
             estimated_delivery,
+            cancel_reason: None,
             lines: lines.to_vec(),
+            shipments: vec![],
+            returns: vec![],
         })
     }
 
@@ -419,6 +485,8 @@ impl Db {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            let shipments = self.shipments(&id).await?;
+            let returns = self.returns(&id).await?;
             let address: Json<serde_json::Value> = r.try_get("shipping_address")?;
             orders.push(StoredOrder {
                 id,
@@ -436,7 +504,10 @@ impl Db {
                 total: r.try_get("total")?,
                 placed_at: r.try_get("placed_at")?,
                 estimated_delivery: r.try_get("estimated_delivery")?,
+                cancel_reason: r.try_get("cancel_reason")?,
                 lines,
+                shipments,
+                returns,
             });
         }
         Ok(orders)
@@ -445,7 +516,15 @@ impl Db {
     /// Forgets every order, cart and session and restocks the catalogue (tests only).
     pub async fn reset(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
-        for table in ["order_lines", "orders", "cart_lines", "sessions", "stock"] {
+        for table in [
+            "returns",
+            "shipments",
+            "order_lines",
+            "orders",
+            "cart_lines",
+            "sessions",
+            "stock",
+        ] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
                 .execute(&mut *tx)
                 .await?;
@@ -454,8 +533,246 @@ impl Db {
         self.stock_catalogue().await
     }
 
+    async fn shipments(&self, order_id: &str) -> Result<Vec<Shipment>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM shipments WHERE order_id = $1 ORDER BY id")
+            .bind(order_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let skus: Json<Vec<String>> = r.try_get("skus")?;
+                Ok(Shipment {
+                    id: r.try_get("id")?,
+                    carrier: r.try_get("carrier")?,
+                    tracking_number: r.try_get("tracking_number")?,
+                    skus: skus.0,
+                    shipped_at: r.try_get("shipped_at")?,
+                    delivered_at: r.try_get("delivered_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn returns(&self, order_id: &str) -> Result<Vec<ReturnRecord>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM returns WHERE order_id = $1 ORDER BY created_at, id")
+            .bind(order_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(return_from_row).collect()
+    }
+
+    pub async fn return_by_id(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ReturnRecord, String)>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM returns WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|r| Ok((return_from_row(&r)?, r.try_get("order_id")?)))
+            .transpose()
+    }
+
+    /// Ships the orders whose time has come and delivers those that have arrived.
+    pub async fn advance(&self, now: time::OffsetDateTime) -> Result<(), sqlx::Error> {
+        use rand::SeedableRng;
+        let now = rfc3339(now);
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'placed' AND ship_at <= $1 LIMIT 500",
+        )
+        .bind(&now)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
+        let mut tx = self.writer.begin().await?;
+        for id in due {
+            // Guarded by status: an order cancelled meanwhile does not ship.
+            let shipped = sqlx::query(
+                "UPDATE orders SET status = 'shipped' WHERE id = $1 AND status = 'placed'",
+            )
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+            if shipped.rows_affected() == 0 {
+                continue;
+            }
+            let skus: Vec<String> = sqlx::query_scalar(
+                "SELECT sku FROM order_lines WHERE order_id = $1 ORDER BY position",
+            )
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?;
+            // Orders of several lines sometimes leave in two boxes.
+            let parts: Vec<Vec<String>> =
+                if skus.len() >= 2 && rand::Rng::random_bool(&mut rng, 0.5) {
+                    let (a, b) = skus.split_at(skus.len() / 2);
+                    vec![a.to_vec(), b.to_vec()]
+                } else {
+                    vec![skus]
+                };
+            for (n, part) in parts.into_iter().enumerate() {
+                let (carrier, tracking) = crate::fulfilment::tracking_number(&mut rng);
+                sqlx::query(
+                    "INSERT INTO shipments (id, order_id, carrier, tracking_number, skus, shipped_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(format!("{id}-S{}", n + 1))
+                .bind(&id)
+                .bind(carrier)
+                .bind(tracking)
+                .bind(Json(part))
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE shipments SET delivered_at = $1 WHERE delivered_at IS NULL AND order_id IN
+               (SELECT id FROM orders WHERE status = 'shipped' AND deliver_at <= $1)",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE orders SET status = 'delivered' WHERE status = 'shipped' AND deliver_at <= $1",
+        )
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await
+    }
+
+    /// Cancels an order that has not shipped yet and puts its items back in stock.
+    pub async fn cancel(
+        &self,
+        customer_id: i64,
+        order_id: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, sqlx::Error> {
+        let mut tx = self.writer.begin().await?;
+        let cancelled = sqlx::query(
+            "UPDATE orders SET status = 'cancelled', cancelled_at = $1, cancel_reason = $2
+             WHERE id = $3 AND customer_id = $4 AND status = 'placed'",
+        )
+        .bind(now_rfc3339())
+        .bind(reason)
+        .bind(order_id)
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?;
+        if cancelled.rows_affected() == 0 {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM orders WHERE id = $1 AND customer_id = $2")
+                    .bind(order_id)
+                    .bind(customer_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(status.map_or(CancelOutcome::NotFound, CancelOutcome::NotCancellable));
+        }
+        sqlx::query(
+            "UPDATE stock SET quantity = quantity + (SELECT SUM(l.quantity) FROM order_lines l WHERE l.order_id = $1 AND l.sku = stock.sku)
+             WHERE sku IN (SELECT sku FROM order_lines WHERE order_id = $1)",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(CancelOutcome::Cancelled)
+    }
+
+    /// Records a return request for delivered items: approved with a label, or denied
+    /// when any item is final sale.
+    pub async fn request_return(
+        &self,
+        customer_id: i64,
+        order_id: &str,
+        skus: &[String],
+        reason: &str,
+        clock: crate::fulfilment::Clock,
+    ) -> Result<ReturnRecord, ReturnError> {
+        let row =
+            sqlx::query("SELECT status, deliver_at FROM orders WHERE id = $1 AND customer_id = $2")
+                .bind(order_id)
+                .bind(customer_id)
+                .fetch_optional(&self.reader)
+                .await?
+                .ok_or(ReturnError::NotFound)?;
+        let status: String = row.try_get("status")?;
+        if status != "delivered" {
+            return Err(ReturnError::NotDelivered(status));
+        }
+        let delivered: String = row.try_get("deliver_at")?;
+        let window_ends = parse_rfc3339(&delivered)
+            .map(|d| clock.after(d, crate::fulfilment::RETURN_WINDOW_DAYS))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        if time::OffsetDateTime::now_utc() > window_ends {
+            return Err(ReturnError::WindowClosed);
+        }
+        let lines: Vec<(String, String)> =
+            sqlx::query_as("SELECT sku, product_id FROM order_lines WHERE order_id = $1")
+                .bind(order_id)
+                .fetch_all(&self.reader)
+                .await?;
+        let chosen: Vec<String> = if skus.is_empty() {
+            lines.iter().map(|(s, _)| s.clone()).collect()
+        } else {
+            skus.to_vec()
+        };
+        let catalogue = crate::catalogue::Catalogue::get();
+        let mut final_sale = false;
+        for sku in &chosen {
+            let (_, product_id) = lines
+                .iter()
+                .find(|(s, _)| s == sku)
+                .ok_or_else(|| ReturnError::UnknownSku(sku.clone()))?;
+            final_sale |= catalogue.product(product_id).is_some_and(|p| p.final_sale);
+        }
+        let id = format!(
+            "RT-{}",
+            rand::Rng::random_range(&mut rand::rng(), 1_000_000_000u64..10_000_000_000)
+        );
+        let (status, decision) = if final_sale {
+            ("denied", "Final-sale items cannot be returned")
+        } else {
+            (
+                "approved",
+                "Approved: print the label and drop the parcel at any carrier location",
+            )
+        };
+        sqlx::query(
+            "INSERT INTO returns (id, order_id, status, reason, skus, created_at, decision) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(order_id)
+        .bind(status)
+        .bind(reason)
+        .bind(Json(&chosen))
+        .bind(now_rfc3339())
+        .bind(decision)
+        .execute(&self.writer)
+        .await?;
+        self.return_by_id(&id)
+            .await?
+            .map(|(r, _)| r)
+            .ok_or(ReturnError::NotFound)
+    }
+
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
     }
+}
+
+fn return_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ReturnRecord, sqlx::Error> {
+    let id: String = r.try_get("id")?;
+    let status: String = r.try_get("status")?;
+    let skus: Json<Vec<String>> = r.try_get("skus")?;
+    Ok(ReturnRecord {
+        label_url: (status == "approved").then(|| format!("/returns/{id}/label")),
+        id,
+        status,
+        reason: r.try_get("reason")?,
+        skus: skus.0,
+        created_at: r.try_get("created_at")?,
+        decision: r.try_get("decision")?,
+    })
 }

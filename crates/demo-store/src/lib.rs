@@ -4,6 +4,7 @@
 pub mod api;
 pub mod catalogue;
 pub mod db;
+pub mod fulfilment;
 pub mod pages;
 pub mod pricing;
 
@@ -34,6 +35,9 @@ pub struct StoreOptions {
     /// Token for `/api/admin/…`; read from (or generated into) `data_dir/admin-token` when
     /// not given.
     pub admin_token: Option<String>,
+    /// How fast the store clock runs: 1.0 is real time, 86 400 makes a store day last a
+    /// second. Orders ship and arrive on this clock.
+    pub time_scale: f64,
 }
 
 pub struct RunningStore {
@@ -42,6 +46,7 @@ pub struct RunningStore {
     pub db: db::Db,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    clock: JoinHandle<()>,
 }
 
 impl RunningStore {
@@ -54,6 +59,7 @@ impl RunningStore {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        self.clock.abort();
         (&mut self.task)
             .await
             .context("store task failed")?
@@ -93,9 +99,16 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
             .await;
     }
     let admin_token = admin_token(&options)?;
+    if !(options.time_scale.is_finite() && options.time_scale > 0.0) {
+        anyhow::bail!("the store clock's time scale must be a positive number");
+    }
+    let clock = fulfilment::Clock {
+        time_scale: options.time_scale,
+    };
     let state = api::AppState {
         db: db.clone(),
         admin_token: Arc::new(admin_token.clone()),
+        clock,
     };
     let app = Router::new()
         .merge(api::routes())
@@ -117,11 +130,13 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
             })
             .await
     });
+    let clock = tokio::spawn(fulfilment::run(db.clone()));
     Ok(RunningStore {
         addr,
         admin_token,
         db,
         shutdown: Some(shutdown),
         task,
+        clock,
     })
 }

@@ -4,7 +4,7 @@
 //! markup (`data-page`).
 
 use axum::Router;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,7 @@ pub fn routes() -> Router<AppState> {
         .route("/{slug}/dp/{id}", get(product_page_with_slug))
         .route("/search", get(search))
         .route("/c/{slug}", get(category))
+        .route("/returns/{id}/label", get(return_label))
 }
 
 /// Escapes text for HTML element content and attribute values.
@@ -218,6 +219,32 @@ fn render_product(id: &str) -> Response {
         },
     );
     page(&p.title, "product", &body).into_response()
+}
+
+/// A printable prepaid label for an approved return.
+async fn return_label(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.db.return_by_id(&id).await {
+        Ok(Some((record, order_id))) if record.status == "approved" => page(
+            "Return label",
+            "return-label",
+            &format!(
+                r#"<article class="card" id="return-label"><h1>Prepaid return label</h1>
+<p>Return <strong>{id}</strong> for order <strong>{order}</strong></p>
+<p>Ship to: Errand Demo Store Returns, 100 Warehouse Way, Reno, NV 89501</p>
+<p style="font-family:monospace;font-size:2rem;letter-spacing:.3rem">*{id}*</p>
+<p>Items: {skus}</p><button onclick="window.print()">Print</button></article>"#,
+                id = esc(&record.id),
+                order = esc(&order_id),
+                skus = esc(&record.skus.join(", "))
+            ),
+        )
+        .into_response(),
+        Ok(_) => not_found(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a return");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong").into_response()
+        }
+    }
 }
 
 #[cfg(test)]

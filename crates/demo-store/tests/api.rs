@@ -15,9 +15,19 @@ struct Store {
 }
 
 impl Store {
+    /// A store whose clock runs in real time (nothing ships during a test).
     async fn open() -> Store {
+        Self::open_with_clock(1.0).await
+    }
+
+    async fn open_with_clock(time_scale: f64) -> Store {
         let dir = tempfile::tempdir().unwrap();
-        let running = start(options(&dir)).await.unwrap();
+        let running = start(StoreOptions {
+            time_scale,
+            ..options(&dir)
+        })
+        .await
+        .unwrap();
         Store {
             base: running.base_url(),
             running: Some(running),
@@ -27,7 +37,8 @@ impl Store {
     }
 
     async fn restart(&mut self) {
-        self.running.take().unwrap().stop().await.unwrap();
+        let running = self.running.take().unwrap();
+        running.stop().await.unwrap();
         let running = start(options(&self.dir)).await.unwrap();
         self.base = running.base_url();
         self.running = Some(running);
@@ -93,6 +104,7 @@ fn options(dir: &tempfile::TempDir) -> StoreOptions {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().to_path_buf(),
         admin_token: Some(ADMIN.into()),
+        time_scale: 1.0,
     }
 }
 
@@ -474,4 +486,216 @@ async fn order_history_by_buyer_reference_ground_truth_and_persistence() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
     assert_eq!(truth["orders"], json!([]));
+}
+
+/// Buys `products` (one each) for `token`, delivered next day to Texas.
+async fn buy(store: &Store, token: &str, products: &[&str]) -> Value {
+    for product in products {
+        let (status, body) = store.add(token, json!({"product_id": product})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, placed) = store
+        .post(
+            "/api/checkout/place",
+            Some(token),
+            json!({"shipping_address": address("TX"), "shipping_method": "next_day"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    placed["order"].clone()
+}
+
+/// Polls an order until it reaches `status` (the store clock moves it).
+async fn wait_for_status(store: &Store, token: &str, id: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let (_, body) = store.get(&format!("/api/orders/{id}"), Some(token)).await;
+        if body["order"]["status"] == status {
+            return body["order"].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("order {id} never became {status}");
+}
+
+/// A store day lasts 0.1 s: next-day orders ship after 25 ms and arrive 100 ms later.
+const FAST_CLOCK: f64 = 864_000.0;
+
+#[tokio::test]
+async fn orders_ship_with_tracking_and_arrive_on_the_store_clock() {
+    let store = Store::open_with_clock(FAST_CLOCK).await;
+    let token = store.customer("clock@example.com").await;
+    let order = buy(&store, &token, &[PLAIN, "B0DEMO0006"]).await;
+    assert_eq!(order["status"], "placed");
+    let id = order["id"].as_str().unwrap();
+    let delivered = wait_for_status(&store, &token, id, "delivered").await;
+    let shipments = delivered["shipments"].as_array().unwrap();
+    assert!((1..=2).contains(&shipments.len()), "{shipments:?}");
+    let mut shipped_skus: Vec<String> = shipments
+        .iter()
+        .flat_map(|s| {
+            s["skus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+        })
+        .collect();
+    shipped_skus.sort();
+    assert_eq!(
+        shipped_skus,
+        vec!["B0DEMO0005".to_string(), "B0DEMO0006".to_string()],
+        "every item ships once"
+    );
+    for s in shipments {
+        let number = s["tracking_number"].as_str().unwrap();
+        let well_formed = match s["carrier"].as_str().unwrap() {
+            "USPS" => number.len() == 22 && number.starts_with("94"),
+            "UPS" => number.len() == 18 && number.starts_with("1Z"),
+            "FedEx" => number.len() == 12,
+            _ => false,
+        };
+        assert!(well_formed, "{s}");
+        assert!(s["delivered_at"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn customers_can_cancel_until_shipment() {
+    let store = Store::open().await;
+    let token = store.customer("cancel@example.com").await;
+    let (_, before) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    let order = buy(&store, &token, &[PLAIN]).await;
+    let id = order["id"].as_str().unwrap();
+    let (status, body) = store
+        .post(&format!("/api/orders/{id}/cancel"), Some(&token), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["order"]["status"], "cancelled");
+    assert_eq!(body["order"]["cancel_reason"], "cancelled_by_customer");
+    let (_, after) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    assert_eq!(
+        after["variants"][0]["stock"], before["variants"][0]["stock"],
+        "cancelled items go back in stock"
+    );
+    let (status, body) = store
+        .post(&format!("/api/orders/{id}/cancel"), Some(&token), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_cancellable"))
+    );
+
+    let fast = Store::open_with_clock(FAST_CLOCK).await;
+    let token = fast.customer("late@example.com").await;
+    let order = buy(&fast, &token, &[PLAIN]).await;
+    let id = order["id"].as_str().unwrap();
+    wait_for_status(&fast, &token, id, "delivered").await;
+    let (status, body) = fast
+        .post(&format!("/api/orders/{id}/cancel"), Some(&token), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["details"]["status"].as_str()),
+        (StatusCode::CONFLICT, Some("delivered"))
+    );
+}
+
+#[tokio::test]
+async fn returns_are_approved_with_a_label_or_denied_for_final_sale() {
+    let store = Store::open_with_clock(FAST_CLOCK).await;
+    let token = store.customer("returns@example.com").await;
+
+    let pending = Store::open().await;
+    let pending_token = pending.customer("early@example.com").await;
+    let early = buy(&pending, &pending_token, &[PLAIN]).await;
+    let (status, body) = pending
+        .post(
+            &format!("/api/orders/{}/returns", early["id"].as_str().unwrap()),
+            Some(&pending_token),
+            json!({"reason": "defective"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("not_delivered"))
+    );
+
+    let order = buy(&store, &token, &[PLAIN]).await;
+    let id = order["id"].as_str().unwrap().to_string();
+    wait_for_status(&store, &token, &id, "delivered").await;
+    let (status, body) = store
+        .post(
+            &format!("/api/orders/{id}/returns"),
+            Some(&token),
+            json!({"reason": "changed_my_mind"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_reason"))
+    );
+    let (status, body) = store
+        .post(
+            &format!("/api/orders/{id}/returns"),
+            Some(&token),
+            json!({"reason": "defective", "skus": ["NOPE"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_sku"))
+    );
+    let (status, body) = store
+        .post(
+            &format!("/api/orders/{id}/returns"),
+            Some(&token),
+            json!({"reason": "defective"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["return"]["status"], "approved");
+    let label = body["return"]["label_url"].as_str().unwrap();
+    let page = store
+        .client
+        .get(format!("{}{label}", store.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains(body["return"]["id"].as_str().unwrap())
+    );
+
+    let plush = buy(&store, &token, &["B0DEMO0023"]).await;
+    let plush_id = plush["id"].as_str().unwrap();
+    wait_for_status(&store, &token, plush_id, "delivered").await;
+    let (status, body) = store
+        .post(
+            &format!("/api/orders/{plush_id}/returns"),
+            Some(&token),
+            json!({"reason": "no_longer_needed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body["return"]["status"], "denied",
+        "final-sale items are not returnable"
+    );
+    assert_eq!(body["return"]["label_url"], Value::Null);
+
+    // 30 store days after delivery (3 s here) the window closes.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let (status, body) = store
+        .post(
+            &format!("/api/orders/{id}/returns"),
+            Some(&token),
+            json!({"reason": "defective"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("return_window_closed"))
+    );
 }

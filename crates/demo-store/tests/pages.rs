@@ -14,6 +14,7 @@ async fn product_search_and_category_pages() {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().into(),
         admin_token: None,
+        time_scale: 1.0,
     })
     .await
     .unwrap();

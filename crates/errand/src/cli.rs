@@ -53,6 +53,9 @@ enum Command {
         /// Where the store keeps its database.
         #[arg(long, default_value = "errand-data/demo-store")]
         data: PathBuf,
+        /// Store clock speed: 1 is real time; 86400 makes a store day last a second.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
     },
 }
 
@@ -105,7 +108,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => return crate::bench::run(args).await,
         Command::BenchStore(args) => return crate::bench::run_store(args).await,
-        Command::DemoStore { port, data } => return demo_store(port, data).await,
+        Command::DemoStore {
+            port,
+            data,
+            time_scale,
+        } => return demo_store(port, data, time_scale).await,
         _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -175,6 +182,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             listen: settings.demo_store_listen.clone(),
             data_dir: settings.data_dir.join("demo-store"),
             admin_token: None,
+            time_scale: settings.demo_store_time_scale,
         };
         Some(errand_demo_store::start(options).await.context(
             "cannot start the demo store (set ERRAND_DEMO_STORE=false to run without it)",
@@ -279,12 +287,13 @@ async fn wait_for_signal() {
     }
 }
 
-async fn demo_store(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
+async fn demo_store(port: u16, data_dir: PathBuf, time_scale: f64) -> anyhow::Result<()> {
     init_tracing(LogFormat::Text);
     let options = errand_demo_store::StoreOptions {
         listen: format!("127.0.0.1:{port}"),
         data_dir,
         admin_token: None,
+        time_scale,
     };
     let store = errand_demo_store::start(options).await?;
     println!(

@@ -37,6 +37,9 @@ pub struct Settings {
     pub demo_store: bool,
     /// Where the embedded demo retailer listens.
     pub demo_store_listen: String,
+    /// The embedded store's clock speed; the default 1440 makes a store day last a
+    /// minute, so a first order ships and arrives while you watch.
+    pub demo_store_time_scale: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +64,7 @@ impl Default for Settings {
             idempotency_retention_hours: 72,
             demo_store: true,
             demo_store_listen: "127.0.0.1:8090".into(),
+            demo_store_time_scale: 1440.0,
         }
     }
 }
