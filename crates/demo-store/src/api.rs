@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::catalogue::{Catalogue, Product, VariantError};
+use crate::catalogue::{Catalogue, Product, TestBehavior, VariantError};
 use crate::db::{CancelOutcome, CartLine, Customer, Db, NewOrder, PlaceError, ReturnError};
 use crate::pricing::{self, Line, PricingError, ShippingMethod};
 
@@ -21,6 +21,48 @@ pub struct AppState {
     pub db: Db,
     pub admin_token: Arc<String>,
     pub clock: crate::fulfilment::Clock,
+    pub faults: Arc<std::sync::RwLock<Faults>>,
+    /// Customers whose last attempt to buy an `intermittent_5xx` product failed.
+    pub flaky_failed: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+}
+
+/// Faults injected into the shopper-facing API, for reliability tests.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every response.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Share of requests (0 to 1) answered 503 without doing anything.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Place orders, then drop the connection before answering.
+    #[serde(default)]
+    pub drop_after_commit: bool,
+}
+
+/// Applies the injected latency and error rate to `/api/…` (never to `/api/admin/…`).
+pub async fn inject_faults(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/api/") && !path.starts_with("/api/admin/") {
+        let faults = state.faults.read().map(|f| f.clone()).unwrap_or_default();
+        if faults.latency_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(faults.latency_ms)).await;
+        }
+        if faults.error_rate > 0.0 && rand::random::<f64>() < faults.error_rate {
+            return StoreError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "Please try again later",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// An error a real store's API would give: a status, a stable code and a message.
@@ -146,6 +188,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/admin/reset", post(admin_reset))
         .route("/api/admin/customers", post(admin_create_customer))
         .route(
+            "/api/admin/faults",
+            get(admin_faults)
+                .put(admin_set_faults)
+                .delete(admin_clear_faults),
+        )
+        .route("/api/test-products", get(test_products))
+        .route(
             "/api/admin/stock/{sku}",
             axum::routing::put(admin_set_stock),
         )
@@ -225,7 +274,12 @@ fn price_lines(cart: &[CartLine]) -> Vec<(Line, &'static Product)> {
             let product = catalogue.product(&c.product_id)?;
             let variant = product.variants.iter().find(|v| v.sku == c.sku)?;
             let offer = product.offer(Some(&c.offer_id))?;
-            let unit = variant.price_cents + offer.price_delta_cents;
+            let rise = if product.test_behavior == Some(TestBehavior::PriceRise) {
+                crate::catalogue::PRICE_RISE_CENTS
+            } else {
+                0
+            };
+            let unit = variant.price_cents + offer.price_delta_cents + rise;
             Some((
                 Line {
                     product_id: product.id.clone(),
@@ -407,6 +461,15 @@ fn check_address(address: &Value, products: &[&Product]) -> ApiResult<String> {
             });
         }
     }
+    if products
+        .iter()
+        .any(|p| p.test_behavior == Some(TestBehavior::AddressRefused))
+    {
+        return Err(StoreError::unprocessable(
+            "shipping_address_refused",
+            "We can't deliver to this address",
+        ));
+    }
     let country = match field("country") {
         "" => "US".to_string(),
         c => c.to_ascii_uppercase(),
@@ -525,12 +588,22 @@ async fn place(
             )
         });
     }
+    let behaviors: Vec<TestBehavior> = lines
+        .iter()
+        .filter_map(|l| Catalogue::get().product(&l.product_id)?.test_behavior)
+        .collect();
+    test_product_checkout(&state, &customer, &behaviors).await?;
     let handling = lines.iter().map(|l| l.handling_days).max().unwrap_or(0);
-    let (ship_at, deliver_at) = state.clock.schedule(
-        time::OffsetDateTime::now_utc(),
-        handling,
-        checkout.shipping_method.transit_days(),
-    );
+    let (ship_at, deliver_at) = if behaviors.contains(&TestBehavior::NeverShips) {
+        let never = time::macros::datetime!(9999-12-31 0:00 UTC);
+        (never, never)
+    } else {
+        state.clock.schedule(
+            time::OffsetDateTime::now_utc(),
+            handling,
+            checkout.shipping_method.transit_days(),
+        )
+    };
     let new = NewOrder {
         ship_at,
         deliver_at,
@@ -559,7 +632,96 @@ async fn place(
             PlaceError::Database(e) => e.into(),
         })?;
     tracing::info!(order_id = %order.id, customer = %customer.email, total = totals.total, "order placed");
+    if state.faults.read().is_ok_and(|f| f.drop_after_commit) {
+        // The order is committed; the buyer never hears so. Unwinding ends this
+        // connection's task, which closes the socket without a response (and, unlike a
+        // panic, prints nothing).
+        tracing::warn!(order_id = %order.id, "fault injection: dropping the connection after placing the order");
+        std::panic::resume_unwind(Box::new("connection dropped by fault injection"));
+    }
     Ok((StatusCode::CREATED, Json(json!({ "order": order }))))
+}
+
+/// The fixed outcomes of test products at the moment of placing.
+async fn test_product_checkout(
+    state: &AppState,
+    customer: &Customer,
+    behaviors: &[TestBehavior],
+) -> ApiResult<()> {
+    for behavior in behaviors {
+        match behavior {
+            TestBehavior::SlowCheckout => tokio::time::sleep(crate::catalogue::SLOW_CHECKOUT).await,
+            TestBehavior::PaymentDeclined => {
+                return Err(StoreError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "payment_declined",
+                    "Your card was declined",
+                ));
+            }
+            TestBehavior::CheckoutBlocked => {
+                return Err(StoreError::new(
+                    StatusCode::FORBIDDEN,
+                    "checkout_blocked",
+                    "Please verify that you are not a robot",
+                ));
+            }
+            TestBehavior::Intermittent5xx => {
+                let mut failed = state.flaky_failed.lock().unwrap_or_else(|e| e.into_inner());
+                if failed.insert(customer.id) {
+                    return Err(StoreError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "service_unavailable",
+                        "Please try again later",
+                    ));
+                }
+                failed.remove(&customer.id);
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn test_products() -> Json<Value> {
+    let products: Vec<Value> = Catalogue::get()
+        .products
+        .iter()
+        .filter_map(|p| {
+            let behavior = p.test_behavior?;
+            Some(json!({"id": p.id, "title": p.title, "url": format!("/dp/{}", p.id), "behavior": behavior,
+                        "description": p.description, "price": p.variants.first().map(|v| v.price_cents)}))
+        })
+        .collect();
+    Json(json!({ "test_products": products }))
+}
+
+async fn admin_faults(State(state): State<AppState>, _: Admin) -> Json<Faults> {
+    Json(state.faults.read().map(|f| f.clone()).unwrap_or_default())
+}
+
+async fn admin_set_faults(
+    State(state): State<AppState>,
+    _: Admin,
+    Body(faults): Body<Faults>,
+) -> ApiResult<Json<Faults>> {
+    if !(0.0..=1.0).contains(&faults.error_rate) {
+        return Err(StoreError::unprocessable(
+            "invalid_fault",
+            "error_rate must be between 0 and 1",
+        ));
+    }
+    if let Ok(mut current) = state.faults.write() {
+        *current = faults.clone();
+    }
+    tracing::warn!(?faults, "fault injection changed");
+    Ok(Json(faults))
+}
+
+async fn admin_clear_faults(State(state): State<AppState>, _: Admin) -> StatusCode {
+    if let Ok(mut current) = state.faults.write() {
+        *current = Faults::default();
+    }
+    StatusCode::NO_CONTENT
 }
 
 #[derive(Deserialize)]

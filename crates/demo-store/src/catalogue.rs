@@ -66,7 +66,38 @@ pub struct Product {
     pub international: bool,
     /// Cannot be returned.
     pub final_sale: bool,
+    /// For test products: the fixed outcome buying it has.
+    #[serde(default)]
+    pub test_behavior: Option<TestBehavior>,
 }
+
+/// What happens when a test product is bought (listed at `/api/test-products`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestBehavior {
+    /// Never in stock.
+    OutOfStock,
+    /// The checkout price is `PRICE_RISE_CENTS` above the listed price.
+    PriceRise,
+    /// Placing the order takes `SLOW_CHECKOUT` seconds.
+    SlowCheckout,
+    /// The first attempt to place each order fails with 503; the next succeeds.
+    #[serde(rename = "intermittent_5xx")]
+    Intermittent5xx,
+    /// The card is declined.
+    PaymentDeclined,
+    /// A bot check blocks the checkout.
+    CheckoutBlocked,
+    /// Every shipping address is refused.
+    AddressRefused,
+    /// Placed, then cancelled by the store when it would ship.
+    RetailerCancelled,
+    /// Placed, and never ships.
+    NeverShips,
+}
+
+pub const PRICE_RISE_CENTS: i64 = 2000;
+pub const SLOW_CHECKOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 #[derive(Debug, Deserialize)]
 pub struct Catalogue {
@@ -96,11 +127,13 @@ impl Catalogue {
         self.products.iter().find(|p| p.id.eq_ignore_ascii_case(id))
     }
 
-    /// Products whose title, brand or category contains every word of `query`.
+    /// Products whose title, brand or category contains every word of `query` (test
+    /// products are listed only at `/api/test-products`).
     pub fn search<'a>(&'a self, query: &str) -> Vec<&'a Product> {
         let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
         self.products
             .iter()
+            .filter(|p| p.test_behavior.is_none())
             .filter(|p| {
                 let text = format!("{} {} {}", p.title, p.brand, p.category).to_lowercase();
                 words.iter().all(|w| text.contains(w))
@@ -174,7 +207,13 @@ mod tests {
     #[test]
     fn catalogue_is_complete_and_consistent() {
         let c = Catalogue::get();
-        assert!(c.products.len() >= 24);
+        assert!(
+            c.products
+                .iter()
+                .filter(|p| p.test_behavior.is_none())
+                .count()
+                >= 24
+        );
         for p in &c.products {
             assert!(p.offer(None).is_some(), "{}: buy box offer exists", p.id);
             assert!(

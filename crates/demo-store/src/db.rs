@@ -586,6 +586,20 @@ impl Db {
         let mut rng = rand::rngs::StdRng::from_rng(&mut rand::rng());
         let mut tx = self.writer.begin().await?;
         for id in due {
+            let product_ids: Vec<String> =
+                sqlx::query_scalar("SELECT product_id FROM order_lines WHERE order_id = $1")
+                    .bind(&id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let catalogue = crate::catalogue::Catalogue::get();
+            let store_cancels = product_ids.iter().any(|p| {
+                catalogue.product(p).and_then(|p| p.test_behavior)
+                    == Some(crate::catalogue::TestBehavior::RetailerCancelled)
+            });
+            if store_cancels {
+                self.cancel_in(&mut tx, &id, "retailer_cancelled").await?;
+                continue;
+            }
             // Guarded by status: an order cancelled meanwhile does not ship.
             let shipped = sqlx::query(
                 "UPDATE orders SET status = 'shipped' WHERE id = $1 AND status = 'placed'",
@@ -641,7 +655,7 @@ impl Db {
         tx.commit().await
     }
 
-    /// Cancels an order that has not shipped yet and puts its items back in stock.
+    /// Cancels a customer's order that has not shipped yet.
     pub async fn cancel(
         &self,
         customer_id: i64,
@@ -649,22 +663,42 @@ impl Db {
         reason: &str,
     ) -> Result<CancelOutcome, sqlx::Error> {
         let mut tx = self.writer.begin().await?;
+        let owner: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, customer_id FROM orders WHERE id = $1")
+                .bind(order_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match owner {
+            Some((_, owner)) if owner != customer_id => return Ok(CancelOutcome::NotFound),
+            None => return Ok(CancelOutcome::NotFound),
+            Some(_) => {}
+        }
+        let outcome = self.cancel_in(&mut tx, order_id, reason).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Within `tx`: cancels the order if it has not shipped and puts its items back in
+    /// stock.
+    async fn cancel_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        order_id: &str,
+        reason: &str,
+    ) -> Result<CancelOutcome, sqlx::Error> {
         let cancelled = sqlx::query(
-            "UPDATE orders SET status = 'cancelled', cancelled_at = $1, cancel_reason = $2
-             WHERE id = $3 AND customer_id = $4 AND status = 'placed'",
+            "UPDATE orders SET status = 'cancelled', cancelled_at = $1, cancel_reason = $2 WHERE id = $3 AND status = 'placed'",
         )
         .bind(now_rfc3339())
         .bind(reason)
         .bind(order_id)
-        .bind(customer_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         if cancelled.rows_affected() == 0 {
             let status: Option<String> =
-                sqlx::query_scalar("SELECT status FROM orders WHERE id = $1 AND customer_id = $2")
+                sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
                     .bind(order_id)
-                    .bind(customer_id)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
             return Ok(status.map_or(CancelOutcome::NotFound, CancelOutcome::NotCancellable));
         }
@@ -673,9 +707,8 @@ impl Db {
              WHERE sku IN (SELECT sku FROM order_lines WHERE order_id = $1)",
         )
         .bind(order_id)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     }
 

@@ -109,6 +109,8 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
         db: db.clone(),
         admin_token: Arc::new(admin_token.clone()),
         clock,
+        faults: Default::default(),
+        flaky_failed: Default::default(),
     };
     let app = Router::new()
         .merge(api::routes())
@@ -117,6 +119,10 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::inject_faults,
+        ))
         .with_state(state);
     let listener = TcpListener::bind(&options.listen)
         .await

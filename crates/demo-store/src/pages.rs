@@ -93,7 +93,7 @@ fn product_image(p: &Product, size: u32) -> String {
 }
 
 async fn home() -> Html<String> {
-    let cards: String = Catalogue::get().products.iter().map(card).collect();
+    let cards: String = Catalogue::get().search("").into_iter().map(card).collect();
     page(
         "Home",
         "home",

@@ -699,3 +699,248 @@ async fn returns_are_approved_with_a_label_or_denied_for_final_sale() {
         (StatusCode::CONFLICT, Some("return_window_closed"))
     );
 }
+
+#[tokio::test]
+async fn test_products_have_their_fixed_outcomes() {
+    let store = Store::open_with_clock(FAST_CLOCK).await;
+    let (_, listed) = store.get("/api/test-products", None).await;
+    let listed = listed["test_products"].as_array().unwrap().clone();
+    let behaviors: Vec<&str> = listed
+        .iter()
+        .map(|p| p["behavior"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "out_of_stock",
+        "price_rise",
+        "slow_checkout",
+        "intermittent_5xx",
+        "payment_declined",
+        "checkout_blocked",
+        "address_refused",
+        "retailer_cancelled",
+        "never_ships",
+    ] {
+        assert!(behaviors.contains(&expected), "{expected} is listed");
+    }
+    let (_, all) = store.get("/api/products", None).await;
+    assert!(
+        all["products"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !p["id"].as_str().unwrap().starts_with("B0TEST"))
+    );
+    let id_of = |behavior: &str| {
+        listed.iter().find(|p| p["behavior"] == behavior).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let place = |token: String| {
+        let store = &store;
+        async move {
+            store
+                .post(
+                    "/api/checkout/place",
+                    Some(&token),
+                    json!({"shipping_address": address("TX")}),
+                )
+                .await
+        }
+    };
+
+    let token = store.customer("t1@example.com").await;
+    let (status, body) = store
+        .add(&token, json!({"product_id": id_of("out_of_stock")}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("out_of_stock"))
+    );
+
+    let token = store.customer("t2@example.com").await;
+    let rising = id_of("price_rise");
+    let (_, product) = store.get(&format!("/api/products/{rising}"), None).await;
+    store.add(&token, json!({"product_id": rising})).await;
+    let (_, quote) = store
+        .post(
+            "/api/checkout/quote",
+            Some(&token),
+            json!({"shipping_address": address("TX")}),
+        )
+        .await;
+    assert_eq!(
+        quote["lines"][0]["unit_price"].as_i64().unwrap(),
+        product["variants"][0]["price"].as_i64().unwrap() + 2000
+    );
+
+    for (behavior, status, code) in [
+        (
+            "payment_declined",
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_declined",
+        ),
+        (
+            "checkout_blocked",
+            StatusCode::FORBIDDEN,
+            "checkout_blocked",
+        ),
+        (
+            "address_refused",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "shipping_address_refused",
+        ),
+    ] {
+        let token = store.customer(&format!("{behavior}@example.com")).await;
+        store
+            .add(&token, json!({"product_id": id_of(behavior)}))
+            .await;
+        let (got, body) = place(token).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{behavior}"
+        );
+    }
+
+    let token = store.customer("flaky@example.com").await;
+    store
+        .add(&token, json!({"product_id": id_of("intermittent_5xx")}))
+        .await;
+    assert_eq!(
+        place(token.clone()).await.0,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the first attempt fails"
+    );
+    assert_eq!(
+        place(token).await.0,
+        StatusCode::CREATED,
+        "the retry succeeds"
+    );
+
+    let token = store.customer("slow@example.com").await;
+    store
+        .add(&token, json!({"product_id": id_of("slow_checkout")}))
+        .await;
+    let started = std::time::Instant::now();
+    assert_eq!(place(token).await.0, StatusCode::CREATED);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(3),
+        "the slow product takes its 3 seconds"
+    );
+
+    let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
+    assert_eq!(
+        truth["orders"].as_array().unwrap().len(),
+        2,
+        "declined, blocked and refused checkouts bought nothing"
+    );
+
+    let token = store.customer("cancelled@example.com").await;
+    let cancelled = buy(&store, &token, &[&id_of("retailer_cancelled")]).await;
+    let cancelled = wait_for_status(
+        &store,
+        &token,
+        cancelled["id"].as_str().unwrap(),
+        "cancelled",
+    )
+    .await;
+    assert_eq!(cancelled["cancel_reason"], "retailer_cancelled");
+
+    let token = store.customer("never@example.com").await;
+    let never = buy(&store, &token, &[&id_of("never_ships")]).await;
+    let normal = buy(&store, &token, &[PLAIN]).await;
+    wait_for_status(&store, &token, normal["id"].as_str().unwrap(), "delivered").await;
+    let (_, never) = store
+        .get(
+            &format!("/api/orders/{}", never["id"].as_str().unwrap()),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        never["order"]["status"], "placed",
+        "still not shipped after another order was delivered"
+    );
+}
+
+#[tokio::test]
+async fn injected_faults_latency_errors_and_a_dropped_connection_after_commit() {
+    let store = Store::open().await;
+    let token = store.customer("faults@example.com").await;
+    let put_faults = |faults: Value| {
+        store.call(
+            reqwest::Method::PUT,
+            "/api/admin/faults",
+            Some(ADMIN),
+            Some(faults),
+        )
+    };
+
+    assert_eq!(
+        put_faults(json!({"error_rate": 1.5})).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        put_faults(json!({"latency_ms": 300})).await.0,
+        StatusCode::OK
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(store.get("/api/products", None).await.0, StatusCode::OK);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "latency is added"
+    );
+
+    assert_eq!(
+        put_faults(json!({"error_rate": 1.0})).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = store.get("/api/products", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("service_unavailable"))
+    );
+    let (status, faults) = store.get("/api/admin/faults", Some(ADMIN)).await;
+    assert_eq!(
+        (status, faults["error_rate"].as_f64()),
+        (StatusCode::OK, Some(1.0)),
+        "admin endpoints are exempt"
+    );
+
+    // The order is committed, but the buyer's connection drops before any answer.
+    assert_eq!(
+        put_faults(json!({"drop_after_commit": true})).await.0,
+        StatusCode::OK
+    );
+    store.add(&token, json!({"product_id": PLAIN})).await;
+    let result = store
+        .client
+        .post(format!("{}/api/checkout/place", store.base))
+        .bearer_auth(&token)
+        .json(&json!({"shipping_address": address("TX"), "buyer_reference": "dropped-1"}))
+        .send()
+        .await;
+    assert!(result.is_err(), "no response: {result:?}");
+    let (_, found) = store
+        .get("/api/orders?reference=dropped-1", Some(&token))
+        .await;
+    assert_eq!(
+        found["orders"].as_array().unwrap().len(),
+        1,
+        "yet the order exists, findable by its reference"
+    );
+
+    assert_eq!(
+        store
+            .call(
+                reqwest::Method::DELETE,
+                "/api/admin/faults",
+                Some(ADMIN),
+                None
+            )
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(store.get("/api/products", None).await.0, StatusCode::OK);
+}
