@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalogue::{Catalogue, Product, TestBehavior, VariantError};
-use crate::db::{CancelOutcome, CartLine, Customer, Db, NewOrder, PlaceError, ReturnError};
+use crate::db::{CancelOutcome, CartLine, Customer, Db, NewOrder, PlaceError, ReturnError, SignIn};
 use crate::pricing::{self, Line, PricingError, ShippingMethod};
 
 #[derive(Clone)]
@@ -247,21 +247,36 @@ async fn product(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 }
 
 #[derive(Deserialize)]
-struct SignIn {
+struct Credentials {
     email: String,
     password: String,
+    /// The authenticator's current code, for accounts with two-factor sign-in.
+    totp: Option<String>,
 }
 
 async fn sign_in(
     State(state): State<AppState>,
-    Body(creds): Body<SignIn>,
+    Body(creds): Body<Credentials>,
 ) -> ApiResult<Json<Value>> {
-    match state.db.sign_in(&creds.email, &creds.password).await? {
-        Some((token, customer)) => Ok(Json(json!({"token": token, "customer": customer}))),
-        None => Err(StoreError::new(
-            StatusCode::UNAUTHORIZED,
+    let unauthorized =
+        |code, message: &str| StoreError::new(StatusCode::UNAUTHORIZED, code, message);
+    match state
+        .db
+        .sign_in(&creds.email, &creds.password, creds.totp.as_deref())
+        .await?
+    {
+        SignIn::Ok { token, customer } => Ok(Json(json!({"token": token, "customer": customer}))),
+        SignIn::BadCredentials => Err(unauthorized(
             "invalid_credentials",
             "Wrong e-mail or password",
+        )),
+        SignIn::TotpRequired => Err(unauthorized(
+            "totp_required",
+            "Enter the code from your authenticator app",
+        )),
+        SignIn::BadTotp => Err(unauthorized(
+            "invalid_totp",
+            "That code is not right; try the current one",
         )),
     }
 }
@@ -780,6 +795,8 @@ struct NewCustomer {
     card_last4: String,
     #[serde(default)]
     gift_balance_cents: i64,
+    /// Base32 authenticator secret, for two-factor sign-in.
+    totp_secret: Option<String>,
 }
 
 fn default_card() -> String {
@@ -797,9 +814,24 @@ async fn admin_create_customer(
             "An e-mail address and a password are required",
         ));
     }
+    if c.totp_secret
+        .as_deref()
+        .is_some_and(|s| crate::totp::decode_base32(s).is_none())
+    {
+        return Err(StoreError::unprocessable(
+            "invalid_totp_secret",
+            "totp_secret must be base32",
+        ));
+    }
     match state
         .db
-        .create_customer(&c.email, &c.password, &c.card_last4, c.gift_balance_cents)
+        .create_customer(
+            &c.email,
+            &c.password,
+            &c.card_last4,
+            c.gift_balance_cents,
+            c.totp_secret.as_deref(),
+        )
         .await
     {
         Ok(id) => Ok((

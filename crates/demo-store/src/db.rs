@@ -34,6 +34,19 @@ pub struct Customer {
     pub gift_balance_cents: i64,
 }
 
+/// The outcome of a sign-in attempt.
+#[derive(Debug)]
+pub enum SignIn {
+    Ok {
+        token: String,
+        customer: Customer,
+    },
+    BadCredentials,
+    /// The password is right; the account also needs its one-time code.
+    TotpRequired,
+    BadTotp,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct CartLine {
     pub product_id: String,
@@ -220,11 +233,12 @@ impl Db {
         password: &str,
         card_last4: &str,
         gift_balance_cents: i64,
+        totp_secret: Option<&str>,
     ) -> Result<i64, sqlx::Error> {
         let salt = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let row = sqlx::query(
-            "INSERT INTO customers (email, password_salt, password_hash, card_last4, gift_balance_cents, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO customers (email, password_salt, password_hash, card_last4, gift_balance_cents, created_at, totp_secret)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(email.trim())
         .bind(&salt)
@@ -232,28 +246,58 @@ impl Db {
         .bind(card_last4)
         .bind(gift_balance_cents)
         .bind(now_rfc3339())
+        .bind(totp_secret)
         .fetch_one(&self.writer)
         .await?;
         row.try_get("id")
     }
 
-    /// A new session token when the credentials are right.
+    pub async fn customer_exists(&self, email: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query("SELECT 1 FROM customers WHERE email = $1")
+            .bind(email.trim())
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Checks the credentials (and the one-time code of two-factor accounts); a new
+    /// session token when they are right.
     pub async fn sign_in(
         &self,
         email: &str,
         password: &str,
-    ) -> Result<Option<(String, Customer)>, sqlx::Error> {
+        totp: Option<&str>,
+    ) -> Result<SignIn, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT id, email, password_salt, password_hash, card_last4, gift_balance_cents FROM customers WHERE email = $1",
+            "SELECT id, email, password_salt, password_hash, card_last4, gift_balance_cents, totp_secret
+             FROM customers WHERE email = $1",
         )
         .bind(email.trim())
         .fetch_optional(&self.reader)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            return Ok(SignIn::BadCredentials);
+        };
         let salt: String = row.try_get("password_salt")?;
         let hash: String = row.try_get("password_hash")?;
         if password_hash(&salt, password) != hash {
-            return Ok(None);
+            return Ok(SignIn::BadCredentials);
+        }
+        let secret: Option<String> = row.try_get("totp_secret")?;
+        if let Some(secret) = secret {
+            match totp {
+                None => return Ok(SignIn::TotpRequired),
+                Some(code)
+                    if !crate::totp::verify(
+                        &secret,
+                        code,
+                        time::OffsetDateTime::now_utc().unix_timestamp(),
+                    ) =>
+                {
+                    return Ok(SignIn::BadTotp);
+                }
+                Some(_) => {}
+            }
         }
         let customer = Customer {
             id: row.try_get("id")?,
@@ -268,7 +312,7 @@ impl Db {
             .bind(now_rfc3339())
             .execute(&self.writer)
             .await?;
-        Ok(Some((token, customer)))
+        Ok(SignIn::Ok { token, customer })
     }
 
     pub async fn customer_for_token(&self, token: &str) -> Result<Option<Customer>, sqlx::Error> {

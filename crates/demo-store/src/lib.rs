@@ -7,6 +7,7 @@ pub mod db;
 pub mod fulfilment;
 pub mod pages;
 pub mod pricing;
+pub mod totp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +26,10 @@ pub const DEMO_EMAIL: &str = "demo@errand.test";
 pub const DEMO_PASSWORD: &str = "demo-password";
 /// A product without variants, in stock: what a first order buys.
 pub const FIRST_RUN_PRODUCT: &str = "B0DEMO0005";
+/// An account with two-factor sign-in; its authenticator secret (base32) is public, for
+/// demos and tests of TOTP.
+pub const DEMO_2FA_EMAIL: &str = "demo-2fa@errand.test";
+pub const DEMO_2FA_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXP";
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -92,11 +97,20 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create {}", options.data_dir.display()))?;
     let db = db::Db::open(&options.data_dir.join("store.db")).await?;
-    if db.sign_in(DEMO_EMAIL, DEMO_PASSWORD).await?.is_none() {
-        // Ignore a conflict: the address exists with another password.
-        let _ = db
-            .create_customer(DEMO_EMAIL, DEMO_PASSWORD, "4242", 2500)
-            .await;
+    // The demo accounts, once.
+    if !db.customer_exists(DEMO_EMAIL).await? {
+        db.create_customer(DEMO_EMAIL, DEMO_PASSWORD, "4242", 2500, None)
+            .await?;
+    }
+    if !db.customer_exists(DEMO_2FA_EMAIL).await? {
+        db.create_customer(
+            DEMO_2FA_EMAIL,
+            DEMO_PASSWORD,
+            "1881",
+            0,
+            Some(DEMO_2FA_TOTP_SECRET),
+        )
+        .await?;
     }
     let admin_token = admin_token(&options)?;
     if !(options.time_scale.is_finite() && options.time_scale > 0.0) {

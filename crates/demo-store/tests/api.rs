@@ -944,3 +944,46 @@ async fn injected_faults_latency_errors_and_a_dropped_connection_after_commit() 
     );
     assert_eq!(store.get("/api/products", None).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn two_factor_accounts_need_the_current_code() {
+    use errand_demo_store::{DEMO_2FA_EMAIL, DEMO_2FA_TOTP_SECRET};
+    let store = Store::open().await;
+    let creds = |totp: Option<String>| json!({"email": DEMO_2FA_EMAIL, "password": DEMO_PASSWORD, "totp": totp});
+    let (status, body) = store.post("/api/session", None, creds(None)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("totp_required"))
+    );
+    let (status, body) = store
+        .post("/api/session", None, creds(Some("000000".into())))
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let current = errand_demo_store::totp::current_code(DEMO_2FA_TOTP_SECRET, now).unwrap();
+    if current != "000000" {
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_totp"))
+        );
+    }
+    let (status, body) = store.post("/api/session", None, creds(Some(current))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].is_string());
+    let (status, body) = store
+        .post(
+            "/api/admin/customers",
+            Some(ADMIN),
+            json!({"email": "x@example.com", "password": "pw", "totp_secret": "not base32!"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("invalid_totp_secret")
+        )
+    );
+}
