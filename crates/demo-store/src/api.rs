@@ -69,8 +69,8 @@ pub async fn inject_faults(
 #[derive(Debug)]
 pub struct StoreError {
     status: StatusCode,
-    code: &'static str,
-    message: String,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
     details: Option<Value>,
 }
 
@@ -282,7 +282,7 @@ async fn sign_in(
 }
 
 /// Cart lines priced from the catalogue.
-fn price_lines(cart: &[CartLine]) -> Vec<(Line, &'static Product)> {
+pub(crate) fn price_lines(cart: &[CartLine]) -> Vec<(Line, &'static Product)> {
     let catalogue = Catalogue::get();
     cart.iter()
         .filter_map(|c| {
@@ -329,19 +329,19 @@ async fn clear_cart(State(state): State<AppState>, customer: Customer) -> ApiRes
 }
 
 #[derive(Deserialize)]
-struct VariantChoice {
-    label: String,
-    value: String,
+pub(crate) struct VariantChoice {
+    pub(crate) label: String,
+    pub(crate) value: String,
 }
 
 #[derive(Deserialize)]
-struct AddToCart {
-    product_id: String,
+pub(crate) struct AddToCart {
+    pub(crate) product_id: String,
     #[serde(default = "one")]
-    quantity: i64,
+    pub(crate) quantity: i64,
     #[serde(default)]
-    variant: Vec<VariantChoice>,
-    offer_id: Option<String>,
+    pub(crate) variant: Vec<VariantChoice>,
+    pub(crate) offer_id: Option<String>,
 }
 
 fn one() -> i64 {
@@ -353,6 +353,18 @@ async fn add_to_cart(
     customer: Customer,
     Body(add): Body<AddToCart>,
 ) -> ApiResult<Json<Value>> {
+    let (line, quantity) = add_line(&state, &customer, add).await?;
+    Ok(Json(
+        json!({"sku": line.sku, "offer_id": line.offer_id, "quantity": quantity}),
+    ))
+}
+
+/// Adds to the customer's cart after the store's checks; the line and its new quantity.
+pub(crate) async fn add_line(
+    state: &AppState,
+    customer: &Customer,
+    add: AddToCart,
+) -> ApiResult<(CartLine, i64)> {
     let product = Catalogue::get().product(&add.product_id).ok_or_else(|| {
         StoreError::new(
             StatusCode::NOT_FOUND,
@@ -422,21 +434,19 @@ async fn add_to_cart(
         quantity: add.quantity,
     };
     let quantity = state.db.cart_add(customer.id, &line).await?;
-    Ok(Json(
-        json!({"sku": line.sku, "offer_id": line.offer_id, "quantity": quantity}),
-    ))
+    Ok((line, quantity))
 }
 
-#[derive(Deserialize)]
-struct Checkout {
-    shipping_address: Value,
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub(crate) struct Checkout {
+    pub(crate) shipping_address: Value,
     #[serde(default = "standard")]
-    shipping_method: ShippingMethod,
-    promo_code: Option<String>,
-    gift_message: Option<String>,
-    buyer_reference: Option<String>,
+    pub(crate) shipping_method: ShippingMethod,
+    pub(crate) promo_code: Option<String>,
+    pub(crate) gift_message: Option<String>,
+    pub(crate) buyer_reference: Option<String>,
     /// When given, placing fails with `price_changed` unless the total still equals it.
-    expected_total: Option<i64>,
+    pub(crate) expected_total: Option<i64>,
 }
 
 fn standard() -> ShippingMethod {
@@ -522,7 +532,7 @@ fn check_address(address: &Value, products: &[&Product]) -> ApiResult<String> {
 }
 
 /// The priced checkout for the customer's current cart.
-async fn checkout_quote(
+pub(crate) async fn checkout_quote(
     state: &AppState,
     customer: &Customer,
     checkout: &Checkout,
@@ -590,7 +600,18 @@ async fn place(
     customer: Customer,
     Body(checkout): Body<Checkout>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (lines, totals, _) = checkout_quote(&state, &customer, &checkout).await?;
+    let order = place_order(&state, &customer, &checkout).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "order": order }))))
+}
+
+/// Places the customer's cart as an order, after the store's checks and the test
+/// products' fixed outcomes.
+pub(crate) async fn place_order(
+    state: &AppState,
+    customer: &Customer,
+    checkout: &Checkout,
+) -> ApiResult<crate::db::StoredOrder> {
+    let (lines, totals, _) = checkout_quote(state, customer, checkout).await?;
     if let Some(expected) = checkout.expected_total
         && expected != totals.total
     {
@@ -607,7 +628,7 @@ async fn place(
         .iter()
         .filter_map(|l| Catalogue::get().product(&l.product_id)?.test_behavior)
         .collect();
-    test_product_checkout(&state, &customer, &behaviors).await?;
+    test_product_checkout(state, customer, &behaviors).await?;
     let handling = lines.iter().map(|l| l.handling_days).max().unwrap_or(0);
     let (ship_at, deliver_at) = if behaviors.contains(&TestBehavior::NeverShips) {
         let never = time::macros::datetime!(9999-12-31 0:00 UTC);
@@ -654,7 +675,7 @@ async fn place(
         tracing::warn!(order_id = %order.id, "fault injection: dropping the connection after placing the order");
         std::panic::resume_unwind(Box::new("connection dropped by fault injection"));
     }
-    Ok((StatusCode::CREATED, Json(json!({ "order": order }))))
+    Ok(order)
 }
 
 /// The fixed outcomes of test products at the moment of placing.

@@ -833,6 +833,35 @@ impl Db {
             .ok_or(ReturnError::NotFound)
     }
 
+    /// What the shopper has entered in the HTML checkout so far.
+    pub async fn checkout_draft(
+        &self,
+        customer_id: i64,
+    ) -> Result<Option<serde_json::Value>, sqlx::Error> {
+        let draft: Option<Json<serde_json::Value>> =
+            sqlx::query_scalar("SELECT checkout FROM checkout_drafts WHERE customer_id = $1")
+                .bind(customer_id)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(draft.map(|d| d.0))
+    }
+
+    pub async fn save_checkout_draft(
+        &self,
+        customer_id: i64,
+        draft: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO checkout_drafts (customer_id, checkout) VALUES ($1, $2)
+             ON CONFLICT (customer_id) DO UPDATE SET checkout = excluded.checkout",
+        )
+        .bind(customer_id)
+        .bind(Json(draft))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;

@@ -7,6 +7,7 @@ pub mod db;
 pub mod fulfilment;
 pub mod pages;
 pub mod pricing;
+pub mod shop;
 pub mod totp;
 
 use std::net::SocketAddr;
@@ -129,6 +130,7 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
     let app = Router::new()
         .merge(api::routes())
         .merge(pages::routes())
+        .merge(shop::routes())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),

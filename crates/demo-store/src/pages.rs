@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Escapes text for HTML element content and attribute values.
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -32,7 +32,7 @@ fn esc(text: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn money(cents: i64) -> String {
+pub(crate) fn money(cents: i64) -> String {
     format!("${}.{:02}", cents / 100, cents % 100)
 }
 
@@ -42,9 +42,12 @@ header a{color:#fff;text-decoration:none;font-weight:600}main{max-width:64rem;ma
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:1rem}\
 .card{background:#fff;border-radius:.5rem;padding:1rem;box-shadow:0 1px 3px #0002}.price{font-weight:700;color:#0b6e3a}\
 .swatch{border:1px solid #889;border-radius:.3rem;padding:.3rem .7rem;background:#fff;margin:.2rem}\
+.swatch.selected{border:2px solid #16324f;font-weight:700}.error{background:#fde8e8;color:#8a1c1c;padding:.6rem;border-radius:.4rem}\
+#cookie-banner{position:fixed;bottom:1rem;left:1rem;right:1rem;z-index:9}label{display:block;margin-top:.5rem}\
+input,select,textarea{padding:.35rem;min-width:16rem}button{padding:.45rem 1rem;margin-top:.6rem}\
 table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #dde}";
 
-fn page(title: &str, kind: &str, body: &str) -> Html<String> {
+pub(crate) fn page(title: &str, kind: &str, body: &str) -> Html<String> {
     let categories: String = Catalogue::get()
         .categories
         .iter()
@@ -54,7 +57,12 @@ fn page(title: &str, kind: &str, body: &str) -> Html<String> {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{} · Errand Demo Store</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body data-page="{kind}"><header><a href="/">Errand Demo Store</a>{categories}
+<a href="/cart" id="cart-link">Cart</a><a href="/orders">Orders</a><a href="/signin">Sign in</a>
 <form action="/search" role="search"><label for="q" hidden>Search</label><input id="q" name="q" placeholder="Search"></form></header>
+<div id="cookie-banner" class="card">We use cookies to keep you signed in and remember your cart.
+<button id="accept-cookies" type="button">Accept</button></div>
+<script>if(document.cookie.includes('cookies_ok=1'))document.getElementById('cookie-banner').remove();
+else document.getElementById('accept-cookies').onclick=()=>{{document.cookie='cookies_ok=1; path=/';document.getElementById('cookie-banner').remove();}};</script>
 <main>{body}</main></body></html>"#,
         esc(title)
     ))
@@ -146,7 +154,7 @@ async fn category(Path(slug): Path<String>) -> Response {
     .into_response()
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         page(
@@ -158,15 +166,35 @@ fn not_found() -> Response {
         .into_response()
 }
 
-async fn product_page_with_slug(Path((_slug, id)): Path<(String, String)>) -> Response {
-    render_product(&id)
+#[derive(Deserialize)]
+pub(crate) struct ErrorQuery {
+    error: Option<String>,
 }
 
-async fn product_page(Path(id): Path<String>) -> Response {
-    render_product(&id)
+async fn product_page_with_slug(
+    Path((_slug, id)): Path<(String, String)>,
+    Query(q): Query<ErrorQuery>,
+) -> Response {
+    render_product(&id, q.error.as_deref())
 }
 
-fn render_product(id: &str) -> Response {
+async fn product_page(Path(id): Path<String>, Query(q): Query<ErrorQuery>) -> Response {
+    render_product(&id, q.error.as_deref())
+}
+
+/// An error box (`#error`) when there is a message.
+pub(crate) fn error_box(message: Option<&str>) -> String {
+    message
+        .map(|m| {
+            format!(
+                r#"<div id="error" role="alert" class="error">{}</div>"#,
+                esc(m)
+            )
+        })
+        .unwrap_or_default()
+}
+
+fn render_product(id: &str, error: Option<&str>) -> Response {
     let Some(p) = Catalogue::get().product(id) else {
         return not_found();
     };
@@ -198,12 +226,46 @@ fn render_product(id: &str) -> Response {
             )
         })
         .collect();
+    let hidden: String = p
+        .dimensions
+        .iter()
+        .map(|d| {
+            format!(
+                r#"<input type="hidden" name="opt_{l}" id="opt-{l}" value="">"#,
+                l = esc(&d.label)
+            )
+        })
+        .collect();
+    let offer_options: String = p
+        .offers
+        .iter()
+        .map(|o| {
+            let selected = if o.offer_id == p.buy_box_offer_id {
+                " selected"
+            } else {
+                ""
+            };
+            format!(
+                r#"<option value="{id}"{selected}>{seller} ({cond})</option>"#,
+                id = esc(&o.offer_id),
+                seller = esc(&o.seller_name),
+                cond = esc(&o.condition)
+            )
+        })
+        .collect();
     let from = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
     let body = format!(
         r#"<article class="card" itemscope itemtype="https://schema.org/Product" data-product-id="{id}">{img}
 <h1 id="product-title" itemprop="name">{title}</h1><p>by <span itemprop="brand">{brand}</span></p>
 <p id="price" class="price">{price}</p><p>{desc}</p>{dimensions}
 <p>Limit {limit} per order.{final_sale}</p>
+{error}<form id="add-to-cart-form" method="post" action="/cart/add"><input type="hidden" name="product_id" value="{id}">{hidden}
+<label for="quantity">Quantity</label><input id="quantity" name="quantity" type="number" min="1" value="1">
+<label for="offer">Seller</label><select id="offer" name="offer_id">{offer_options}</select>
+<button id="add-to-cart" type="submit">Add to cart</button></form>
+<script>document.querySelectorAll('.swatch').forEach(b=>b.addEventListener('click',()=>{{
+document.getElementById('opt-'+b.dataset.dimension).value=b.dataset.value;
+b.parentElement.querySelectorAll('.swatch').forEach(x=>x.classList.remove('selected'));b.classList.add('selected');}}));</script>
 <h2>Offers</h2><table id="offers"><tr><th>Seller</th><th>Condition</th><th>Price</th><th>Rating</th><th>Shipping</th></tr>{offers}</table></article>"#,
         id = esc(&p.id),
         img = product_image(p, 240),
@@ -217,6 +279,7 @@ fn render_product(id: &str) -> Response {
         } else {
             ""
         },
+        error = error_box(error),
     );
     page(&p.title, "product", &body).into_response()
 }

@@ -1,0 +1,625 @@
+//! The HTML shopping path, for people and browser drivers: sign in (cookie session),
+//! add to cart from the product page, cart, a three-page checkout (address → delivery →
+//! review, whose total appears after a short client-side delay), confirmation, and order
+//! history searchable by the buyer reference. It runs on the same logic as the JSON API.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+use crate::api::{self, AddToCart, AppState, Checkout, VariantChoice};
+use crate::db::{Customer, SignIn};
+use crate::pages::{error_box, esc, money, not_found, page};
+use crate::pricing::ShippingMethod;
+
+const SESSION_COOKIE: &str = "sid";
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/signin", get(signin_page).post(signin))
+        .route("/cart", get(cart_page))
+        .route("/cart/add", post(add_to_cart))
+        .route(
+            "/checkout",
+            get(|| async { Redirect::to("/checkout/address") }),
+        )
+        .route("/checkout/address", get(address_page).post(save_address))
+        .route("/checkout/delivery", get(delivery_page).post(save_delivery))
+        .route("/checkout/review", get(review_page))
+        .route("/checkout/place", post(place))
+        .route("/orders", get(history_page))
+        .route("/orders/{id}", get(order_page))
+        .route("/orders/{id}/confirmation", get(confirmation_page))
+}
+
+/// The signed-in shopper, or a redirect to the sign-in page.
+pub struct Shopper(Customer);
+
+impl FromRequestParts<AppState> for Shopper {
+    type Rejection = Response;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| {
+                c.trim()
+                    .strip_prefix(&format!("{SESSION_COOKIE}="))
+                    .map(str::to_string)
+            });
+        if let Some(token) = token
+            && let Ok(Some(customer)) = state.db.customer_for_token(&token).await
+        {
+            return Ok(Shopper(customer));
+        }
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let query = url_encode(next);
+        Err(Redirect::to(&format!("/signin?next={query}")).into_response())
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn see_other(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
+}
+
+fn error_page(status: StatusCode, title: &str, kind: &str, body: String) -> Response {
+    (status, page(title, kind, &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn signin_form(next: &str, error: Option<&str>) -> String {
+    format!(
+        r#"<h1>Sign in</h1>{}<form id="signin-form" method="post" action="/signin">
+<input type="hidden" name="next" value="{next}">
+<label for="email">E-mail</label><input id="email" name="email" type="email" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<label for="totp">Authenticator code (if you use two-factor sign-in)</label><input id="totp" name="totp" inputmode="numeric" autocomplete="one-time-code">
+<button id="signin-submit" type="submit">Sign in</button></form>"#,
+        error_box(error),
+        next = esc(next)
+    )
+}
+
+async fn signin_page(Query(q): Query<NextQuery>) -> Html<String> {
+    page(
+        "Sign in",
+        "signin",
+        &signin_form(q.next.as_deref().unwrap_or("/"), None),
+    )
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    email: String,
+    password: String,
+    totp: Option<String>,
+    next: Option<String>,
+}
+
+async fn signin(State(state): State<AppState>, Form(f): Form<SigninForm>) -> Response {
+    // Only same-site paths: never redirect a shopper to another host.
+    let next = f
+        .next
+        .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let totp = f.totp.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    let message = match state.db.sign_in(&f.email, &f.password, totp).await {
+        Ok(SignIn::Ok { token, .. }) => {
+            let mut response = see_other(&next);
+            let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().insert(SET_COOKIE, value);
+            }
+            return response;
+        }
+        Ok(SignIn::BadCredentials) => "Wrong e-mail or password",
+        Ok(SignIn::TotpRequired) => "Enter the code from your authenticator app",
+        Ok(SignIn::BadTotp) => "That code is not right; try the current one",
+        Err(_) => "Something went wrong; try again",
+    };
+    error_page(
+        StatusCode::UNAUTHORIZED,
+        "Sign in",
+        "signin",
+        signin_form(&next, Some(message)),
+    )
+}
+
+async fn add_to_cart(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let product_id = form.get("product_id").cloned().unwrap_or_default();
+    let add = AddToCart {
+        product_id: product_id.clone(),
+        quantity: form
+            .get("quantity")
+            .and_then(|q| q.trim().parse().ok())
+            .unwrap_or(1),
+        variant: form
+            .iter()
+            .filter_map(|(k, v)| {
+                let label = k.strip_prefix("opt_")?;
+                (!v.trim().is_empty()).then(|| VariantChoice {
+                    label: label.to_string(),
+                    value: v.clone(),
+                })
+            })
+            .collect(),
+        offer_id: form.get("offer_id").cloned().filter(|o| !o.is_empty()),
+    };
+    match api::add_line(&state, &customer, add).await {
+        Ok(_) => see_other("/cart"),
+        Err(e) => see_other(&format!(
+            "/dp/{}?error={}",
+            url_encode(&product_id),
+            url_encode(&e.message)
+        )),
+    }
+}
+
+fn lines_table(lines: &[crate::pricing::Line]) -> String {
+    let rows: String = lines
+        .iter()
+        .map(|l| {
+            format!(
+                r#"<tr data-sku="{sku}"><td>{title}</td><td>{sku}</td><td class="quantity">{q}</td><td>{unit}</td><td>{total}</td></tr>"#,
+                sku = esc(&l.sku),
+                title = esc(&l.title),
+                q = l.quantity,
+                unit = money(l.unit_price),
+                total = money(l.line_total)
+            )
+        })
+        .collect();
+    format!(
+        r#"<table id="lines"><tr><th>Item</th><th>SKU</th><th>Qty</th><th>Price</th><th>Total</th></tr>{rows}</table>"#
+    )
+}
+
+async fn cart_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Response {
+    let Ok(cart) = state.db.cart(customer.id).await else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Cart",
+            "cart",
+            "<h1>Something went wrong</h1>".into(),
+        );
+    };
+    let lines: Vec<_> = api::price_lines(&cart)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    if lines.is_empty() {
+        return page(
+            "Cart",
+            "cart",
+            r#"<h1>Your cart is empty</h1><p><a href="/">Keep shopping</a></p>"#,
+        )
+        .into_response();
+    }
+    let subtotal: i64 = lines.iter().map(|l| l.line_total).sum();
+    page(
+        "Cart",
+        "cart",
+        &format!(
+            r#"<h1>Your cart</h1>{}<p>Subtotal: <span id="cart-subtotal">{}</span></p><a id="proceed-to-checkout" href="/checkout/address">Proceed to checkout</a>"#,
+            lines_table(&lines),
+            money(subtotal)
+        ),
+    )
+    .into_response()
+}
+
+async fn draft(state: &AppState, customer: &Customer) -> Value {
+    state
+        .db
+        .checkout_draft(customer.id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| json!({}))
+}
+
+fn address_form(address: &Value, error: Option<&str>) -> String {
+    let field = |name: &str| esc(address.get(name).and_then(Value::as_str).unwrap_or(""));
+    let input = |name: &str, label: &str| {
+        format!(
+            r#"<label for="{name}">{label}</label><input id="{name}" name="{name}" value="{}">"#,
+            field(name)
+        )
+    };
+    format!(
+        r#"<h1>Shipping address</h1><p>Step 1 of 3</p>{error}<form id="address-form" method="post" action="/checkout/address">{}{}{}{}{}{}{}{}{}
+<button id="continue-to-delivery" type="submit">Continue</button></form>"#,
+        input("first_name", "First name"),
+        input("last_name", "Last name"),
+        input("address_line1", "Address"),
+        input("address_line2", "Apartment, suite (optional)"),
+        input("city", "City"),
+        input("state", "State"),
+        input("postal_code", "ZIP code"),
+        input("country", "Country"),
+        input("phone_number", "Phone"),
+        error = error_box(error)
+    )
+}
+
+async fn address_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Html<String> {
+    let draft = draft(&state, &customer).await;
+    let mut address = draft
+        .get("shipping_address")
+        .cloned()
+        .unwrap_or_else(|| json!({"country": "US"}));
+    if address.get("country").is_none() {
+        address["country"] = json!("US");
+    }
+    page(
+        "Checkout: address",
+        "checkout-address",
+        &address_form(&address, None),
+    )
+}
+
+async fn save_address(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let address: serde_json::Map<String, Value> = form
+        .into_iter()
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k, Value::String(v.trim().to_string())))
+        .collect();
+    let address = Value::Object(address);
+    let mut draft = draft(&state, &customer).await;
+    draft["shipping_address"] = address.clone();
+    let checkout = checkout_from(&draft);
+    if let Err(e) = api::checkout_quote(&state, &customer, &checkout).await {
+        return error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Checkout: address",
+            "checkout-address",
+            address_form(&address, Some(&e.message)),
+        );
+    }
+    let _ = state.db.save_checkout_draft(customer.id, &draft).await;
+    see_other("/checkout/delivery")
+}
+
+fn checkout_from(draft: &Value) -> Checkout {
+    Checkout {
+        shipping_address: draft
+            .get("shipping_address")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        shipping_method: draft
+            .get("shipping_method")
+            .cloned()
+            .and_then(|m| serde_json::from_value(m).ok())
+            .unwrap_or(ShippingMethod::Standard),
+        promo_code: draft
+            .get("promo_code")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
+        gift_message: draft
+            .get("gift_message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
+        buyer_reference: draft
+            .get("buyer_reference")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
+        expected_total: None,
+    }
+}
+
+async fn delivery_form(
+    state: &AppState,
+    customer: &Customer,
+    draft: &Value,
+    error: Option<&str>,
+) -> String {
+    let checkout = checkout_from(draft);
+    let subtotal: i64 = match state.db.cart(customer.id).await {
+        Ok(cart) => api::price_lines(&cart)
+            .iter()
+            .map(|(l, _)| l.line_total)
+            .sum(),
+        Err(_) => 0,
+    };
+    let methods: String = ShippingMethod::ALL
+        .iter()
+        .map(|m| {
+            let checked = if *m == checkout.shipping_method { " checked" } else { "" };
+            format!(
+                r#"<label><input type="radio" name="shipping_method" id="shipping-{name}" value="{name}"{checked}> {label}: {price}</label>"#,
+                name = m.as_str(),
+                label = match m {
+                    ShippingMethod::Standard => "Standard (free from $35.00)",
+                    ShippingMethod::Expedited => "Expedited",
+                    ShippingMethod::NextDay => "Next day",
+                },
+                price = money(m.price(subtotal))
+            )
+        })
+        .collect();
+    let text = |name: &str| esc(draft.get(name).and_then(Value::as_str).unwrap_or(""));
+    format!(
+        r#"<h1>Delivery</h1><p>Step 2 of 3</p>{error}<form id="delivery-form" method="post" action="/checkout/delivery">
+<fieldset id="shipping-methods"><legend>Shipping method</legend>{methods}</fieldset>
+<label for="gift_message">Gift message (optional, up to 240 characters)</label><textarea id="gift_message" name="gift_message" maxlength="240">{gift}</textarea>
+<label for="promo_code">Promo code</label><input id="promo_code" name="promo_code" value="{promo}">
+<label for="buyer_reference">PO number / your reference</label><input id="buyer_reference" name="buyer_reference" value="{reference}">
+<button id="continue-to-review" type="submit">Continue to review</button></form>"#,
+        error = error_box(error),
+        gift = text("gift_message"),
+        promo = text("promo_code"),
+        reference = text("buyer_reference")
+    )
+}
+
+async fn delivery_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Response {
+    let draft = draft(&state, &customer).await;
+    if draft.get("shipping_address").is_none() {
+        return see_other("/checkout/address");
+    }
+    page(
+        "Checkout: delivery",
+        "checkout-delivery",
+        &delivery_form(&state, &customer, &draft, None).await,
+    )
+    .into_response()
+}
+
+async fn save_delivery(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut draft = draft(&state, &customer).await;
+    for key in [
+        "shipping_method",
+        "gift_message",
+        "promo_code",
+        "buyer_reference",
+    ] {
+        draft[key] = json!(form.get(key).map(|v| v.trim()).unwrap_or(""));
+    }
+    if draft["shipping_method"] == "" {
+        draft["shipping_method"] = json!("standard");
+    }
+    if let Err(e) = api::checkout_quote(&state, &customer, &checkout_from(&draft)).await {
+        let body = delivery_form(&state, &customer, &draft, Some(&e.message)).await;
+        return error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Checkout: delivery",
+            "checkout-delivery",
+            body,
+        );
+    }
+    let _ = state.db.save_checkout_draft(customer.id, &draft).await;
+    see_other("/checkout/review")
+}
+
+async fn review(state: &AppState, customer: &Customer, error: Option<&str>) -> Response {
+    let draft = draft(state, customer).await;
+    let checkout = checkout_from(&draft);
+    let (lines, totals, _) = match api::checkout_quote(state, customer, &checkout).await {
+        Ok(quote) => quote,
+        Err(e) => {
+            return see_other(&format!(
+                "/checkout/address?error={}",
+                url_encode(&e.message)
+            ));
+        }
+    };
+    let body = format!(
+        r#"<h1>Review your order</h1><p>Step 3 of 3</p>{error}{lines}
+<table id="totals"><tr><td>Items</td><td id="subtotal">{subtotal}</td></tr><tr><td>Shipping</td><td id="shipping">{shipping}</td></tr>
+<tr><td>Tax</td><td id="tax">{tax}</td></tr><tr><td>Discount</td><td id="discount">-{discount}</td></tr>
+<tr><th>Order total</th><th><span id="total-loading">Calculating…</span><span id="order-total" hidden>{total}</span></th></tr></table>
+<p>Reference: <span id="review-reference">{reference}</span></p>
+<form id="place-order-form" method="post" action="/checkout/place"><input type="hidden" name="expected_total" value="{total_cents}">
+<button id="place-order" type="submit">Place your order</button></form>
+<script>setTimeout(()=>{{document.getElementById('total-loading').remove();document.getElementById('order-total').hidden=false;}},400);</script>"#,
+        error = error_box(error),
+        lines = lines_table(&lines),
+        subtotal = money(totals.subtotal),
+        shipping = money(totals.shipping),
+        tax = money(totals.tax),
+        discount = money(totals.discount),
+        total = money(totals.total),
+        total_cents = totals.total,
+        reference = esc(checkout.buyer_reference.as_deref().unwrap_or("")),
+    );
+    page("Checkout: review", "checkout-review", &body).into_response()
+}
+
+async fn review_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Response {
+    review(&state, &customer, None).await
+}
+
+#[derive(Deserialize)]
+struct PlaceForm {
+    expected_total: Option<i64>,
+}
+
+async fn place(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Form(form): Form<PlaceForm>,
+) -> Response {
+    let draft = draft(&state, &customer).await;
+    let checkout = Checkout {
+        expected_total: form.expected_total,
+        ..checkout_from(&draft)
+    };
+    match api::place_order(&state, &customer, &checkout).await {
+        Ok(order) => {
+            let _ = state
+                .db
+                .save_checkout_draft(
+                    customer.id,
+                    &json!({"shipping_address": checkout.shipping_address}),
+                )
+                .await;
+            see_other(&format!("/orders/{}/confirmation", order.id))
+        }
+        Err(e) => {
+            let mut response = review(&state, &customer, Some(&e.message)).await;
+            if response.status() == StatusCode::OK {
+                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            response
+        }
+    }
+}
+
+async fn confirmation_page(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(Some(order)) = state
+        .db
+        .orders(Some(customer.id), None, Some(&id))
+        .await
+        .map(|mut o| o.pop())
+    else {
+        return not_found();
+    };
+    page(
+        "Order placed",
+        "confirmation",
+        &format!(
+            r#"<h1>Thank you, your order is placed</h1><p>Order number: <strong id="merchant-order-id">{id}</strong></p>
+<p>Total charged: <span id="confirmation-total">{total}</span></p><p>Estimated delivery: {eta}</p><p><a href="/orders/{id}">Track this order</a></p>"#,
+            id = esc(&order.id),
+            total = money(order.total),
+            eta = esc(&order.estimated_delivery)
+        ),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    reference: Option<String>,
+}
+
+async fn history_page(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let reference = q
+        .reference
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let Ok(orders) = state.db.orders(Some(customer.id), reference, None).await else {
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Orders",
+            "orders",
+            "<h1>Something went wrong</h1>".into(),
+        );
+    };
+    let rows: String = orders
+        .iter()
+        .map(|o| {
+            format!(
+                r#"<tr class="order-row" data-order-id="{id}"><td><a href="/orders/{id}">{id}</a></td><td>{placed}</td><td class="reference">{reference}</td><td>{total}</td><td class="status">{status}</td></tr>"#,
+                id = esc(&o.id),
+                placed = esc(&o.placed_at),
+                reference = esc(o.buyer_reference.as_deref().unwrap_or("")),
+                total = money(o.total),
+                status = esc(&o.status)
+            )
+        })
+        .collect();
+    page(
+        "Your orders",
+        "orders",
+        &format!(
+            r#"<h1>Your orders</h1><form id="order-search" action="/orders"><label for="reference">Find by your reference</label><input id="reference" name="reference" value="{}"><button type="submit">Search</button></form>
+<table id="orders"><tr><th>Order</th><th>Placed</th><th>Reference</th><th>Total</th><th>Status</th></tr>{rows}</table>{}"#,
+            esc(reference.unwrap_or("")),
+            if orders.is_empty() { r#"<p id="no-orders">No orders found.</p>"# } else { "" }
+        ),
+    )
+    .into_response()
+}
+
+async fn order_page(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(Some(order)) = state
+        .db
+        .orders(Some(customer.id), None, Some(&id))
+        .await
+        .map(|mut o| o.pop())
+    else {
+        return not_found();
+    };
+    let shipments: String = order
+        .shipments
+        .iter()
+        .map(|s| {
+            format!(
+                r#"<li class="shipment"><span class="carrier">{}</span> <span class="tracking-number">{}</span> — {}</li>"#,
+                esc(&s.carrier),
+                esc(&s.tracking_number),
+                if s.delivered_at.is_some() { "delivered" } else { "in transit" }
+            )
+        })
+        .collect();
+    page(
+        "Order",
+        "order",
+        &format!(
+            r#"<h1>Order <span id="merchant-order-id">{id}</span></h1><p>Status: <strong id="order-status">{status}</strong></p>{lines}
+<p>Total: {total}</p><h2>Shipments</h2><ul id="shipments">{shipments}</ul>"#,
+            id = esc(&order.id),
+            status = esc(&order.status),
+            lines = lines_table(&order.lines),
+            total = money(order.total)
+        ),
+    )
+    .into_response()
+}
