@@ -44,7 +44,10 @@ async fn product_search_and_category_pages() {
     assert!(html.contains(r#"data-page="category""#));
     let (status, html) = get(&base, "/search?q=%3Cscript%3E").await;
     assert_eq!(status, 200);
-    assert!(html.contains("“&lt;script&gt;”") && !html.contains("“<script>”"), "queries are escaped");
+    assert!(
+        html.contains("“&lt;script&gt;”") && !html.contains("“<script>”"),
+        "queries are escaped"
+    );
 
     assert_eq!(get(&base, "/dp/B0NOPE0000").await.0, 404);
     assert_eq!(get(&base, "/c/nope").await.0, 404);

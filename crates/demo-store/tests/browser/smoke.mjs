@@ -1,0 +1,52 @@
+// Walks the demo store like a shopper in headless Chromium: sign in, pick a variant,
+// add to cart, check out over three pages, place the order, see the confirmation.
+// Saves screenshots of the product, review and confirmation pages.
+//   node smoke.mjs <store base URL> <screenshot dir> <email> <password>
+import { chromium } from "playwright-core";
+
+const [base, shots, email, password] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  page.setDefaultTimeout(15000);
+
+  await page.goto(`${base}/signin?next=/dp/B0DEMO0010`);
+  await page.fill("#email", email);
+  await page.fill("#password", password);
+  await Promise.all([page.waitForURL(/\/dp\/B0DEMO0010/), page.click("#signin-submit")]);
+  await page.click("#accept-cookies");
+
+  // Variant swatches are buttons; the Size choice is the second fieldset.
+  await page.click('#variant-Color .swatch >> nth=0');
+  await page.click('#variant-Size .swatch[data-value="M"]');
+  await page.fill("#quantity", "2");
+  await page.screenshot({ path: `${shots}/product.png`, fullPage: true });
+  await Promise.all([page.waitForURL(/\/cart$/), page.click("#add-to-cart")]);
+
+  await Promise.all([page.waitForURL(/\/checkout\/address/), page.click("#proceed-to-checkout")]);
+  for (const [field, value] of Object.entries({
+    first_name: "Ada", last_name: "Lovelace", address_line1: "1 Main St", city: "Austin",
+    state: "TX", postal_code: "78701", country: "US", phone_number: "5125550134",
+  })) {
+    await page.fill(`#${field}`, value);
+  }
+  await Promise.all([page.waitForURL(/\/checkout\/delivery/), page.click("#continue-to-delivery")]);
+  await page.check("#shipping-next_day");
+  await page.fill("#buyer_reference", "browser-smoke-1");
+  await Promise.all([page.waitForURL(/\/checkout\/review/), page.click("#continue-to-review")]);
+
+  // The total appears after a short client-side delay.
+  await page.waitForSelector("#order-total", { state: "visible" });
+  const total = await page.textContent("#order-total");
+  await page.screenshot({ path: `${shots}/review.png`, fullPage: true });
+  await Promise.all([page.waitForURL(/\/confirmation$/), page.click("#place-order")]);
+  const orderId = (await page.textContent("#merchant-order-id")).trim();
+  await page.screenshot({ path: `${shots}/confirmation.png`, fullPage: true });
+  console.log(JSON.stringify({ orderId, total }));
+} finally {
+  await browser.close();
+}
