@@ -694,6 +694,13 @@ async fn test_product_checkout(
                     "Your card was declined",
                 ));
             }
+            TestBehavior::NeedsTwoFactor if !customer.two_factor => {
+                return Err(StoreError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "totp_required",
+                    "This purchase needs two-factor sign-in: sign in again with your authenticator code",
+                ));
+            }
             TestBehavior::CheckoutBlocked => {
                 return Err(StoreError::new(
                     StatusCode::FORBIDDEN,

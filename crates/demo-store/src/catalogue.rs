@@ -94,6 +94,8 @@ pub enum TestBehavior {
     RetailerCancelled,
     /// Placed, and never ships.
     NeverShips,
+    /// Placing needs an account with two-factor sign-in (`totp_required` otherwise).
+    NeedsTwoFactor,
 }
 
 pub const PRICE_RISE_CENTS: i64 = 2000;

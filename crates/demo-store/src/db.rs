@@ -32,6 +32,8 @@ pub struct Customer {
     pub email: String,
     pub card_last4: String,
     pub gift_balance_cents: i64,
+    /// Signs in with a one-time code as well as the password.
+    pub two_factor: bool,
 }
 
 /// The outcome of a sign-in attempt.
@@ -284,12 +286,12 @@ impl Db {
             return Ok(SignIn::BadCredentials);
         }
         let secret: Option<String> = row.try_get("totp_secret")?;
-        if let Some(secret) = secret {
+        if let Some(secret) = &secret {
             match totp {
                 None => return Ok(SignIn::TotpRequired),
                 Some(code)
                     if !crate::totp::verify(
-                        &secret,
+                        secret,
                         code,
                         time::OffsetDateTime::now_utc().unix_timestamp(),
                     ) =>
@@ -304,6 +306,7 @@ impl Db {
             email: row.try_get("email")?,
             card_last4: row.try_get("card_last4")?,
             gift_balance_cents: row.try_get("gift_balance_cents")?,
+            two_factor: secret.is_some(),
         };
         let token = Alphanumeric.sample_string(&mut rand::rng(), 40);
         sqlx::query("INSERT INTO sessions (token, customer_id, created_at) VALUES ($1, $2, $3)")
@@ -317,7 +320,7 @@ impl Db {
 
     pub async fn customer_for_token(&self, token: &str) -> Result<Option<Customer>, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT c.id, c.email, c.card_last4, c.gift_balance_cents
+            "SELECT c.id, c.email, c.card_last4, c.gift_balance_cents, c.totp_secret IS NOT NULL AS two_factor
              FROM sessions s JOIN customers c ON c.id = s.customer_id WHERE s.token = $1",
         )
         .bind(token)
@@ -329,6 +332,7 @@ impl Db {
                 email: r.try_get("email")?,
                 card_last4: r.try_get("card_last4")?,
                 gift_balance_cents: r.try_get("gift_balance_cents")?,
+                two_factor: r.try_get("two_factor")?,
             })
         })
         .transpose()

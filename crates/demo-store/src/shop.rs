@@ -452,6 +452,7 @@ async fn review(state: &AppState, customer: &Customer, error: Option<&str>) -> R
 <tr><td>Tax</td><td id="tax">{tax}</td></tr><tr><td>Discount</td><td id="discount">-{discount}</td></tr>
 <tr><th>Order total</th><th><span id="total-loading">Calculating…</span><span id="order-total" hidden>{total}</span></th></tr></table>
 <p>Reference: <span id="review-reference">{reference}</span></p>
+<p id="payment">Paying with the card ending {card}{gift}</p>
 <form id="place-order-form" method="post" action="/checkout/place"><input type="hidden" name="expected_total" value="{total_cents}">
 <button id="place-order" type="submit">Place your order</button></form>
 <script>setTimeout(()=>{{document.getElementById('total-loading').remove();document.getElementById('order-total').hidden=false;}},400);</script>"#,
@@ -464,6 +465,15 @@ async fn review(state: &AppState, customer: &Customer, error: Option<&str>) -> R
         total = money(totals.total),
         total_cents = totals.total,
         reference = esc(checkout.buyer_reference.as_deref().unwrap_or("")),
+        card = esc(&customer.card_last4),
+        gift = if customer.gift_balance_cents > 0 {
+            format!(
+                " (gift-card balance {} not applied)",
+                money(customer.gift_balance_cents)
+            )
+        } else {
+            String::new()
+        },
     );
     page("Checkout: review", "checkout-review", &body).into_response()
 }

@@ -719,6 +719,7 @@ async fn test_products_have_their_fixed_outcomes() {
         "address_refused",
         "retailer_cancelled",
         "never_ships",
+        "needs_two_factor",
     ] {
         assert!(behaviors.contains(&expected), "{expected} is listed");
     }
@@ -803,6 +804,31 @@ async fn test_products_have_their_fixed_outcomes() {
         );
     }
 
+    // Two-factor: refused for a password-only account, bought by the two-factor account.
+    let token = store.customer("no2fa@example.com").await;
+    store
+        .add(&token, json!({"product_id": id_of("needs_two_factor")}))
+        .await;
+    let (status, body) = place(token).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("totp_required"))
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let code = errand_demo_store::totp::current_code(errand_demo_store::DEMO_2FA_TOTP_SECRET, now)
+        .unwrap();
+    let (_, session) = store
+        .post("/api/session", None, json!({"email": errand_demo_store::DEMO_2FA_EMAIL, "password": DEMO_PASSWORD, "totp": code}))
+        .await;
+    let token = session["token"].as_str().unwrap().to_string();
+    store
+        .add(&token, json!({"product_id": id_of("needs_two_factor")}))
+        .await;
+    assert_eq!(place(token).await.0, StatusCode::CREATED);
+
     let token = store.customer("flaky@example.com").await;
     store
         .add(&token, json!({"product_id": id_of("intermittent_5xx")}))
@@ -832,8 +858,8 @@ async fn test_products_have_their_fixed_outcomes() {
     let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
     assert_eq!(
         truth["orders"].as_array().unwrap().len(),
-        2,
-        "declined, blocked and refused checkouts bought nothing"
+        3,
+        "declined, blocked, refused and unverified checkouts bought nothing"
     );
 
     let token = store.customer("cancelled@example.com").await;

@@ -65,8 +65,16 @@ async fn a_person_buys_in_headless_chromium_and_the_order_arrives() {
     let result: Value =
         serde_json::from_slice(output.stdout.trim_ascii()).expect("the walk prints its result");
     let order_id = result["orderId"].as_str().unwrap().to_string();
+    assert_eq!(
+        result["status"], "delivered",
+        "the shopper saw the order arrive"
+    );
+    assert!(
+        !result["tracking"].as_array().unwrap().is_empty(),
+        "with its tracking numbers"
+    );
 
-    for name in ["product", "review", "confirmation"] {
+    for name in ["product", "review", "confirmation", "delivered"] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,

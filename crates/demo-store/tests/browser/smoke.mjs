@@ -46,7 +46,17 @@ try {
   await Promise.all([page.waitForURL(/\/confirmation$/), page.click("#place-order")]);
   const orderId = (await page.textContent("#merchant-order-id")).trim();
   await page.screenshot({ path: `${shots}/confirmation.png`, fullPage: true });
-  console.log(JSON.stringify({ orderId, total }));
+
+  // Follow the order until it arrives (the store clock runs fast in the test).
+  let status = "";
+  for (let i = 0; i < 100 && status !== "delivered"; i++) {
+    await page.goto(`${base}/orders/${orderId}`);
+    status = (await page.textContent("#order-status")).trim();
+    if (status !== "delivered") await page.waitForTimeout(100);
+  }
+  const tracking = await page.$$eval(".tracking-number", (els) => els.map((e) => e.textContent));
+  await page.screenshot({ path: `${shots}/delivered.png`, fullPage: true });
+  console.log(JSON.stringify({ orderId, total, status, tracking }));
 } finally {
   await browser.close();
 }
