@@ -789,12 +789,7 @@ async fn order(
     customer: Customer,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    match state
-        .db
-        .orders(Some(customer.id), None, Some(&id))
-        .await?
-        .pop()
-    {
+    match state.db.customer_order(customer.id, &id).await? {
         Some(order) => Ok(Json(json!({ "order": order }))),
         None => Err(StoreError::new(
             StatusCode::NOT_FOUND,
@@ -913,11 +908,7 @@ async fn cancel_order(
         .await?
     {
         CancelOutcome::Cancelled => {
-            let order = state
-                .db
-                .orders(Some(customer.id), None, Some(&id))
-                .await?
-                .pop();
+            let order = state.db.customer_order(customer.id, &id).await?;
             Ok(Json(json!({ "order": order })))
         }
         CancelOutcome::NotFound => Err(StoreError::new(

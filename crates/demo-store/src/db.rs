@@ -561,6 +561,18 @@ impl Db {
         Ok(orders)
     }
 
+    /// One of the customer's orders, by merchant order id.
+    pub async fn customer_order(
+        &self,
+        customer_id: i64,
+        order_id: &str,
+    ) -> Result<Option<StoredOrder>, sqlx::Error> {
+        Ok(self
+            .orders(Some(customer_id), None, Some(order_id))
+            .await?
+            .pop())
+    }
+
     /// Forgets every order, cart and session and restocks the catalogue (tests only).
     pub async fn reset(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;

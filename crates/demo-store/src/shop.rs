@@ -523,12 +523,7 @@ async fn confirmation_page(
     Shopper(customer): Shopper,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(Some(order)) = state
-        .db
-        .orders(Some(customer.id), None, Some(&id))
-        .await
-        .map(|mut o| o.pop())
-    else {
+    let Ok(Some(order)) = state.db.customer_order(customer.id, &id).await else {
         return not_found();
     };
     page(
@@ -599,12 +594,7 @@ async fn order_page(
     Shopper(customer): Shopper,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(Some(order)) = state
-        .db
-        .orders(Some(customer.id), None, Some(&id))
-        .await
-        .map(|mut o| o.pop())
-    else {
+    let Ok(Some(order)) = state.db.customer_order(customer.id, &id).await else {
         return not_found();
     };
     let shipments: String = order
