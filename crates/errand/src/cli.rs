@@ -33,6 +33,9 @@ enum Command {
         /// Listen address, overriding the configuration (e.g. 0.0.0.0:8080).
         #[arg(long)]
         listen: Option<String>,
+        /// Do not run the built-in demo store (same as ERRAND_DEMO_STORE=false).
+        #[arg(long)]
+        no_demo_store: bool,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -118,10 +121,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut settings = Settings::load(cli.config.as_deref())?;
     init_tracing(settings.log_format);
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Serve {
+            listen,
+            no_demo_store,
+        } => {
             if let Some(listen) = listen {
                 settings.listen = listen;
                 settings.validate()?;
+            }
+            if no_demo_store {
+                settings.demo_store = false;
             }
             serve(settings).await
         }
