@@ -9,11 +9,11 @@ use anyhow::Context;
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::types::Json;
+use sqlx::{FromRow, Row};
 
 use crate::catalogue::Catalogue;
 use crate::pricing::{Line, ShippingMethod, Totals};
@@ -26,7 +26,7 @@ pub struct Db {
     reader: SqlitePool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Customer {
     pub id: i64,
     pub email: String,
@@ -271,7 +271,8 @@ impl Db {
         totp: Option<&str>,
     ) -> Result<SignIn, sqlx::Error> {
         let row = sqlx::query(
-            "SELECT id, email, password_salt, password_hash, card_last4, gift_balance_cents, totp_secret
+            "SELECT id, email, password_salt, password_hash, card_last4, gift_balance_cents, totp_secret,
+                    totp_secret IS NOT NULL AS two_factor
              FROM customers WHERE email = $1",
         )
         .bind(email.trim())
@@ -301,13 +302,7 @@ impl Db {
                 Some(_) => {}
             }
         }
-        let customer = Customer {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            card_last4: row.try_get("card_last4")?,
-            gift_balance_cents: row.try_get("gift_balance_cents")?,
-            two_factor: secret.is_some(),
-        };
+        let customer = Customer::from_row(&row)?;
         let token = Alphanumeric.sample_string(&mut rand::rng(), 40);
         sqlx::query("INSERT INTO sessions (token, customer_id, created_at) VALUES ($1, $2, $3)")
             .bind(&token)
@@ -319,23 +314,13 @@ impl Db {
     }
 
     pub async fn customer_for_token(&self, token: &str) -> Result<Option<Customer>, sqlx::Error> {
-        let row = sqlx::query(
+        sqlx::query_as(
             "SELECT c.id, c.email, c.card_last4, c.gift_balance_cents, c.totp_secret IS NOT NULL AS two_factor
              FROM sessions s JOIN customers c ON c.id = s.customer_id WHERE s.token = $1",
         )
         .bind(token)
         .fetch_optional(&self.reader)
-        .await?;
-        row.map(|r| {
-            Ok(Customer {
-                id: r.try_get("id")?,
-                email: r.try_get("email")?,
-                card_last4: r.try_get("card_last4")?,
-                gift_balance_cents: r.try_get("gift_balance_cents")?,
-                two_factor: r.try_get("two_factor")?,
-            })
-        })
-        .transpose()
+        .await
     }
 
     pub async fn stock(&self, sku: &str) -> Result<i64, sqlx::Error> {

@@ -179,9 +179,6 @@ impl<'a> Object<'a> {
     }
 }
 
-/// Longest string accepted in any free-text field unless a field says otherwise.
-pub const MAX_TEXT_LEN: usize = 1000;
-
 pub fn as_str<'a>(value: &'a Value, loc: &Loc, errors: &mut Errors) -> Option<&'a str> {
     match value {
         Value::String(text) => {

@@ -77,14 +77,6 @@ impl Timestamp {
             .map(Self::from_datetime)
     }
 
-    pub fn datetime(self) -> OffsetDateTime {
-        self.0
-    }
-
-    pub fn unix_seconds(self) -> i64 {
-        self.0.unix_timestamp()
-    }
-
     pub fn plus(self, duration: time::Duration) -> Self {
         Self::from_datetime(self.0 + duration)
     }
