@@ -250,8 +250,18 @@ impl Target {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        // An API-only node: orders are stored with their placement jobs, which nothing
+        // runs (the engine has benchmarks of its own). Products are on a host the
+        // configuration maps to a retailer.
+        let config = data_dir.path().join("errand.toml");
+        std::fs::write(
+            &config,
+            "worker_concurrency = 0\n\n[[retailers]]\nname = \"bench\"\ndriver = \"demo-http\"\n\
+             base_url = \"http://127.0.0.1:9\"\nhosts = [\"store.example\"]\n",
+        )?;
         let env = |cmd: &mut Command| {
             cmd.env("ERRAND_DATA_DIR", data_dir.path())
+                .env("ERRAND_CONFIG", &config)
                 .env("ERRAND_LISTEN", format!("127.0.0.1:{port}"))
                 .env_remove("RUST_LOG")
                 .env("ERRAND_DEMO_STORE", "false")

@@ -7,8 +7,14 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use crate::accounts::{self, Vault};
 use crate::auth::keys;
 use crate::config::{LogFormat, Settings};
+use crate::engine::Engine;
+use crate::queue::{self, worker::WorkerPool};
+use crate::retailers::{Registry, RetailerSettings};
 use crate::storage::{Db, redact_url};
 
 #[derive(Parser)]
@@ -37,6 +43,14 @@ enum Command {
         #[arg(long)]
         no_demo_store: bool,
     },
+    /// Run job workers only (placements, tracking): no API. Several processes may
+    /// share one PostgreSQL database.
+    Worker,
+    /// Inspect the job queue and revive dead jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Create, list and revoke API keys.
@@ -60,6 +74,24 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         time_scale: f64,
     },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state: available, running or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// Most jobs shown.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a dead job a fresh set of attempts, due now.
+    Retry { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +166,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             serve(settings).await
         }
+        Command::Worker => worker(settings).await,
+        Command::Jobs { command } => {
+            let db = open(&settings).await?;
+            let result = run_jobs(&db, command).await;
+            db.close().await;
+            result
+        }
         Command::Migrate => {
             let db = open(&settings).await?;
             println!(
@@ -174,18 +213,9 @@ async fn open(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     let db = open(&settings).await?;
-    let first_key = if keys::any_active_key(&db).await? {
-        None
-    } else {
-        Some(
-            keys::create_key(&db, "default", true, None)
-                .await
-                .context("cannot create the first API key")?,
-        )
-    };
-    let database = redact_url(&settings.db_options().url);
+    let vault = Vault::load(&settings)?;
     let store = if settings.demo_store {
         let options = errand_demo_store::StoreOptions {
             listen: settings.demo_store_listen.clone(),
@@ -193,15 +223,47 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             admin_token: None,
             time_scale: settings.demo_store_time_scale,
         };
-        Some(errand_demo_store::start(options).await.context(
+        let store = errand_demo_store::start(options).await.context(
             "cannot start the demo store (set ERRAND_DEMO_STORE=false to run without it)",
-        )?)
+        )?;
+        if !settings.retailers.iter().any(|r| r.name == "demo") {
+            settings.retailers.push(RetailerSettings::demo(
+                &store.base_url(),
+                settings.demo_store_time_scale,
+            ));
+        }
+        Some(store)
     } else {
         None
     };
-    let server = crate::http::start(settings, db).await?;
+    let first_key = if keys::any_active_key(&db).await? {
+        None
+    } else {
+        let key = keys::create_key(&db, "default", true, None)
+            .await
+            .context("cannot create the first API key")?;
+        if store.is_some() {
+            // So the first order can be bought: the demo store's own account.
+            let demo_account = accounts::NewRetailerAccount {
+                retailer: "demo".into(),
+                email: errand_demo_store::DEMO_EMAIL.into(),
+                secrets: accounts::Secrets {
+                    password: errand_demo_store::DEMO_PASSWORD.into(),
+                    totp_secret: None,
+                },
+                active: true,
+            };
+            accounts::create(&db, &vault, key.account_id, true, demo_account)
+                .await
+                .context("cannot create the demo retailer account")?;
+        }
+        Some(key)
+    };
+    let database = redact_url(&settings.db_options().url);
+    let server = crate::http::start(settings.clone(), db.clone()).await?;
+    let workers = start_workers(&settings, &db, &vault)?;
     let base = base_url(server.addr);
-    tracing::info!(address = %server.addr, database = %database, "errand is listening");
+    tracing::info!(address = %server.addr, database = %database, workers = settings.worker_concurrency, "errand is listening");
     println!(
         "Errand {} is listening on {base} (database: {database})",
         env!("CARGO_PKG_VERSION")
@@ -227,14 +289,100 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         print_first_key(&base, &key.secret, &product_url);
     }
     wait_for_signal().await;
-    tracing::info!("shutting down: finishing requests in flight");
-    let db = server.db.clone();
+    tracing::info!("shutting down: finishing requests and jobs in flight");
+    let grace = std::time::Duration::from_secs(settings.shutdown_grace_seconds);
     server.stop().await?;
+    if let Some(workers) = workers {
+        workers.stop(grace).await;
+    }
     db.close().await;
     if let Some(store) = store {
         store.stop().await?;
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the engine's workers, unless `worker_concurrency` is 0.
+fn start_workers(
+    settings: &Settings,
+    db: &Db,
+    vault: &Vault,
+) -> anyhow::Result<Option<WorkerPool>> {
+    if settings.worker_concurrency == 0 {
+        return Ok(None);
+    }
+    let retailers = Arc::new(Registry::new(&settings.retailers)?);
+    let engine = Engine::new(db.clone(), retailers, vault.clone(), settings);
+    Ok(Some(engine.start_workers(settings)))
+}
+
+/// `errand worker`: the engine without the API.
+async fn worker(settings: Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.worker_concurrency > 0,
+        "worker_concurrency is 0: this worker would run nothing"
+    );
+    let db = open(&settings).await?;
+    let vault = Vault::load(&settings)?;
+    let workers = start_workers(&settings, &db, &vault)?.context("no workers")?;
+    tracing::info!(worker = %workers.worker_id, concurrency = settings.worker_concurrency, retailers = ?settings.retailers.iter().map(|r| &r.name).collect::<Vec<_>>(), "errand worker is running");
+    println!(
+        "Errand worker {} is running {} jobs at a time (database: {})",
+        workers.worker_id,
+        settings.worker_concurrency,
+        redact_url(&settings.db_options().url)
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing jobs in flight");
+    workers
+        .stop(std::time::Duration::from_secs(
+            settings.shutdown_grace_seconds,
+        ))
+        .await;
+    db.close().await;
+    Ok(())
+}
+
+async fn run_jobs(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::List { state, limit, json } => {
+            if let Some(state) = &state {
+                anyhow::ensure!(
+                    [queue::AVAILABLE, queue::RUNNING, queue::DEAD].contains(&state.as_str()),
+                    "--state must be available, running or dead"
+                );
+            }
+            let jobs = queue::list(db, state.as_deref(), limit.clamp(1, 10_000)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&jobs)?);
+                return Ok(());
+            }
+            println!(
+                "{:<8}  {:<12}  {:<9}  {:<7}  {:<27}  {:<36}  LAST ERROR",
+                "ID", "KIND", "STATE", "ATTEMPT", "RUN AT", "ORDER"
+            );
+            for job in jobs {
+                println!(
+                    "{:<8}  {:<12}  {:<9}  {:<7}  {:<27}  {:<36}  {}",
+                    job.id,
+                    job.kind,
+                    job.state,
+                    format!("{}/{}", job.attempt, job.max_attempts),
+                    job.run_at.to_rfc3339(),
+                    job.order_id.map(|o| o.0.to_string()).unwrap_or_default(),
+                    job.last_error.unwrap_or_default()
+                );
+            }
+        }
+        JobsCommand::Retry { id } => {
+            anyhow::ensure!(
+                queue::retry_dead(db, id).await?,
+                "no dead job has id {id} (see `errand jobs list --state dead`)"
+            );
+            println!("job {id} will run again now");
+        }
+    }
     Ok(())
 }
 

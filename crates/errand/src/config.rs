@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::retailers::RetailerSettings;
 use crate::storage::{DbOptions, SqliteDurability};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +41,48 @@ pub struct Settings {
     /// The embedded store's clock speed; the default 1440 makes a store day last a
     /// minute, so a first order ships and arrives while you watch.
     pub demo_store_time_scale: f64,
+    /// Retailers orders can buy from (`[[retailers]]` tables); `errand serve` adds the
+    /// embedded demo store as `demo` unless one is configured under that name.
+    pub retailers: Vec<RetailerSettings>,
+    /// Jobs (placements, tracking) run at once by each process; 0 runs none
+    /// (an API-only node).
+    pub worker_concurrency: usize,
+    /// How long a job's claim lasts without a heartbeat: a crashed process's jobs run
+    /// again after this.
+    pub job_lease_seconds: f64,
+    /// First retry delay of a failed job; each retry doubles it (±20 % jitter).
+    pub job_retry_base_seconds: f64,
+    /// The longest retry delay.
+    pub job_retry_max_seconds: f64,
+    /// Runs of an order's placement before it fails with `retailer_unavailable`.
+    pub placement_max_attempts: i32,
+    /// The key that encrypts retailer account secrets: base64 of 32 random bytes
+    /// (`ERRAND_MASTER_KEY`). Unset means `<data_dir>/master.key`, created on first use;
+    /// processes sharing one PostgreSQL database must all be given the same key.
+    pub master_key: Option<SecretText>,
+}
+
+/// A setting's value kept out of `Debug` output and so out of logs.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(text: &str) -> Self {
+        SecretText(text.to_string())
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"****\"")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +108,13 @@ impl Default for Settings {
             demo_store: true,
             demo_store_listen: "127.0.0.1:8090".into(),
             demo_store_time_scale: 1440.0,
+            retailers: vec![],
+            worker_concurrency: 16,
+            job_lease_seconds: 30.0,
+            job_retry_base_seconds: 1.0,
+            job_retry_max_seconds: 600.0,
+            placement_max_attempts: 12,
+            master_key: None,
         }
     }
 }
@@ -118,6 +168,26 @@ impl Settings {
         if self.idempotency_retention_hours < 24 {
             bail!("invalid configuration: idempotency_retention_hours must be at least 24");
         }
+        if let Some(key) = &self.master_key {
+            crate::accounts::vault::key_from_setting(key.expose())?;
+        }
+        if self.worker_concurrency > 1000 {
+            bail!("invalid configuration: worker_concurrency must be at most 1000");
+        }
+        if !(self.job_lease_seconds >= 0.5 && self.job_lease_seconds <= 3600.0) {
+            bail!("invalid configuration: job_lease_seconds must be between 0.5 and 3600");
+        }
+        if !(self.job_retry_base_seconds > 0.0
+            && self.job_retry_max_seconds >= self.job_retry_base_seconds)
+        {
+            bail!(
+                "invalid configuration: job_retry_base_seconds must be positive and at most job_retry_max_seconds"
+            );
+        }
+        if !(1..=100).contains(&self.placement_max_attempts) {
+            bail!("invalid configuration: placement_max_attempts must be between 1 and 100");
+        }
+        crate::retailers::Registry::new(&self.retailers)?;
         if let Some(url) = &self.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -127,6 +197,10 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    pub fn job_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.job_lease_seconds)
     }
 
     pub fn db_options(&self) -> DbOptions {
@@ -171,6 +245,13 @@ mod tests {
                 .to_string()
                 .contains("idempotency_retention_hours")
         );
+        let s = Settings {
+            master_key: Some("not-a-key".into()),
+            ..Settings::default()
+        };
+        let error = s.validate().unwrap_err().to_string();
+        assert!(error.contains("master_key"), "{error}");
+        assert!(!format!("{s:?}").contains("not-a-key"));
         let s = Settings {
             database_url: Some("mysql://x".into()),
             ..Settings::default()

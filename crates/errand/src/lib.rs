@@ -2,12 +2,16 @@
 //! address and a price cap; Errand buys the products from the retailer's website and
 //! reports the order's progress.
 
+pub mod accounts;
 pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod orders;
+pub mod queue;
+pub mod retailers;
 pub mod returns;
 pub mod storage;
 pub mod validation;

@@ -169,6 +169,24 @@ impl<'a> Object<'a> {
         self.map.get(field).filter(|v| !v.is_null())
     }
 
+    /// Whether the field is given as an explicit `null` (which some updates read as
+    /// "clear it").
+    pub fn is_null(&self, field: &str) -> bool {
+        self.map.get(field).is_some_and(Value::is_null)
+    }
+
+    /// Records an `extra_forbidden` error for each field not in `known`, as pydantic
+    /// does for models that forbid extra fields.
+    pub fn refuse_unknown(&self, known: &[&str], errors: &mut Errors) {
+        for field in self.map.keys().filter(|f| !known.contains(&f.as_str())) {
+            errors.add(
+                &self.loc(field),
+                "extra_forbidden",
+                "Extra inputs are not permitted",
+            );
+        }
+    }
+
     pub fn required_str(&self, field: &str, errors: &mut Errors) -> Option<&'a str> {
         let value = self.required(field, errors)?;
         as_str(value, &self.loc(field), errors)
@@ -298,6 +316,17 @@ pub fn int_in_range(
         None
     } else {
         Some(n)
+    }
+}
+
+/// A JSON boolean (strict: `"true"` or `1` are refused).
+pub fn as_bool(value: &Value, loc: &Loc, errors: &mut Errors) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        _ => {
+            errors.add(loc, "bool_type", "Input should be a valid boolean");
+            None
+        }
     }
 }
 

@@ -24,9 +24,11 @@ use tower_http::trace::TraceLayer;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
 
+use crate::accounts::{self, Vault};
 use crate::config::Settings;
 use crate::orders;
 use crate::orders::writer::OrderWriter;
+use crate::retailers::Registry;
 use crate::storage::{Db, Timestamp};
 
 /// Largest request body accepted.
@@ -35,8 +37,11 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    /// Encrypts and decrypts retailer account secrets.
+    pub vault: Vault,
     pub orders: OrderWriter,
     pub settings: Arc<Settings>,
+    pub retailers: Arc<Registry>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| error::internal_error_response()));
     Router::new()
         .merge(orders::http::routes())
+        .merge(accounts::http::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
         .fallback(not_found)
@@ -87,6 +93,8 @@ pub struct RunningServer {
 
 /// Binds `settings.listen` (port 0 picks a free port) and serves until stopped.
 pub async fn start(settings: Settings, db: Db) -> anyhow::Result<RunningServer> {
+    ops::metrics_handle();
+    let vault = Vault::load(&settings)?;
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -99,6 +107,8 @@ pub async fn start(settings: Settings, db: Db) -> anyhow::Result<RunningServer> 
     let state = AppState {
         orders: OrderWriter::spawn(db.clone()),
         db: db.clone(),
+        vault,
+        retailers: Arc::new(Registry::new(&settings.retailers)?),
         settings: Arc::new(settings),
     };
     let app = router(state);

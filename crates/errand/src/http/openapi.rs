@@ -7,6 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
+use crate::accounts;
 use crate::orders::{self, address::Address, model, request};
 use crate::returns;
 
@@ -22,8 +23,16 @@ use crate::returns;
         orders::http::list_orders,
         orders::http::get_order,
         orders::http::cancel_order,
+        orders::http::get_timeline,
+        orders::http::list_test_products,
+        accounts::http::list_managed_accounts,
+        accounts::http::create_managed_account,
+        accounts::http::get_managed_account,
+        accounts::http::update_managed_account,
+        accounts::http::delete_managed_account,
         super::ops::healthz,
         super::ops::readyz,
+        super::ops::metrics_text,
     ),
     components(schemas(
         request::OrderCreateDoc,
@@ -34,11 +43,24 @@ use crate::returns;
         model::OrderItemStatus,
         model::Variant,
         model::TrackingNumber,
+        model::JobResult,
+        model::MerchantOrder,
+        model::Expiration,
+        request::ExpirationDoc,
+        crate::retailers::PriceComponents,
+        orders::timeline::Timeline,
+        orders::timeline::Milestone,
+        orders::test_products::TestProductList,
+        orders::test_products::TestProduct,
         Address,
         returns::ReturnSummary,
         returns::ReturnStatus,
         returns::ReturnReason,
         returns::ReturnItem,
+        accounts::http::ManagedAccount,
+        accounts::http::ManagedAccountList,
+        accounts::request::ManagedAccountCreateDoc,
+        accounts::request::ManagedAccountUpdateDoc,
         crate::validation::ValidationErrors,
         crate::validation::FieldError,
         super::error::ErrorEnvelope,
@@ -46,6 +68,8 @@ use crate::returns;
     modifiers(&BearerAuth),
     tags(
         (name = "orders", description = "Create, read, list and cancel orders"),
+        (name = "managed-accounts", description = "The retailer accounts orders are placed with; \
+                                                   their secrets are write-only"),
         (name = "operations", description = "Probes for load balancers and orchestrators"),
     )
 )]

@@ -1,9 +1,13 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes, and Prometheus metrics.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use std::sync::OnceLock;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState};
@@ -12,6 +16,50 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+}
+
+/// The process's metrics recorder; installed once, read by `/metrics`.
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ])
+            .expect("static buckets are valid");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder (a test harness's) may already be installed; ours still
+        // renders what it records.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Prometheus metrics: the queue's depth by kind and state, job wait and run times,
+/// placements by outcome and `error_type`, retailer call latency.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
+pub async fn metrics_text(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // The queue lives in the database (shared by every process), so it is read at scrape
+    // time rather than counted in this process.
+    let depth = crate::queue::depth(&state.db).await?;
+    let mut text = metrics_handle().render();
+    text.push_str(
+        "# HELP errand_jobs Jobs in the queue by kind and state.\n# TYPE errand_jobs gauge\n",
+    );
+    for (kind, job_state, count) in depth {
+        text.push_str(&format!(
+            "errand_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {count}\n"
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 /// Liveness: the process is up and serving.

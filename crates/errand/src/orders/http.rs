@@ -13,6 +13,8 @@ use uuid::Uuid;
 use super::model::{Order, OrderStatus};
 use super::request::{NewOrder, OrderCreateDoc};
 use super::store::{self, ListFilter};
+use super::test_products::TestProductList;
+use super::timeline::Timeline;
 use super::{Created, OrderError};
 use crate::auth::Tenant;
 use crate::http::body::{JsonBody, query_pairs};
@@ -28,7 +30,9 @@ const MAX_SEARCH_LEN: usize = 100;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/test-products", get(list_test_products))
         .route("/orders/{order_id}", get(get_order))
+        .route("/orders/{order_id}/timeline", get(get_timeline))
         .route("/orders/{order_id}/cancel", post(cancel_order))
 }
 
@@ -80,7 +84,17 @@ pub async fn create_order(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let new = NewOrder::parse(&body)?;
-    let created = super::create(&state.db, &state.orders, &tenant, new).await?;
+    let retailer = super::retailer::resolve(&state.retailers, &tenant, &new)?;
+    super::retailer::check_credentials(&state.db, &tenant, &new, &retailer).await??;
+    let created = super::create(
+        &state.db,
+        &state.orders,
+        &tenant,
+        new,
+        retailer,
+        state.settings.placement_max_attempts,
+    )
+    .await?;
     Ok(match created {
         Created::New(order) => {
             tracing::info!(order_id = %order.id, items = order.items.len(), "order created");
@@ -129,6 +143,62 @@ pub async fn get_order(
 ) -> Result<Json<Order>, ApiError> {
     let id = parse_order_id(&order_id)?;
     Ok(Json(super::get(&state.db, &tenant, id).await?))
+}
+
+/// Get Order Timeline
+///
+/// The order's milestones, oldest first, derived from its events.
+#[utoipa::path(
+    get,
+    path = "/orders/{order_id}/timeline",
+    tag = "orders",
+    operation_id = "get_order_timeline_orders__order_id__timeline_get",
+    params(("order_id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "Successful Response", body = Timeline),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "No such order for this account", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn get_timeline(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(order_id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let id = parse_order_id(&order_id)?;
+    super::timeline::timeline(&state.db, &tenant, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| OrderError::NotFound.into())
+}
+
+/// List Test Products
+///
+/// The sandbox retailer's products with fixed outcomes (for test keys).
+#[utoipa::path(
+    get,
+    path = "/orders/test-products",
+    tag = "orders",
+    operation_id = "list_test_products_orders_test_products_get",
+    responses(
+        (status = 200, description = "Successful Response", body = TestProductList),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn list_test_products(
+    State(state): State<AppState>,
+    _tenant: Tenant,
+) -> Json<TestProductList> {
+    let sandbox = state
+        .settings
+        .retailers
+        .iter()
+        .find(|r| r.sandbox && r.driver == "demo-http")
+        .map(|r| r.base_url.as_str());
+    Json(super::test_products::list(sandbox))
 }
 
 /// Cancel Order

@@ -4,12 +4,16 @@ pub mod address;
 pub mod http;
 pub mod model;
 pub mod request;
+pub mod retailer;
 pub mod store;
+pub mod test_products;
+pub mod timeline;
 pub mod writer;
 
 use uuid::Uuid;
 
 use crate::auth::Tenant;
+use crate::queue::NewJob;
 use crate::storage::{Db, Timestamp};
 use model::{Order, OrderItem, OrderItemStatus, OrderStatus};
 use request::NewOrder;
@@ -68,6 +72,8 @@ fn build(tenant: &Tenant, new: NewOrder) -> Order {
         created_by: Some(tenant.key_id.to_string()),
         user_id: None,
         returns: vec![],
+        job_result: None,
+        expiration: new.expiration,
         created_at: now,
         updated_at: now,
     }
@@ -75,21 +81,34 @@ fn build(tenant: &Tenant, new: NewOrder) -> Order {
 
 /// Creates an order, or replays the one its idempotency key already names (Stripe's
 /// semantics: same key and same request → same order; same key, other request → error).
+/// The order's placement job (and its expiry, if it has one) commit with it.
 pub async fn create(
     db: &Db,
     writer: &OrderWriter,
     tenant: &Tenant,
     new: NewOrder,
+    retailer: String,
+    placement_attempts: i32,
 ) -> Result<Created, OrderError> {
     let idempotency = new.idempotency_key.clone().map(|key| IdempotencyClaim {
         key,
         fingerprint: new.fingerprint(),
     });
     let order = build(tenant, new);
+    let mut jobs = vec![NewJob::now(
+        crate::engine::PLACE_ORDER,
+        Some(order.id),
+        placement_attempts,
+    )];
+    if let Some(at) = order.expiration.as_ref().and_then(store::expires_at) {
+        jobs.push(NewJob::now(crate::engine::EXPIRE_ORDER, Some(order.id), 5).at(at));
+    }
     let insert = PendingInsert {
         tenant: *tenant,
         order,
+        retailer,
         idempotency: idempotency.clone(),
+        jobs,
     };
     let Some(existing) = writer.insert(insert.clone()).await? else {
         return Ok(Created::New(insert.order));

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::address::Address;
+use crate::retailers::PriceComponents;
 use crate::returns::ReturnSummary;
 use crate::storage::Timestamp;
 
@@ -160,14 +161,63 @@ pub struct Order {
     pub user_id: Option<i64>,
     #[schema(required = false, default = json!([]))]
     pub returns: Vec<ReturnSummary>,
+    /// The outcome of placing the order, once there is one.
+    #[schema(required = false)]
+    pub job_result: Option<JobResult>,
+    /// The order fails with `error_type: expired` if it is not placed by then.
+    #[schema(required = false)]
+    pub expiration: Option<Expiration>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
 }
 
+/// What placing the order led to (as the reference API reports it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobResult {
+    pub success: bool,
+    /// Why the order failed, e.g. `max_price_exceeded`, `out_of_stock`, `expired`.
+    pub error_type: Option<String>,
+    /// A sentence a person can act on.
+    pub error: Option<String>,
+    /// What the retailer charged, or quoted when the cap refused it.
+    pub price_components: Option<PriceComponents>,
+    #[serde(default)]
+    pub merchant_order_ids: Vec<MerchantOrder>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub estimated_delivery: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MerchantOrder {
+    pub merchant_order_id: String,
+    /// The retailer's name in Errand's configuration.
+    pub merchant: String,
+    /// The managed retailer account that placed it.
+    pub account: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub placed_at: Timestamp,
+}
+
+/// A deadline for placing the order (`timestamp` in Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = OrderExpiry)]
+pub struct Expiration {
+    pub timestamp: i64,
+    pub description: Option<String>,
+}
+
 /// Names of the events in the order-event log (the timeline and webhooks read them).
 pub mod events {
     pub const CREATED: &str = "order.created";
     pub const CANCELLED: &str = "order.cancelled";
+    pub const WAITING_FOR_ACCOUNT: &str = "order.waiting_for_account";
+    pub const STARTED: &str = "order.started";
+    pub const PLACED: &str = "order.placed";
+    pub const FAILED: &str = "order.failed";
+    pub const TRACKING_RECEIVED: &str = "order.tracking_received";
+    pub const SHIPPED: &str = "order.shipped";
+    pub const DELIVERED: &str = "order.delivered";
+    pub const CANCELLED_BY_RETAILER: &str = "order.cancelled_by_retailer";
 }

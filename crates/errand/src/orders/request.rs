@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::address::Address;
-use super::model::Variant;
+use super::model::{Expiration, Variant};
 use crate::validation::{
     Errors, Loc, Object, ValidationErrors, as_array, as_int, int_in_range, non_blank,
 };
@@ -20,6 +20,7 @@ pub const MAX_PRICE_LIMIT: i64 = 100_000_000_000;
 pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 36;
 pub const MAX_SHORT_TEXT_LEN: usize = 100;
+pub const MAX_DESCRIPTION_LEN: usize = 500;
 /// Largest `metadata` object, measured as compact JSON.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
@@ -33,6 +34,7 @@ pub struct NewOrder {
     pub retailer_credentials_id: Option<String>,
     pub metadata: Map<String, Value>,
     pub po_number: Option<String>,
+    pub expiration: Option<Expiration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -104,20 +106,28 @@ impl NewOrder {
             Some(v) => parse_metadata(v, obj.loc("metadata"), &mut errors),
         };
 
-        match (products, shipping_address, max_price, metadata) {
-            (Some(products), Some(shipping_address), Some(max_price), Some(metadata))
-                if errors.is_empty() =>
-            {
-                Ok(NewOrder {
-                    products,
-                    shipping_address,
-                    max_price,
-                    idempotency_key,
-                    retailer_credentials_id,
-                    metadata,
-                    po_number,
-                })
-            }
+        let expiration = match obj.optional("expiration") {
+            None => Some(None),
+            Some(v) => parse_expiration(v, obj.loc("expiration"), &mut errors).map(Some),
+        };
+
+        match (products, shipping_address, max_price, metadata, expiration) {
+            (
+                Some(products),
+                Some(shipping_address),
+                Some(max_price),
+                Some(metadata),
+                Some(expiration),
+            ) if errors.is_empty() => Ok(NewOrder {
+                products,
+                shipping_address,
+                max_price,
+                idempotency_key,
+                retailer_credentials_id,
+                metadata,
+                po_number,
+                expiration,
+            }),
             _ => Err(errors.into_rejection()),
         }
     }
@@ -230,6 +240,29 @@ fn parse_variants(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Vec<Va
     parsed.into_iter().collect()
 }
 
+/// `{timestamp, description}`: the timestamp (Unix seconds) is required, the
+/// description optional.
+fn parse_expiration(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Expiration> {
+    let obj = Object::new(value, loc, errors)?;
+    let timestamp = obj.required("timestamp", errors).and_then(|v| {
+        // Between 2000-01-01 and 9999-12-31: anything else is a unit mistake.
+        int_in_range(
+            v,
+            946_684_800,
+            253_402_300_799,
+            &obj.loc("timestamp"),
+            errors,
+        )
+    });
+    let description = obj
+        .optional_str("description", errors)
+        .and_then(|d| non_blank(d, MAX_DESCRIPTION_LEN, &obj.loc("description"), errors));
+    Some(Expiration {
+        timestamp: timestamp?,
+        description,
+    })
+}
+
 fn parse_metadata(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Map<String, Value>> {
     let Value::Object(map) = value else {
         errors.add(&loc, "dict_type", "Input should be a valid dictionary");
@@ -292,6 +325,20 @@ pub struct OrderCreateDoc {
     /// Optional purchase order number for the order.
     #[schema(max_length = 100)]
     po_number: Option<String>,
+    /// If the order is not placed by `timestamp` (Unix seconds), it fails with
+    /// `error_type: expired` and `description` as its message.
+    expiration: Option<ExpirationDoc>,
+}
+
+/// When an order stops being worth placing.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = OrderExpiryCreate)]
+pub struct ExpirationDoc {
+    #[schema(minimum = 946_684_800_i64, maximum = 253_402_300_799_i64)]
+    timestamp: i64,
+    #[schema(min_length = 1, max_length = 500)]
+    description: Option<String>,
 }
 
 /// Product item for an order.

@@ -9,10 +9,14 @@ use sqlx::{Database, QueryBuilder};
 use uuid::Uuid;
 
 use super::address::Address;
-use super::model::{Order, OrderItem, OrderItemStatus, OrderStatus, Variant, events};
+use super::model::{
+    Expiration, JobResult, Order, OrderItem, OrderItemStatus, OrderStatus, TrackingNumber, Variant,
+    events,
+};
 use crate::auth::Tenant;
-use crate::on_db;
+use crate::queue::NewJob;
 use crate::storage::{Db, DbId, Timestamp};
+use crate::{enqueue_in_tx, on_db};
 
 /// Rows per multi-row INSERT: keeps every statement under SQLite's 32 766 parameters.
 const ROWS_PER_INSERT: usize = 1000;
@@ -28,8 +32,19 @@ struct OrderRow {
     po_number: Option<String>,
     retailer_credentials_id: Option<String>,
     created_by: Option<String>,
+    job_result: Option<Json<JobResult>>,
+    expiration: Option<Json<Expiration>>,
     created_at: Timestamp,
     updated_at: Timestamp,
+}
+
+#[derive(sqlx::FromRow)]
+struct TrackingRow {
+    id: DbId,
+    order_id: DbId,
+    carrier: String,
+    tracking_number: String,
+    created_at: Timestamp,
 }
 
 #[derive(sqlx::FromRow)]
@@ -46,7 +61,8 @@ struct ItemRow {
 }
 
 const ORDER_COLUMNS: &str = "id, status, max_price, attempts, shipping_address, metadata, po_number, \
-     retailer_credentials_id, created_by, created_at, updated_at";
+     retailer_credentials_id, created_by, job_result, expiration, created_at, updated_at";
+const TRACKING_COLUMNS: &str = "id, order_id, carrier, tracking_number, created_at";
 const ITEM_COLUMNS: &str =
     "id, order_id, url, quantity, variant, status, cancellation_reason, created_at, updated_at";
 
@@ -71,7 +87,11 @@ impl ItemRow {
 }
 
 impl OrderRow {
-    fn into_order(self, items: Vec<OrderItem>) -> Result<Order, sqlx::Error> {
+    fn into_order(
+        self,
+        items: Vec<OrderItem>,
+        tracking_numbers: Vec<TrackingNumber>,
+    ) -> Result<Order, sqlx::Error> {
         Ok(Order {
             id: self.id.0,
             status: OrderStatus::parse(&self.status)
@@ -83,18 +103,25 @@ impl OrderRow {
             metadata: self.metadata.0,
             po_number: self.po_number,
             retailer_credentials_id: self.retailer_credentials_id,
-            tracking_numbers: vec![],
+            tracking_numbers,
             created_by: self.created_by,
             user_id: None,
             returns: vec![],
+            job_result: self.job_result.map(|j| j.0),
+            expiration: self.expiration.map(|e| e.0),
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
 }
 
-/// Attaches items (in position order) to their orders, keeping the orders' order.
-fn assemble(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, sqlx::Error> {
+/// Attaches items (in position order) and tracking numbers to their orders, keeping the
+/// orders' order.
+fn assemble(
+    rows: Vec<OrderRow>,
+    items: Vec<ItemRow>,
+    tracking: Vec<TrackingRow>,
+) -> Result<Vec<Order>, sqlx::Error> {
     let mut by_order: HashMap<Uuid, Vec<OrderItem>> = HashMap::new();
     for item in items {
         by_order
@@ -102,10 +129,23 @@ fn assemble(rows: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<Order>, sqlx
             .or_default()
             .push(item.into_item()?);
     }
+    let mut tracking_by_order: HashMap<Uuid, Vec<TrackingNumber>> = HashMap::new();
+    for t in tracking {
+        tracking_by_order
+            .entry(t.order_id.0)
+            .or_default()
+            .push(TrackingNumber {
+                id: t.id.0,
+                carrier: t.carrier,
+                tracking_number: t.tracking_number,
+                created_at: t.created_at,
+            });
+    }
     rows.into_iter()
         .map(|row| {
             let items = by_order.remove(&row.id.0).unwrap_or_default();
-            row.into_order(items)
+            let tracking = tracking_by_order.remove(&row.id.0).unwrap_or_default();
+            row.into_order(items, tracking)
         })
         .collect()
 }
@@ -130,7 +170,14 @@ pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Option<Order>, sq
             .bind(DbId(id))
             .fetch_all(pool)
             .await?;
-        assemble(rows, items)?
+        let sql = format!(
+            "SELECT {TRACKING_COLUMNS} FROM tracking_numbers WHERE order_id = $1 ORDER BY created_at, tracking_number"
+        );
+        let tracking: Vec<TrackingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(DbId(id))
+            .fetch_all(pool)
+            .await?;
+        assemble(rows, items, tracking)?
     });
     Ok(orders.pop())
 }
@@ -213,7 +260,15 @@ pub async fn list(
         });
         items.push(" ORDER BY order_id, position");
         let items: Vec<ItemRow> = items.build_query_as().fetch_all(pool).await?;
-        Ok((assemble(rows, items)?, total))
+        let mut tracking = QueryBuilder::new(format!(
+            "SELECT {TRACKING_COLUMNS} FROM tracking_numbers WHERE order_id IN "
+        ));
+        tracking.push_tuples(rows.iter().map(|r| r.id), |mut b, id| {
+            b.push_bind(id);
+        });
+        tracking.push(" ORDER BY created_at, tracking_number");
+        let tracking: Vec<TrackingRow> = tracking.build_query_as().fetch_all(pool).await?;
+        Ok((assemble(rows, items, tracking)?, total))
     })
 }
 
@@ -223,7 +278,11 @@ pub async fn list(
 pub struct PendingInsert {
     pub tenant: Tenant,
     pub order: Order,
+    /// The configured retailer that sells every product of the order.
+    pub retailer: String,
     pub idempotency: Option<IdempotencyClaim>,
+    /// Work the new order causes (placing it, expiring it), committed with it.
+    pub jobs: Vec<NewJob>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +361,8 @@ pub async fn insert_batch(
         for chunk in new.chunks(ROWS_PER_INSERT) {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO orders (id, account_id, livemode, status, max_price, attempts, shipping_address, \
-                 metadata, po_number, retailer_credentials_id, created_by, last_event_sequence, created_at, updated_at) ",
+                 metadata, po_number, retailer_credentials_id, created_by, last_event_sequence, created_at, updated_at, \
+                 retailer, expiration, expires_at) ",
             );
             qb.push_values(chunk, |mut b, p| {
                 let o = &p.order;
@@ -319,7 +379,10 @@ pub async fn insert_batch(
                     .push_bind(o.created_by.clone())
                     .push_bind(1_i64)
                     .push_bind(o.created_at)
-                    .push_bind(o.updated_at);
+                    .push_bind(o.updated_at)
+                    .push_bind(p.retailer.clone())
+                    .push_bind(o.expiration.as_ref().map(Json))
+                    .push_bind(o.expiration.as_ref().and_then(expires_at));
             });
             qb.build().execute(&mut *tx).await?;
 
@@ -370,9 +433,22 @@ pub async fn insert_batch(
             qb.build().execute(&mut *tx).await?;
         }
 
+        let jobs: Vec<NewJob> = new.iter().flat_map(|p| p.jobs.iter().cloned()).collect();
+        for chunk in jobs.chunks(ROWS_PER_INSERT) {
+            enqueue_in_tx!(tx, chunk)?;
+        }
+
         tx.commit().await?;
-        Ok(outcome)
+        Ok::<_, sqlx::Error>(outcome)
     })
+    .inspect(|_| db.jobs_committed())
+}
+
+/// The instant an expiration names.
+pub fn expires_at(expiration: &Expiration) -> Option<Timestamp> {
+    time::OffsetDateTime::from_unix_timestamp(expiration.timestamp)
+        .ok()
+        .map(Timestamp::from_datetime)
 }
 
 #[derive(Debug)]

@@ -44,6 +44,9 @@ pub struct DbOptions {
 pub struct SqliteDb {
     pub writer: SqlitePool,
     pub reader: SqlitePool,
+    /// Wakes this process's job workers after a commit that made jobs available
+    /// (SQLite has no `LISTEN/NOTIFY`, and its workers all live in this process).
+    pub jobs_ready: std::sync::Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone, Debug)]
@@ -144,7 +147,11 @@ impl Db {
             .connect_with(base)
             .await
             .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
-        Ok(Db::Sqlite(SqliteDb { writer, reader }))
+        Ok(Db::Sqlite(SqliteDb {
+            writer,
+            reader,
+            jobs_ready: Default::default(),
+        }))
     }
 
     pub async fn migrate(&self) -> anyhow::Result<()> {
@@ -161,6 +168,14 @@ impl Db {
             .execute(pool)
             .await
             .map(|_| ()))
+    }
+
+    /// Call after committing jobs: wakes SQLite's in-process workers (PostgreSQL's
+    /// were told by `NOTIFY` in the transaction).
+    pub fn jobs_committed(&self) {
+        if let Db::Sqlite(sqlite) = self {
+            sqlite.jobs_ready.notify_waiters();
+        }
     }
 
     pub fn backend(&self) -> &'static str {

@@ -18,6 +18,18 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DbId(pub Uuid);
 
+impl From<DbId> for Uuid {
+    fn from(id: DbId) -> Uuid {
+        id.0
+    }
+}
+
+impl Serialize for DbId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 impl Type<Sqlite> for DbId {
     fn type_info() -> SqliteTypeInfo {
         <String as Type<Sqlite>>::type_info()
@@ -79,6 +91,24 @@ impl Timestamp {
 
     pub fn plus(self, duration: time::Duration) -> Self {
         Self::from_datetime(self.0 + duration)
+    }
+
+    /// Adds a std duration (an absurdly long one leaves the instant unchanged).
+    pub fn after(self, duration: std::time::Duration) -> Self {
+        time::Duration::try_from(duration)
+            .ok()
+            .and_then(|d| self.0.checked_add(d))
+            .map(Self::from_datetime)
+            .unwrap_or(self)
+    }
+
+    pub fn datetime(self) -> OffsetDateTime {
+        self.0
+    }
+
+    /// How long after `earlier` this is (zero if it is not after it).
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        (self.0 - earlier.0).try_into().unwrap_or_default()
     }
 
     pub fn to_rfc3339(self) -> String {

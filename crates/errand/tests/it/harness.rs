@@ -1,8 +1,14 @@
 //! Starts Errand for a test and talks to it over HTTP.
 
+use std::sync::Arc;
+
+use errand::accounts::Vault;
 use errand::auth::keys;
 use errand::config::Settings;
+use errand::engine::Engine;
 use errand::http::RunningServer;
+use errand::queue::worker::WorkerPool;
+use errand::retailers::{Registry, RetailerSettings};
 use errand::storage::Db;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -22,12 +28,13 @@ pub fn postgres_admin_url() -> String {
 }
 
 /// A PostgreSQL database that exists for one test and is dropped after it.
-struct PgDatabase {
+pub struct PgDatabase {
     name: String,
 }
 
 impl PgDatabase {
-    async fn create() -> (PgDatabase, String) {
+    /// A new empty database and its URL.
+    pub async fn create() -> (PgDatabase, String) {
         let admin_url = postgres_admin_url();
         let name = format!("errand_test_{}", Uuid::new_v4().simple());
         let mut admin = sqlx::PgConnection::connect(&admin_url)
@@ -74,14 +81,67 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A live key of a fresh account.
     pub key: String,
+    /// The account `key` belongs to.
+    pub account_id: Uuid,
     pub settings: Settings,
+    /// The demo retailer, when the engine runs.
+    pub store: Option<errand_demo_store::RunningStore>,
+    workers: Option<WorkerPool>,
     server: Option<RunningServer>,
     _data_dir: tempfile::TempDir,
     _postgres: Option<PgDatabase>,
 }
 
+/// Product URLs on this host go to the `demo` retailer in every test app.
+pub const DEMO_ALIAS_HOST: &str = "store.example";
+/// A second, non-sandbox retailer (nothing listens there; only the API tests use it).
+pub const OTHER_RETAILER_HOST: &str = "shop.example";
+
+fn other_retailer() -> RetailerSettings {
+    RetailerSettings {
+        name: "other".into(),
+        hosts: vec![OTHER_RETAILER_HOST.into()],
+        sandbox: false,
+        ..RetailerSettings::demo("http://127.0.0.1:1", 1.0)
+    }
+}
+
 impl TestApp {
+    /// The API alone: orders are accepted but no worker places them. The `demo`
+    /// retailer serves `store.example` (at an address where nothing listens).
     pub async fn spawn(backend: Backend) -> TestApp {
+        let mut demo = RetailerSettings::demo("http://127.0.0.1:9", 1.0);
+        demo.hosts = vec![DEMO_ALIAS_HOST.into()];
+        Self::spawn_with(backend, vec![demo, other_retailer()], None).await
+    }
+
+    /// The API and the engine's workers, buying from a demo store started for the test
+    /// (its clock runs a store day per second), with a demo-retailer account for the
+    /// test's key.
+    pub async fn spawn_engine(backend: Backend) -> TestApp {
+        let store_dir = tempfile::tempdir().expect("temp dir");
+        let store = errand_demo_store::start(errand_demo_store::StoreOptions {
+            listen: "127.0.0.1:0".into(),
+            data_dir: store_dir.keep(),
+            admin_token: None,
+            time_scale: 86_400.0,
+        })
+        .await
+        .expect("start the demo store");
+        let mut demo = RetailerSettings::demo(&store.base_url(), 86_400.0);
+        demo.hosts = vec![DEMO_ALIAS_HOST.into()];
+        demo.timeout_seconds = 5.0;
+        let app = Self::spawn_with(backend, vec![demo, other_retailer()], Some(store)).await;
+        app.add_retailer_account(errand_demo_store::DEMO_EMAIL, None)
+            .await;
+        app
+    }
+
+    async fn spawn_with(
+        backend: Backend,
+        retailers: Vec<RetailerSettings>,
+        store: Option<errand_demo_store::RunningStore>,
+    ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let (postgres, database_url) = match backend {
             Backend::Sqlite => (None, None),
@@ -96,21 +156,144 @@ impl TestApp {
             database_url,
             database_pool_size: Some(4),
             shutdown_grace_seconds: 5,
+            retailers,
+            worker_concurrency: 8,
+            job_lease_seconds: 2.0,
+            job_retry_base_seconds: 0.05,
+            job_retry_max_seconds: 0.5,
+            placement_max_attempts: 8,
             ..Settings::default()
         };
         let server = start(&settings).await;
+        let workers = store
+            .is_some()
+            .then(|| start_workers(&settings, &server.db));
         let mut app = TestApp {
             backend,
             base: format!("http://{}", server.addr),
             client: reqwest::Client::new(),
             key: String::new(),
+            account_id: Uuid::nil(),
             settings,
+            store,
+            workers,
             server: Some(server),
             _data_dir: data_dir,
             _postgres: postgres,
         };
-        app.key = app.new_account_key("tests").await;
+        let key = keys::create_key(app.db(), "tests", true, None)
+            .await
+            .expect("create key");
+        app.key = key.secret;
+        app.account_id = key.account_id;
         app
+    }
+
+    /// A product page at the demo store.
+    pub fn product_url(&self, product_id: &str) -> String {
+        let store = self.store.as_ref().expect("spawn_engine starts a store");
+        format!("{}/dp/{product_id}", store.base_url())
+    }
+
+    /// Adds a demo-retailer account (password `demo-password`) for the test's key;
+    /// returns its id.
+    pub async fn add_retailer_account(&self, email: &str, totp_secret: Option<&str>) -> String {
+        let (status, body) = json_of(
+            self.post("/managed-accounts")
+                .json(&json!({"retailer": "demo", "email": email,
+                              "password": errand_demo_store::DEMO_PASSWORD, "totp_secret": totp_secret}))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Every order the demo store holds (its ground truth).
+    pub async fn store_orders(&self) -> Vec<Value> {
+        let store = self.store.as_ref().expect("spawn_engine starts a store");
+        let body: Value = self
+            .client
+            .get(format!("{}/api/admin/orders", store.base_url()))
+            .bearer_auth(&store.admin_token)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        body["orders"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The store's orders carrying `reference` (an Errand order id).
+    pub async fn store_orders_for(&self, reference: &str) -> Vec<Value> {
+        self.store_orders()
+            .await
+            .into_iter()
+            .filter(|o| o["buyer_reference"] == reference)
+            .collect()
+    }
+
+    /// Calls the demo store's admin API.
+    pub async fn store_admin(&self, method: reqwest::Method, path: &str, body: Value) {
+        let store = self.store.as_ref().expect("spawn_engine starts a store");
+        let response = self
+            .client
+            .request(method, format!("{}{path}", store.base_url()))
+            .bearer_auth(&store.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+
+    /// Polls the order until `done` holds for it (at most a minute); returns it.
+    pub async fn wait_for_order(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (status, order) = self.get_order(id).await;
+            assert_eq!(status, StatusCode::OK, "{order}");
+            if done(&order) {
+                return order;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "order {id} did not reach the expected state: {order:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until the order is placed, failed or cancelled.
+    pub async fn wait_until_settled(&self, id: &str) -> Value {
+        self.wait_for_order(id, |o| {
+            !matches!(o["status"].as_str(), Some("pending" | "in_progress"))
+        })
+        .await
+    }
+
+    pub async fn timeline(&self, id: &str) -> Vec<String> {
+        let (status, body) = json_of(
+            self.get(&format!("/orders/{id}/timeline"))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["milestones"]
+            .as_array()
+            .expect("milestones")
+            .iter()
+            .map(|m| m["milestone"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 
     pub fn db(&self) -> &Db {
@@ -135,11 +318,17 @@ impl TestApp {
 
     /// Stops the server and starts a new one (new process state, same database).
     pub async fn restart(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            workers.stop(std::time::Duration::from_secs(5)).await;
+        }
         let server = self.server.take().expect("server running");
         let db = server.db.clone();
         server.stop().await.expect("clean stop");
         db.close().await;
         let server = start(&self.settings).await;
+        if self.store.is_some() {
+            self.workers = Some(start_workers(&self.settings, &server.db));
+        }
         self.base = format!("http://{}", server.addr);
         self.server = Some(server);
     }
@@ -192,6 +381,12 @@ impl TestApp {
         )
         .await
     }
+}
+
+fn start_workers(settings: &Settings, db: &Db) -> WorkerPool {
+    let retailers = Arc::new(Registry::new(&settings.retailers).expect("retailers"));
+    let vault = Vault::load(settings).expect("master key");
+    Engine::new(db.clone(), retailers, vault, settings).start_workers(settings)
 }
 
 async fn start(settings: &Settings) -> RunningServer {

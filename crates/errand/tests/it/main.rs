@@ -4,12 +4,16 @@
 
 mod harness;
 
+mod accounts;
 mod auth;
 mod cli;
+mod crash;
+mod engine;
 mod idempotency;
 mod lifecycle;
 mod listing;
 mod openapi;
 mod orders;
+mod retailers;
 mod schema;
 mod validation;

@@ -16,7 +16,8 @@ crate::on_both_databases! {
         ]);
         body["metadata"] = json!({"customer": "c_1", "nested": {"a": [1, 2]}});
         body["po_number"] = json!("PO-77");
-        body["retailer_credentials_id"] = json!("zn_acct_12345678");
+        let account = app.add_retailer_account("buyer@example.com", None).await;
+        body["retailer_credentials_id"] = json!(account);
         body["shipping_address"]["address_line2"] = json!("Apt 4");
         body["unknown_field"] = json!("ignored");
 
@@ -26,7 +27,7 @@ crate::on_both_databases! {
         assert_eq!(order["attempts"], 0);
         assert_eq!(order["max_price"], 5000);
         assert_eq!(order["po_number"], "PO-77");
-        assert_eq!(order["retailer_credentials_id"], "zn_acct_12345678");
+        assert_eq!(order["retailer_credentials_id"], account);
         assert_eq!(order["metadata"], json!({"customer": "c_1", "nested": {"a": [1, 2]}}));
         assert_eq!(order["tracking_numbers"], json!([]));
         assert_eq!(order["returns"], json!([]));

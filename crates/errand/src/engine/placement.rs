@@ -1,0 +1,438 @@
+//! Placing an order at its retailer, exactly once and never above its price cap.
+//!
+//! The sequence: hold a retailer account; sign in; if an earlier attempt's outcome is
+//! unknown, ask the retailer about our reference first and adopt what it finds; build
+//! the cart and read the quote; refuse a total above `max_price`; commit a placement
+//! attempt; only then ask the retailer to place, with our reference and the quoted
+//! total.
+
+use std::time::Duration;
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::store::{self, AccountChoice, Acquired, Attempt, Change, EngineOrder, HeldAccount};
+use super::{Engine, TRACK_ORDER, expiry_message, fail};
+use crate::orders::model::{JobResult, MerchantOrder, OrderItemStatus, OrderStatus, events};
+use crate::queue::{Job, NewJob, Outcome};
+use crate::retailers::registry::Retailer;
+use crate::retailers::{CheckoutRequest, DriverError, LineRequest, RetailerOrder, Session};
+use crate::storage::Timestamp;
+
+/// How soon an order waiting for a busy retailer account looks again.
+const ACCOUNT_WAIT: Duration = Duration::from_millis(250);
+/// How long after a placing request's timeout the retailer is assumed to be done with it.
+const SETTLE_MARGIN: Duration = Duration::from_secs(2);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// Tracking jobs survive long store outages.
+const TRACKING_ATTEMPTS: i32 = 50;
+
+pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, sqlx::Error> {
+    let db = engine.db();
+    let Some(order) = store::load(db, order_id).await? else {
+        return Ok(Outcome::Done);
+    };
+    if !matches!(order.status, OrderStatus::Pending | OrderStatus::InProgress) {
+        return Ok(Outcome::Done);
+    }
+    let Some(retailer) = order
+        .retailer
+        .as_deref()
+        .and_then(|name| engine.inner.retailers.get(name))
+        .cloned()
+    else {
+        let message = format!(
+            "The order's retailer {:?} is not configured any more",
+            order.retailer.as_deref().unwrap_or("")
+        );
+        return fail(engine, &order, "unknown_retailer", &message, None).await;
+    };
+    let unresolved = store::unresolved_attempt(db, order_id).await?;
+    if unresolved.is_none() && is_expired(&order) {
+        return fail(engine, &order, "expired", &expiry_message(&order), None).await;
+    }
+
+    let choice = match (&unresolved, &order.retailer_credentials_id) {
+        (Some(attempt), _) => AccountChoice::Resume(&attempt.retailer_account_id),
+        (None, Some(id)) => AccountChoice::Named(id),
+        (None, None) => AccountChoice::Any,
+    };
+    let named = matches!(choice, AccountChoice::Named(_));
+    let lease_until = Timestamp::now().after(engine.inner.lease + retailer.settings.timeout() * 4);
+    let account = match store::acquire_account(
+        db,
+        &order,
+        &retailer.settings.name,
+        choice,
+        lease_until,
+    )
+    .await?
+    {
+        Acquired::Held(account) => account,
+        Acquired::Busy => {
+            store::note_once(
+                    db,
+                    order_id,
+                    events::WAITING_FOR_ACCOUNT,
+                    json!({"message": "Every retailer account for this order is checking out another order; it will start when one is free"}),
+                )
+                .await?;
+            return Ok(Outcome::Snooze(ACCOUNT_WAIT));
+        }
+        Acquired::Missing if named => {
+            let message = format!(
+                "The retailer account {} is deleted or inactive",
+                order.retailer_credentials_id.as_deref().unwrap_or("")
+            );
+            return fail(
+                engine,
+                &order,
+                "retailer_account_unavailable",
+                &message,
+                None,
+            )
+            .await;
+        }
+        Acquired::Missing => {
+            let message = format!(
+                "There is no active {:?} account to buy with: add one with POST /managed-accounts",
+                retailer.settings.name
+            );
+            return fail(engine, &order, "no_retailer_account", &message, None).await;
+        }
+    };
+
+    let outcome = checkout(engine, job, &order, &retailer, &account, unresolved).await;
+    // Released whatever happened: a crash instead leaves it to its lease.
+    store::release_account(db, &account.id, order_id).await?;
+    outcome
+}
+
+fn is_expired(order: &EngineOrder) -> bool {
+    order.expires_at.is_some_and(|at| at <= Timestamp::now())
+}
+
+async fn checkout(
+    engine: &Engine,
+    job: &Job,
+    order: &EngineOrder,
+    retailer: &Retailer,
+    account: &HeldAccount,
+    unresolved: Option<Attempt>,
+) -> Result<Outcome, sqlx::Error> {
+    let db = engine.db();
+    let credentials = match engine.credentials(account) {
+        Ok(c) => c,
+        Err(message) => {
+            return fail(
+                engine,
+                order,
+                "retailer_account_unavailable",
+                &message,
+                None,
+            )
+            .await;
+        }
+    };
+    let mut change = Change {
+        status: Some(OrderStatus::InProgress),
+        count_attempt: true,
+        items: order
+            .items
+            .iter()
+            .filter(|i| i.status == OrderItemStatus::Pending)
+            .map(|i| (i.id, OrderItemStatus::Processing, None))
+            .collect(),
+        ..Change::default()
+    };
+    if order.status == OrderStatus::Pending {
+        change.events.push((
+            events::STARTED,
+            json!({"retailer": retailer.settings.name, "account": account.id}),
+        ));
+    }
+    let from = [OrderStatus::Pending, OrderStatus::InProgress];
+    if !store::apply(db, order.id, &from, change).await? {
+        return Ok(Outcome::Done);
+    }
+
+    let driver = &retailer.driver;
+    let request = CheckoutRequest {
+        lines: order
+            .items
+            .iter()
+            .map(|i| LineRequest {
+                url: i.url.clone(),
+                quantity: i.quantity,
+                variant: i.variant.clone(),
+            })
+            .collect(),
+        shipping_address: order.shipping_address.clone(),
+        reference: order.id.to_string(),
+    };
+    let session = match driver.sign_in(&credentials).await {
+        Ok(session) => session,
+        Err(e) => return failed_call(engine, job, order, e, unresolved.is_some()).await,
+    };
+
+    if let Some(attempt) = unresolved {
+        match resume(engine, job, order, retailer, account, &session, &attempt).await? {
+            Some(outcome) => return Ok(outcome),
+            None if is_expired(order) => {
+                return fail(engine, order, "expired", &expiry_message(order), None).await;
+            }
+            None => {}
+        }
+    }
+
+    let quote = match driver.quote(&session, &request).await {
+        Ok(quote) => quote,
+        Err(e) => return failed_call(engine, job, order, e, false).await,
+    };
+    let price = quote.price;
+    if price.total > order.max_price {
+        let message = format!(
+            "The retailer's total is {} {} (subtotal {}, shipping {}, tax {}, discount {}), above the order's max_price of {}",
+            price.total,
+            price.currency,
+            price.subtotal,
+            price.shipping,
+            price.tax,
+            price.discount,
+            order.max_price
+        );
+        return fail(engine, order, "max_price_exceeded", &message, Some(price)).await;
+    }
+
+    // The exactly-once record: committed before the retailer hears of the purchase.
+    // Until `settles_at` the request may still be running there even if this process
+    // is gone, so a lookup that finds nothing proves nothing before then.
+    let settles_at = Timestamp::now().after(retailer.settings.timeout() + SETTLE_MARGIN);
+    let attempt = store::begin_attempt(
+        db,
+        order.id,
+        &account.id,
+        &request.reference,
+        price.total,
+        settles_at,
+    )
+    .await?;
+    tracing::info!(order_id = %order.id, attempt = attempt.attempt, total = price.total, "placing the order at the retailer");
+    match driver.place(&session, &request, price.total).await {
+        Ok(placed_order) => {
+            placed(
+                engine,
+                order,
+                retailer,
+                account,
+                attempt.attempt,
+                placed_order,
+            )
+            .await
+        }
+        Err(DriverError::Ambiguous { message }) => {
+            // Unknown whether it was bought: the next run asks the retailer first.
+            tracing::warn!(order_id = %order.id, error = %message, "no answer to the purchase; the retailer will be asked about it before anything else");
+            retry_or_give_up(
+                engine,
+                job,
+                order,
+                message,
+                Some(settles_at.since(Timestamp::now())),
+                true,
+            )
+            .await
+        }
+        Err(e @ DriverError::Transient { .. }) => {
+            // The store answered, so the request is over; still ask it before retrying.
+            store::settle_attempt(
+                db,
+                order.id,
+                attempt.attempt,
+                store::attempt_state::SUBMITTING,
+                Some(Timestamp::now()),
+            )
+            .await?;
+            failed_call(engine, job, order, e, true).await
+        }
+        Err(e) => {
+            store::settle_attempt(
+                db,
+                order.id,
+                attempt.attempt,
+                store::attempt_state::NOT_PLACED,
+                None,
+            )
+            .await?;
+            failed_call(engine, job, order, e, false).await
+        }
+    }
+}
+
+/// Settles an attempt whose outcome was unknown. `Some(outcome)` ends this run (the
+/// order was found and adopted, or it is too early to tell); `None` means it was not
+/// placed and checking out may go on.
+async fn resume(
+    engine: &Engine,
+    job: &Job,
+    order: &EngineOrder,
+    retailer: &Retailer,
+    account: &HeldAccount,
+    session: &Session,
+    attempt: &Attempt,
+) -> Result<Option<Outcome>, sqlx::Error> {
+    let now = Timestamp::now();
+    if now < attempt.settles_at {
+        // The request may still be running at the retailer: "not found" would prove
+        // nothing yet.
+        return Ok(Some(Outcome::Snooze(attempt.settles_at.since(now))));
+    }
+    match retailer
+        .driver
+        .find_by_reference(session, &attempt.reference)
+        .await
+    {
+        Ok(Some(found)) => {
+            tracing::info!(order_id = %order.id, merchant_order_id = %found.merchant_order_id, "the retailer has the order from an earlier attempt; adopting it");
+            metrics::counter!("errand_placements_adopted_total").increment(1);
+            placed(engine, order, retailer, account, attempt.attempt, found)
+                .await
+                .map(Some)
+        }
+        Ok(None) => {
+            tracing::info!(order_id = %order.id, attempt = attempt.attempt, "the earlier attempt did not reach the retailer; checking out again");
+            store::settle_attempt(
+                engine.db(),
+                order.id,
+                attempt.attempt,
+                store::attempt_state::NOT_PLACED,
+                None,
+            )
+            .await?;
+            Ok(None)
+        }
+        Err(e) => failed_call(engine, job, order, e, true).await.map(Some),
+    }
+}
+
+/// Records the purchase: the order is placed, its items ordered, the attempt settled
+/// and tracking scheduled, in one transaction.
+async fn placed(
+    engine: &Engine,
+    order: &EngineOrder,
+    retailer: &Retailer,
+    account: &HeldAccount,
+    attempt: i32,
+    placed_order: RetailerOrder,
+) -> Result<Outcome, sqlx::Error> {
+    let interval = retailer.settings.tracking_interval_seconds;
+    let track = NewJob {
+        payload: json!({"interval": interval, "since": Timestamp::now()}),
+        ..NewJob::now(TRACK_ORDER, Some(order.id), TRACKING_ATTEMPTS)
+    }
+    .at(Timestamp::now().after(Duration::from_secs_f64(interval)));
+    let merchant_order_id = placed_order.merchant_order_id.clone();
+    let change = Change {
+        status: Some(OrderStatus::OrderPlaced),
+        job_result: Some(JobResult {
+            success: true,
+            error_type: None,
+            error: None,
+            price_components: Some(placed_order.price.clone()),
+            merchant_order_ids: vec![MerchantOrder {
+                merchant_order_id: merchant_order_id.clone(),
+                merchant: retailer.settings.name.clone(),
+                account: account.id.clone(),
+                placed_at: placed_order.placed_at,
+            }],
+            estimated_delivery: placed_order.estimated_delivery,
+        }),
+        placed_with: Some(account.id.clone()),
+        items: order
+            .items
+            .iter()
+            .map(|i| (i.id, OrderItemStatus::Ordered, None))
+            .collect(),
+        events: vec![(
+            events::PLACED,
+            json!({"merchant_order_id": merchant_order_id, "total": placed_order.price.total}),
+        )],
+        jobs: vec![track],
+        attempt: Some((
+            attempt,
+            store::attempt_state::PLACED,
+            Some(merchant_order_id.clone()),
+        )),
+        ..Change::default()
+    };
+    let from = [OrderStatus::Pending, OrderStatus::InProgress];
+    if store::apply(engine.db(), order.id, &from, change).await? {
+        metrics::counter!("errand_placements_total", "outcome" => "placed", "error_type" => "")
+            .increment(1);
+        tracing::info!(order_id = %order.id, merchant_order_id = %merchant_order_id, "order placed");
+    }
+    Ok(Outcome::Done)
+}
+
+/// A retailer call failed: permanent refusals fail the order; anything else is retried.
+async fn failed_call(
+    engine: &Engine,
+    job: &Job,
+    order: &EngineOrder,
+    error: DriverError,
+    unresolved: bool,
+) -> Result<Outcome, sqlx::Error> {
+    match error {
+        DriverError::Permanent {
+            error_type,
+            message,
+        } => fail(engine, order, error_type, &message, None).await,
+        DriverError::PriceChanged => {
+            retry_or_give_up(
+                engine,
+                job,
+                order,
+                "the price changed between the quote and placing".into(),
+                Some(Duration::ZERO),
+                unresolved,
+            )
+            .await
+        }
+        DriverError::Transient {
+            message,
+            retry_after,
+        } => {
+            let after = retry_after.map(|d| d.min(MAX_RETRY_AFTER));
+            retry_or_give_up(engine, job, order, message, after, unresolved).await
+        }
+        DriverError::Ambiguous { message } => {
+            retry_or_give_up(engine, job, order, message, None, unresolved).await
+        }
+    }
+}
+
+/// Retries, unless this was the last attempt: then the order fails rather than
+/// staying in progress for ever.
+async fn retry_or_give_up(
+    engine: &Engine,
+    job: &Job,
+    order: &EngineOrder,
+    error: String,
+    after: Option<Duration>,
+    unresolved: bool,
+) -> Result<Outcome, sqlx::Error> {
+    if !job.is_last_attempt() {
+        return Ok(Outcome::Retry { error, after });
+    }
+    if unresolved {
+        let message = format!(
+            "The retailer never confirmed whether the order (reference {}) was placed: check the retailer account before ordering again. Last error: {error}",
+            order.id
+        );
+        fail(engine, order, "placement_unconfirmed", &message, None).await
+    } else {
+        let message = format!("The retailer could not be reached: {error}");
+        fail(engine, order, "retailer_unavailable", &message, None).await
+    }
+}

@@ -1,0 +1,476 @@
+//! The demo retailer through its JSON API (`/api/...`, documented in the demo store's
+//! README).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, Quote, RetailerLine,
+    RetailerOrder, RetailerOrderStatus, Session, Shipment,
+};
+use crate::storage::Timestamp;
+
+/// Extra tries of a repeatable call after a temporary failure.
+const IDEMPOTENT_RETRIES: usize = 2;
+
+pub struct DemoHttpDriver {
+    base: url::Url,
+    client: reqwest::Client,
+}
+
+impl DemoHttpDriver {
+    pub fn new(base: url::Url, timeout: Duration) -> anyhow::Result<DemoHttpDriver> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(DemoHttpDriver { base, client })
+    }
+
+    /// A call that may safely be repeated: temporary failures are retried a few times
+    /// before the error reaches the engine (which would redo the whole checkout).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        body: Option<Value>,
+    ) -> Result<Value, DriverError> {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..IDEMPOTENT_RETRIES {
+            match self
+                .call_once(method.clone(), path, session, body.clone())
+                .await
+            {
+                Err(DriverError::Transient { retry_after, .. })
+                    if retry_after.is_none_or(|d| d <= Duration::from_secs(1)) =>
+                {
+                    tokio::time::sleep(retry_after.unwrap_or(delay)).await;
+                    delay *= 3;
+                }
+                other => return other,
+            }
+        }
+        self.call_once(method, path, session, body).await
+    }
+
+    /// One request, never repeated (placing an order).
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        body: Option<Value>,
+    ) -> Result<Value, DriverError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| DriverError::permanent("retailer_error", e.to_string()))?;
+        let mut request = self.client.request(method, url);
+        if let Some(session) = session {
+            request = request.bearer_auth(&session.0);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let started = std::time::Instant::now();
+        let response = request.send().await;
+        metrics::histogram!("errand_retailer_call_seconds", "retailer" => "demo", "path" => route_label(path))
+            .record(started.elapsed().as_secs_f64());
+        let response = response.map_err(|e| {
+            if e.is_connect() {
+                // Refused before anything was sent: nothing can have happened.
+                DriverError::Transient {
+                    message: format!("cannot reach the store: {e}"),
+                    retry_after: None,
+                }
+            } else {
+                DriverError::Ambiguous {
+                    message: format!("no answer from the store: {e}"),
+                }
+            }
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body: Value = match response.bytes().await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(e) => {
+                return Err(DriverError::Ambiguous {
+                    message: format!("the store's answer was cut off: {e}"),
+                });
+            }
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let code = body["error"]["code"].as_str().unwrap_or("").to_string();
+        let message = body["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("the store answered {status}"));
+        Err(classify(status, &code, message, retry_after))
+    }
+}
+
+/// A low-cardinality label for a store path.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        p if p.starts_with("api/session") => "session",
+        p if p.starts_with("api/cart") => "cart",
+        p if p.starts_with("api/checkout/quote") => "quote",
+        p if p.starts_with("api/checkout/place") => "place",
+        p if p.starts_with("api/orders") => "orders",
+        _ => "other",
+    }
+}
+
+/// Maps the store's error codes onto Errand's `error_type`s.
+fn classify(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    retry_after: Option<Duration>,
+) -> DriverError {
+    let permanent = |error_type| DriverError::Permanent {
+        error_type,
+        message: message.clone(),
+    };
+    match code {
+        "price_changed" => DriverError::PriceChanged,
+        "invalid_credentials" => permanent("login_failed"),
+        "totp_required" | "invalid_totp" => permanent("login_failed"),
+        "out_of_stock" => permanent("out_of_stock"),
+        "invalid_variant" => permanent("invalid_variant"),
+        "insufficient_variants" => permanent("insufficient_variants"),
+        "product_not_found" => permanent("product_not_found"),
+        "invalid_offer" => permanent("product_unavailable"),
+        "purchase_limit_exceeded" => permanent("purchase_limit_exceeded"),
+        "payment_declined" => permanent("payment_declined"),
+        "checkout_blocked" => permanent("checkout_blocked"),
+        "shipping_address_refused" | "address_invalid" => permanent("shipping_address_refused"),
+        "gift_message_too_long" | "buyer_reference_too_long" => permanent("checkout_refused"),
+        "cart_empty" => permanent("checkout_refused"),
+        _ if status == StatusCode::TOO_MANY_REQUESTS
+            || status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT =>
+        {
+            DriverError::Transient {
+                message,
+                retry_after,
+            }
+        }
+        _ if status == StatusCode::UNAUTHORIZED => permanent("login_failed"),
+        _ => DriverError::Permanent {
+            error_type: "retailer_error",
+            message: format!("{message} ({status}, {code:?})"),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+struct StoreTotals {
+    subtotal: i64,
+    shipping: i64,
+    tax: i64,
+    discount: i64,
+    total: i64,
+    #[serde(default = "usd")]
+    currency: String,
+    delivery_days: Option<i64>,
+}
+
+fn usd() -> String {
+    "USD".into()
+}
+
+impl StoreTotals {
+    fn price(&self) -> PriceComponents {
+        PriceComponents {
+            subtotal: self.subtotal,
+            shipping: self.shipping,
+            tax: self.tax,
+            discount: self.discount,
+            total: self.total,
+            currency: self.currency.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct StoreShipment {
+    carrier: String,
+    tracking_number: String,
+    skus: Vec<String>,
+    delivered_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StoreLine {
+    product_id: String,
+    sku: String,
+}
+
+#[derive(Deserialize)]
+struct StoreOrder {
+    id: String,
+    status: String,
+    subtotal: i64,
+    shipping: i64,
+    tax: i64,
+    discount: i64,
+    total: i64,
+    placed_at: String,
+    estimated_delivery: Option<String>,
+    lines: Vec<StoreLine>,
+    #[serde(default)]
+    shipments: Vec<StoreShipment>,
+}
+
+fn malformed(what: &str, e: impl std::fmt::Display) -> DriverError {
+    DriverError::Transient {
+        message: format!("the store's {what} could not be read: {e}"),
+        retry_after: None,
+    }
+}
+
+impl StoreOrder {
+    fn into_order(self) -> Result<RetailerOrder, DriverError> {
+        let status = match self.status.as_str() {
+            "placed" => RetailerOrderStatus::Placed,
+            "shipped" => RetailerOrderStatus::Shipped,
+            "delivered" => RetailerOrderStatus::Delivered,
+            "cancelled" => RetailerOrderStatus::Cancelled,
+            other => return Err(malformed("order", format!("unknown status {other:?}"))),
+        };
+        Ok(RetailerOrder {
+            merchant_order_id: self.id,
+            status,
+            price: PriceComponents {
+                subtotal: self.subtotal,
+                shipping: self.shipping,
+                tax: self.tax,
+                discount: self.discount,
+                total: self.total,
+                currency: usd(),
+            },
+            placed_at: Timestamp::parse(&self.placed_at).unwrap_or_else(Timestamp::now),
+            estimated_delivery: self
+                .estimated_delivery
+                .as_deref()
+                .and_then(Timestamp::parse),
+            lines: self
+                .lines
+                .into_iter()
+                .map(|l| RetailerLine {
+                    product_id: l.product_id,
+                    sku: l.sku,
+                })
+                .collect(),
+            shipments: self
+                .shipments
+                .into_iter()
+                .map(|s| Shipment {
+                    carrier: s.carrier,
+                    tracking_number: s.tracking_number,
+                    skus: s.skus,
+                    delivered: s.delivered_at.is_some(),
+                })
+                .collect(),
+        })
+    }
+}
+
+fn order_from(body: Value) -> Result<RetailerOrder, DriverError> {
+    serde_json::from_value::<StoreOrder>(body)
+        .map_err(|e| malformed("order", e))?
+        .into_order()
+}
+
+/// The quote must be for exactly the order's quantities (a retried add could have
+/// doubled a line): otherwise the checkout is built again on the next attempt.
+fn check_lines(
+    driver: &DemoHttpDriver,
+    checkout: &CheckoutRequest,
+    lines: &Value,
+) -> Result<(), DriverError> {
+    let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
+    for line in &checkout.lines {
+        let id = url::Url::parse(&line.url)
+            .ok()
+            .and_then(|u| driver.product_id(&u))
+            .unwrap_or_default();
+        *wanted.entry(id).or_default() += i64::from(line.quantity);
+    }
+    let mut quoted: BTreeMap<String, i64> = BTreeMap::new();
+    for line in lines.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let id = line["product_id"].as_str().unwrap_or_default().to_string();
+        *quoted.entry(id).or_default() += line["quantity"].as_i64().unwrap_or(0);
+    }
+    if wanted != quoted {
+        return Err(DriverError::Transient {
+            message: format!("the store's cart {quoted:?} does not match the order {wanted:?}"),
+            retry_after: None,
+        });
+    }
+    Ok(())
+}
+
+fn checkout_body(checkout: &CheckoutRequest) -> Value {
+    json!({
+        "shipping_address": checkout.shipping_address,
+        "buyer_reference": checkout.reference,
+    })
+}
+
+#[async_trait]
+impl Driver for DemoHttpDriver {
+    fn product_id(&self, url: &url::Url) -> Option<String> {
+        let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            ["dp", id] | [_, "dp", id] if !id.is_empty() => Some(id.to_string()),
+            _ => None,
+        }
+    }
+
+    async fn sign_in(&self, credentials: &Credentials) -> Result<Session, DriverError> {
+        let totp = match &credentials.totp_secret {
+            Some(secret) => Some(super::totp::current_code(secret).ok_or_else(|| {
+                DriverError::permanent(
+                    "login_failed",
+                    "the account's TOTP secret is not valid base32",
+                )
+            })?),
+            None => None,
+        };
+        let body =
+            json!({"email": credentials.email, "password": credentials.password, "totp": totp});
+        let answer = self
+            .call(Method::POST, "api/session", None, Some(body))
+            .await?;
+        answer["token"]
+            .as_str()
+            .map(|t| Session(t.to_string()))
+            .ok_or_else(|| malformed("sign-in answer", "no token"))
+    }
+
+    async fn quote(
+        &self,
+        session: &Session,
+        checkout: &CheckoutRequest,
+    ) -> Result<Quote, DriverError> {
+        self.call(Method::DELETE, "api/cart", Some(session), None)
+            .await?;
+        for line in &checkout.lines {
+            let url = url::Url::parse(&line.url)
+                .map_err(|e| DriverError::permanent("product_not_found", e.to_string()))?;
+            let product_id = self.product_id(&url).ok_or_else(|| {
+                DriverError::permanent(
+                    "product_not_found",
+                    format!("{} is not a product page", line.url),
+                )
+            })?;
+            let body = json!({
+                "product_id": product_id,
+                "quantity": line.quantity,
+                "variant": line.variant.clone().unwrap_or_default(),
+            });
+            self.call(Method::POST, "api/cart/items", Some(session), Some(body))
+                .await?;
+        }
+        let answer = self
+            .call(
+                Method::POST,
+                "api/checkout/quote",
+                Some(session),
+                Some(checkout_body(checkout)),
+            )
+            .await?;
+        check_lines(self, checkout, &answer["lines"])?;
+        let totals: StoreTotals =
+            serde_json::from_value(answer["totals"].clone()).map_err(|e| malformed("quote", e))?;
+        Ok(Quote {
+            price: totals.price(),
+            delivery_days: totals.delivery_days,
+        })
+    }
+
+    async fn place(
+        &self,
+        session: &Session,
+        checkout: &CheckoutRequest,
+        expected_total: i64,
+    ) -> Result<RetailerOrder, DriverError> {
+        let mut body = checkout_body(checkout);
+        body["expected_total"] = json!(expected_total);
+        let answer = self
+            .call_once(
+                Method::POST,
+                "api/checkout/place",
+                Some(session),
+                Some(body),
+            )
+            .await?;
+        order_from(answer["order"].clone())
+    }
+
+    async fn find_by_reference(
+        &self,
+        session: &Session,
+        reference: &str,
+    ) -> Result<Option<RetailerOrder>, DriverError> {
+        let mut url = self
+            .base
+            .join("api/orders")
+            .map_err(|e| DriverError::permanent("retailer_error", e.to_string()))?;
+        url.query_pairs_mut().append_pair("reference", reference);
+        let path = format!("api/orders?{}", url.query().unwrap_or_default());
+        let answer = self.call(Method::GET, &path, Some(session), None).await?;
+        let orders = answer["orders"].as_array().cloned().unwrap_or_default();
+        match orders.len() {
+            0 => Ok(None),
+            1 => order_from(orders[0].clone()).map(Some),
+            n => Err(DriverError::permanent(
+                "duplicate_purchase",
+                format!("the store holds {n} orders with reference {reference}"),
+            )),
+        }
+    }
+
+    async fn order(
+        &self,
+        session: &Session,
+        merchant_order_id: &str,
+    ) -> Result<RetailerOrder, DriverError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("api/orders/{merchant_order_id}"),
+                Some(session),
+                None,
+            )
+            .await?;
+        order_from(answer["order"].clone())
+    }
+
+    async fn cancel(&self, session: &Session, merchant_order_id: &str) -> Result<(), DriverError> {
+        self.call(
+            Method::POST,
+            &format!("api/orders/{merchant_order_id}/cancel"),
+            Some(session),
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+}

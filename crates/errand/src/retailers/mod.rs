@@ -1,0 +1,176 @@
+//! Retailers: one driver trait for everything Errand asks of a store, and the registry
+//! that maps product-URL hosts to the configured retailers.
+//!
+//! Drivers only talk to the store; the engine owns every state change.
+
+pub mod demo_http;
+pub mod registry;
+pub mod totp;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::orders::address::Address;
+use crate::orders::model::Variant;
+use crate::storage::Timestamp;
+
+pub use registry::{Registry, RetailerSettings};
+
+/// What a driver needs to sign in to a retailer account.
+#[derive(Clone)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+    pub totp_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in session at the retailer (opaque to the engine).
+#[derive(Clone)]
+pub struct Session(pub String);
+
+/// One line to buy.
+#[derive(Debug, Clone)]
+pub struct LineRequest {
+    pub url: String,
+    pub quantity: i32,
+    pub variant: Option<Vec<Variant>>,
+}
+
+/// Everything a checkout needs.
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    pub lines: Vec<LineRequest>,
+    pub shipping_address: Address,
+    /// Our order reference, given to the retailer as the buyer reference so an order
+    /// can be found again after a crash.
+    pub reference: String,
+}
+
+/// What the retailer will charge, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PriceComponents {
+    pub subtotal: i64,
+    pub shipping: i64,
+    pub tax: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub currency: String,
+}
+
+/// The checkout's price before placing.
+#[derive(Debug, Clone)]
+pub struct Quote {
+    pub price: PriceComponents,
+    pub delivery_days: Option<i64>,
+}
+
+/// An order at the retailer, as the driver reads it back.
+#[derive(Debug, Clone)]
+pub struct RetailerOrder {
+    pub merchant_order_id: String,
+    pub status: RetailerOrderStatus,
+    pub price: PriceComponents,
+    pub placed_at: Timestamp,
+    pub estimated_delivery: Option<Timestamp>,
+    /// Which line (index into the checkout's lines) each retailer line is.
+    pub lines: Vec<RetailerLine>,
+    pub shipments: Vec<Shipment>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetailerOrderStatus {
+    Placed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetailerLine {
+    pub product_id: String,
+    pub sku: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub skus: Vec<String>,
+    pub delivered: bool,
+}
+
+/// How a retailer call failed. The engine's retry rules depend on the kind.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DriverError {
+    /// The store refused, and will refuse again: the order fails with this `error_type`.
+    #[error("{error_type}: {message}")]
+    Permanent {
+        error_type: &'static str,
+        message: String,
+    },
+    /// The store answered with a temporary failure; nothing happened there.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// No answer (timeout, dropped connection): the request may or may not have
+    /// taken effect.
+    #[error("{message}")]
+    Ambiguous { message: String },
+    /// The total changed between quote and placing (nothing was bought).
+    #[error("the price changed while checking out")]
+    PriceChanged,
+}
+
+impl DriverError {
+    pub fn permanent(error_type: &'static str, message: impl Into<String>) -> DriverError {
+        DriverError::Permanent {
+            error_type,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything Errand asks of one retailer.
+#[async_trait::async_trait]
+pub trait Driver: Send + Sync {
+    /// The product id a URL names, if this retailer serves it.
+    fn product_id(&self, url: &url::Url) -> Option<String>;
+    async fn sign_in(&self, credentials: &Credentials) -> Result<Session, DriverError>;
+    /// Empties the cart, adds the lines and prices the checkout (no purchase).
+    async fn quote(
+        &self,
+        session: &Session,
+        checkout: &CheckoutRequest,
+    ) -> Result<Quote, DriverError>;
+    /// Places the checkout quoted last, if its total is still `expected_total`.
+    async fn place(
+        &self,
+        session: &Session,
+        checkout: &CheckoutRequest,
+        expected_total: i64,
+    ) -> Result<RetailerOrder, DriverError>;
+    /// The order placed with this reference, if there is one.
+    async fn find_by_reference(
+        &self,
+        session: &Session,
+        reference: &str,
+    ) -> Result<Option<RetailerOrder>, DriverError>;
+    async fn order(
+        &self,
+        session: &Session,
+        merchant_order_id: &str,
+    ) -> Result<RetailerOrder, DriverError>;
+    async fn cancel(&self, session: &Session, merchant_order_id: &str) -> Result<(), DriverError>;
+}

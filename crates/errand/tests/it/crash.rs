@@ -1,0 +1,409 @@
+//! Exactly-once purchase through crashes: real `errand` processes, killed with SIGKILL
+//! while they place orders at a demo store that sometimes hangs up after committing.
+//! Afterwards every order is final, and the store's ground truth holds exactly one
+//! purchase per placed order and none for the others.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::harness::{Backend, PgDatabase, order_body};
+
+/// A store, a database and the configuration every `errand` process of a test shares.
+struct Cluster {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    api: String,
+    store: errand_demo_store::RunningStore,
+    client: reqwest::Client,
+    _postgres: Option<PgDatabase>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Cluster {
+    async fn new(backend: Backend) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = errand_demo_store::start(errand_demo_store::StoreOptions {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("store"),
+            admin_token: None,
+            // Real time: nothing ships while the test runs.
+            time_scale: 1.0,
+        })
+        .await
+        .expect("start the demo store");
+        let (postgres, database_url) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => {
+                let (db, url) = PgDatabase::create().await;
+                (Some(db), Some(url))
+            }
+        };
+        let port = free_port();
+        let database = database_url
+            .map(|url| format!("database_url = {url:?}\n"))
+            .unwrap_or_default();
+        let config = dir.path().join("errand.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "127.0.0.1:{port}"
+data_dir = {data:?}
+{database}demo_store = false
+worker_concurrency = 16
+job_lease_seconds = 1.0
+job_retry_base_seconds = 0.05
+job_retry_max_seconds = 0.5
+placement_max_attempts = 60
+shutdown_grace_seconds = 2
+
+[[retailers]]
+name = "demo"
+driver = "demo-http"
+base_url = "{store}"
+sandbox = true
+timeout_seconds = 1.0
+tracking_interval_seconds = 3600.0
+"#,
+                data = dir.path().join("data"),
+                store = store.base_url(),
+            ),
+        )
+        .expect("write config");
+        Cluster {
+            api: format!("http://127.0.0.1:{port}"),
+            dir,
+            config,
+            store,
+            client: reqwest::Client::new(),
+            _postgres: postgres,
+        }
+    }
+
+    fn errand(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_errand"));
+        cmd.args(args)
+            .env("ERRAND_CONFIG", &self.config)
+            .env_remove("ERRAND_DATABASE_URL")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env("ERRAND_LOG_FORMAT", "text")
+            .current_dir(self.dir.path())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts a process and returns it with a count of the orders it placed (read
+    /// from its log).
+    fn spawn(&self, args: &[&str]) -> (Child, tokio::sync::watch::Receiver<usize>) {
+        let mut child = self
+            .errand(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn errand");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = tokio::sync::watch::channel(0usize);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            let mut placed = 0;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("order placed") && !line.contains("placing") {
+                    placed += 1;
+                    let _ = tx.send(placed);
+                }
+            }
+        });
+        (child, rx)
+    }
+
+    async fn serve(&self) -> Child {
+        let (child, _) = self.spawn(&["serve"]);
+        self.wait_until_up().await;
+        child
+    }
+
+    async fn wait_until_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.client.get(format!("{}/readyz", self.api)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("errand did not come up");
+    }
+
+    async fn create_key(&self) -> String {
+        let output = self
+            .errand(&["keys", "create", "--name", "crash"])
+            .output()
+            .await
+            .expect("keys create");
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    async fn store_admin(&self, method: reqwest::Method, path: &str, body: Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.store.base_url()))
+            .bearer_auth(&self.store.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("store admin");
+        assert!(response.status().is_success(), "{path}");
+    }
+
+    /// `n` store customers, each a managed account of the key's tenant.
+    async fn add_accounts(&self, key: &str, n: usize) {
+        for i in 0..n {
+            let email = format!("buyer{i}@errand.test");
+            let password = format!("password-{i}");
+            self.store_admin(
+                reqwest::Method::POST,
+                "/api/admin/customers",
+                json!({"email": email, "password": password}),
+            )
+            .await;
+            let response = self
+                .client
+                .post(format!("{}/managed-accounts", self.api))
+                .bearer_auth(key)
+                .json(&json!({"retailer": "demo", "email": email, "password": password}))
+                .send()
+                .await
+                .expect("create account");
+            assert_eq!(response.status(), 201);
+        }
+    }
+
+    /// Submits orders (one per product in `products`) and returns their ids.
+    async fn submit(&self, key: &str, products: &[&str]) -> Vec<String> {
+        let requests = products.iter().map(|product| {
+            let mut body = order_body();
+            body["products"] = json!([{"url": format!("{}/dp/{product}", self.store.base_url())}]);
+            body["max_price"] = json!(1_000_000);
+            let client = self.client.clone();
+            let url = format!("{}/orders", self.api);
+            let key = key.to_string();
+            async move {
+                let response = client
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("create order");
+                assert_eq!(response.status(), 201);
+                let order: Value = response.json().await.expect("json");
+                order["id"].as_str().expect("id").to_string()
+            }
+        });
+        join_all(requests).await
+    }
+
+    /// Every order of the key's account, by id.
+    async fn orders(&self, key: &str) -> HashMap<String, Value> {
+        let mut all = HashMap::new();
+        let mut offset = 0;
+        loop {
+            let page: Value = self
+                .client
+                .get(format!("{}/orders?limit=100&offset={offset}", self.api))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            let orders = page["orders"].as_array().cloned().unwrap_or_default();
+            if orders.is_empty() {
+                return all;
+            }
+            offset += orders.len();
+            for o in orders {
+                all.insert(o["id"].as_str().unwrap().to_string(), o);
+            }
+        }
+    }
+
+    /// Waits until no order is pending or in progress (at most three minutes).
+    async fn wait_until_all_final(&self, key: &str, count: usize) -> HashMap<String, Value> {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let orders = self.orders(key).await;
+            let open = orders
+                .values()
+                .filter(|o| matches!(o["status"].as_str(), Some("pending" | "in_progress")))
+                .count();
+            if orders.len() == count && open == 0 {
+                return orders;
+            }
+            assert!(Instant::now() < deadline, "{open} orders never finished");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Buyer reference → how many orders the store holds with it.
+    async fn purchases_by_reference(&self) -> HashMap<String, usize> {
+        let body: Value = self
+            .client
+            .get(format!("{}/api/admin/orders", self.store.base_url()))
+            .bearer_auth(&self.store.admin_token)
+            .send()
+            .await
+            .expect("ground truth")
+            .json()
+            .await
+            .expect("json");
+        let mut counts = HashMap::new();
+        for order in body["orders"].as_array().unwrap() {
+            let reference = order["buyer_reference"].as_str().unwrap_or("").to_string();
+            *counts.entry(reference).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+fn kill(child: &mut Child) {
+    // SIGKILL: no shutdown code runs.
+    child.start_kill().expect("kill errand");
+}
+
+/// Checks the ground truth: one purchase per placed order, none for any other.
+fn assert_exactly_once(orders: &HashMap<String, Value>, purchases: &HashMap<String, usize>) {
+    for (id, order) in orders {
+        let bought = purchases.get(id).copied().unwrap_or(0);
+        match order["status"].as_str() {
+            Some("order_placed") => assert_eq!(bought, 1, "order {id}: {order:#}"),
+            Some("order_failed") => assert_eq!(bought, 0, "order {id}: {order:#}"),
+            other => panic!("order {id} ended {other:?}"),
+        }
+    }
+    let unknown: Vec<&String> = purchases
+        .keys()
+        .filter(|r| !orders.contains_key(*r))
+        .collect();
+    assert!(unknown.is_empty(), "purchases for no order: {unknown:?}");
+}
+
+async fn crash_test(backend: Backend) {
+    let cluster = Cluster::new(backend).await;
+    let key = cluster.create_key().await;
+    let mut serve = cluster.serve().await;
+    cluster.add_accounts(&key, 16).await;
+
+    // The store hangs up after committing purchases in the first half of the run.
+    cluster
+        .store_admin(
+            reqwest::Method::PUT,
+            "/api/admin/faults",
+            json!({"drop_after_commit": true}),
+        )
+        .await;
+    // 200 orders that will be bought, and 20 the store declines.
+    let mut products = vec!["B0TEST0009"; 200];
+    products.extend(["B0TEST0005"; 20]);
+    let ids = cluster.submit(&key, &products).await;
+    assert_eq!(ids.len(), 220);
+
+    // Kill the process mid-flight four times.
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
+        kill(&mut serve);
+        let _ = serve.wait().await;
+        if round == 1 {
+            cluster
+                .store_admin(reqwest::Method::DELETE, "/api/admin/faults", json!({}))
+                .await;
+        }
+        serve = cluster.serve().await;
+    }
+    let orders = cluster.wait_until_all_final(&key, 220).await;
+    let purchases = cluster.purchases_by_reference().await;
+    assert_exactly_once(&orders, &purchases);
+    let placed = orders
+        .values()
+        .filter(|o| o["status"] == "order_placed")
+        .count();
+    assert_eq!(placed, 200, "every order the store accepts is placed");
+    for o in orders.values().filter(|o| o["status"] == "order_failed") {
+        assert_eq!(o["job_result"]["error_type"], "payment_declined", "{o:#}");
+    }
+    // Purchases whose answer was lost had to be found again at the store.
+    let resumed = orders
+        .values()
+        .filter(|o| o["attempts"].as_i64().unwrap_or(0) > 1)
+        .count();
+    println!("{resumed} of 220 orders needed more than one attempt");
+    assert!(
+        resumed > 0,
+        "the faults and crashes interrupted some placements"
+    );
+    kill(&mut serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_through_sigkill_on_sqlite() {
+    crash_test(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_through_sigkill_on_postgres() {
+    crash_test(Backend::Postgres).await;
+}
+
+/// Two `errand worker` processes and one `errand serve` share a PostgreSQL queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_share_one_postgres_queue() {
+    let cluster = Cluster::new(Backend::Postgres).await;
+    let key = cluster.create_key().await;
+    let (mut serve, serve_placed) = cluster.spawn(&["serve"]);
+    cluster.wait_until_up().await;
+    let (mut worker_a, a_placed) = cluster.spawn(&["worker"]);
+    let (mut worker_b, b_placed) = cluster.spawn(&["worker"]);
+    cluster.add_accounts(&key, 24).await;
+
+    let ids = cluster.submit(&key, &vec!["B0TEST0009"; 500]).await;
+    let orders = cluster.wait_until_all_final(&key, ids.len()).await;
+    let purchases = cluster.purchases_by_reference().await;
+    assert_exactly_once(&orders, &purchases);
+    for order in orders.values() {
+        assert_eq!(order["status"], "order_placed");
+        assert_eq!(
+            order["attempts"], 1,
+            "no order was handled twice: {order:#}"
+        );
+    }
+    // Give the log readers a moment to catch up with the last lines.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts = [
+        *serve_placed.borrow(),
+        *a_placed.borrow(),
+        *b_placed.borrow(),
+    ];
+    assert_eq!(counts.iter().sum::<usize>(), 500, "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c > 0),
+        "every process took a share: {counts:?}"
+    );
+    for child in [&mut serve, &mut worker_a, &mut worker_b] {
+        kill(child);
+    }
+}
