@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use serde_json::json;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::accounts::Vault;
@@ -82,15 +83,19 @@ impl Engine {
                 other => Outcome::Dead(format!("unknown job kind {other:?}")),
             };
         };
+        // Every log line of the job carries the order's id.
         let span = tracing::info_span!("job", kind = %job.kind, order_id = %order_id, attempt = job.attempt);
-        let _enter = span.enter();
-        let result = match job.kind.as_str() {
-            PLACE_ORDER => placement::run(self, &job, order_id).await,
-            TRACK_ORDER => tracking::run(self, &job, order_id).await,
-            EXPIRE_ORDER => expire(self, order_id).await,
-            NOOP => Ok(Outcome::Done),
-            other => Ok(Outcome::Dead(format!("unknown job kind {other:?}"))),
-        };
+        let result = async {
+            match job.kind.as_str() {
+                PLACE_ORDER => placement::run(self, &job, order_id).await,
+                TRACK_ORDER => tracking::run(self, &job, order_id).await,
+                EXPIRE_ORDER => expire(self, order_id).await,
+                NOOP => Ok(Outcome::Done),
+                other => Ok(Outcome::Dead(format!("unknown job kind {other:?}"))),
+            }
+        }
+        .instrument(span)
+        .await;
         result.unwrap_or_else(|e| Outcome::Retry {
             error: format!("database error: {e}"),
             after: None,

@@ -14,6 +14,7 @@ fn errand(dir: &std::path::Path) -> Command {
         .env_remove("ERRAND_DATABASE_URL")
         .env_remove("ERRAND_LISTEN")
         .env("ERRAND_DEMO_STORE_LISTEN", "127.0.0.1:0")
+        .env("ERRAND_DEMO_STORE_TIME_SCALE", "86400")
         .env("RUST_LOG", "warn")
         .current_dir(dir)
         .kill_on_drop(true);
@@ -169,6 +170,54 @@ async fn first_run_prints_a_key_and_a_working_curl_command() {
     crate::schema::assert_valid("OrderResponse", &order);
     assert_eq!(order["status"], "pending");
 
+    // The engine buys it from the demo store with the account created on first start,
+    // then follows it to delivery (this test's store clock runs a day per second).
+    let base = printed
+        .lines()
+        .find_map(|l| l.split("is listening on ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the API's address is printed")
+        .to_string();
+    let client = reqwest::Client::new();
+    let order_url = format!("{base}/orders/{}", order["id"].as_str().unwrap());
+    let mut seen = vec![];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let order = loop {
+        let order: Value = client
+            .get(&order_url)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let status = order["status"].as_str().unwrap().to_string();
+        if seen.last() != Some(&status) {
+            seen.push(status);
+        }
+        let delivered = order["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "delivered");
+        if delivered {
+            break order;
+        }
+        assert!(std::time::Instant::now() < deadline, "{order:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(seen.last().unwrap(), "order_placed", "{seen:?}");
+    assert!(!seen.contains(&"order_failed".to_string()), "{seen:?}");
+    crate::schema::assert_valid("OrderResponse", &order);
+    let result = &order["job_result"];
+    assert!(
+        result["merchant_order_ids"][0]["merchant_order_id"].is_string(),
+        "{result}"
+    );
+    assert!(result["price_components"]["total"].as_i64().unwrap() > 0);
+    assert!(!order["tracking_numbers"].as_array().unwrap().is_empty());
+
     // SIGTERM: a clean, graceful exit.
     let pid = server.id().unwrap().to_string();
     Command::new("kill")
@@ -211,4 +260,58 @@ async fn first_run_prints_a_key_and_a_working_curl_command() {
         !rest.contains("Demo store:"),
         "--no-demo-store runs without the store: {rest}"
     );
+}
+
+#[tokio::test]
+async fn dead_jobs_are_listed_and_revived() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = run(dir.path(), &["migrate"]).await;
+    assert!(ok, "{err}");
+    // A job that failed for good, as the engine would leave it.
+    let options = errand::config::Settings {
+        data_dir: dir.path().join("data"),
+        ..errand::config::Settings::default()
+    }
+    .db_options();
+    let db = errand::storage::Db::connect(&options).await.unwrap();
+    let job = errand::queue::NewJob::now("place_order", Some(uuid::Uuid::now_v7()), 1);
+    errand::queue::enqueue(&db, &[job]).await.unwrap();
+    let claimed = errand::queue::claim(&db, "w", 1, Duration::from_secs(30), None)
+        .await
+        .unwrap();
+    let policy = errand::queue::RetryPolicy {
+        base: Duration::from_millis(1),
+        max: Duration::from_millis(1),
+    };
+    let failed = errand::queue::Outcome::Dead("the retailer is gone".into());
+    errand::queue::settle(&db, "w", &claimed[0], &failed, &policy)
+        .await
+        .unwrap();
+    db.close().await;
+
+    let (ok, listed, _) = run(dir.path(), &["jobs", "list", "--state", "dead", "--json"]).await;
+    assert!(ok);
+    let jobs: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["last_error"], "the retailer is gone");
+    let id = jobs[0]["id"].to_string();
+    let (ok, table, _) = run(dir.path(), &["jobs", "list"]).await;
+    assert!(
+        ok && table.contains("place_order") && table.contains("dead"),
+        "{table}"
+    );
+
+    let (ok, out, err) = run(dir.path(), &["jobs", "retry", &id]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("will run again"));
+    let (_, listed, _) = run(
+        dir.path(),
+        &["jobs", "list", "--state", "available", "--json"],
+    )
+    .await;
+    let jobs: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["attempt"], 0);
+    let (ok, _, err) = run(dir.path(), &["jobs", "retry", &id]).await;
+    assert!(!ok && err.contains("no dead job"), "{err}");
 }

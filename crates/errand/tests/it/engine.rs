@@ -61,6 +61,17 @@ crate::on_both_databases! {
 
         let timeline = app.timeline(id).await;
         assert_eq!(timeline[..3], ["order_created", "placement_started", "order_placed"]);
+
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        for name in [
+            "errand_placements_total{outcome=\"placed\"",
+            "errand_job_wait_seconds_bucket{kind=\"place_order\"",
+            "errand_job_run_seconds_bucket{kind=\"place_order\"",
+            "errand_retailer_call_seconds_bucket",
+            "errand_jobs{kind=\"track_order\",state=\"available\"} 1",
+        ] {
+            assert!(metrics.contains(name), "{name} in {metrics}");
+        }
     }
 
     async fn the_price_cap_is_checked_before_anything_is_bought(app: TestApp) {

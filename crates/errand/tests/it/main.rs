@@ -14,6 +14,7 @@ mod lifecycle;
 mod listing;
 mod openapi;
 mod orders;
+mod queue;
 mod retailers;
 mod schema;
 mod validation;
