@@ -51,7 +51,7 @@ crate::on_both_databases! {
         let order = Some(Uuid::now_v7());
         let first = NewJob::now("place_order", order, 3);
         queue::enqueue(db, &[first.clone(), first.clone()]).await.unwrap();
-        queue::enqueue(db, &[first.clone()]).await.unwrap();
+        queue::enqueue(db, std::slice::from_ref(&first)).await.unwrap();
         queue::enqueue(db, &[NewJob::now("track_order", order, 3)]).await.unwrap();
         let jobs = queue::list(db, None, 10).await.unwrap();
         assert_eq!(jobs.len(), 2, "{jobs:?}");
