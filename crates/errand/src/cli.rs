@@ -62,6 +62,10 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// Measure complete checkouts per second through the demo store's JSON API.
     BenchStore(crate::bench::StoreBenchArgs),
+    /// Measure the job queue: no-op jobs per second and pickup latency.
+    BenchQueue(crate::bench::queue::QueueBenchArgs),
+    /// Measure placement end to end: POST /orders to order_placed at the demo store.
+    BenchOrders(crate::bench::orders::OrdersBenchArgs),
     /// Run the demo retailer on its own (a storefront to buy from).
     DemoStore {
         /// Port to listen on (on 127.0.0.1).
@@ -143,6 +147,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => return crate::bench::run(args).await,
         Command::BenchStore(args) => return crate::bench::run_store(args).await,
+        Command::BenchQueue(args) => return crate::bench::queue::run(args).await,
+        Command::BenchOrders(args) => return crate::bench::orders::run(args).await,
         Command::DemoStore {
             port,
             data,
@@ -188,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             result
         }
-        Command::Bench(_) | Command::BenchStore(_) | Command::DemoStore { .. } => {
+        Command::Bench(_)
+        | Command::BenchStore(_)
+        | Command::BenchQueue(_)
+        | Command::BenchOrders(_)
+        | Command::DemoStore { .. } => {
             unreachable!("handled above")
         }
     }

@@ -59,6 +59,23 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
         (None, None) => AccountChoice::Any,
     };
     let named = matches!(choice, AccountChoice::Named(_));
+    // Recorded with the account hold: the order is in progress, one more attempt.
+    let mut start = Change {
+        status: Some(OrderStatus::InProgress),
+        count_attempt: true,
+        items: order
+            .items
+            .iter()
+            .filter(|i| i.status == OrderItemStatus::Pending)
+            .map(|i| (i.id, OrderItemStatus::Processing, None))
+            .collect(),
+        ..Change::default()
+    };
+    if order.status == OrderStatus::Pending {
+        start
+            .events
+            .push((events::STARTED, json!({"retailer": retailer.settings.name})));
+    }
     let lease_until = Timestamp::now().after(engine.inner.lease + retailer.settings.timeout() * 4);
     let account = match store::acquire_account(
         db,
@@ -66,18 +83,20 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
         &retailer.settings.name,
         choice,
         lease_until,
+        start,
     )
     .await?
     {
         Acquired::Held(account) => account,
+        Acquired::Gone => return Ok(Outcome::Done),
         Acquired::Busy => {
             store::note_once(
-                    db,
-                    order_id,
-                    events::WAITING_FOR_ACCOUNT,
-                    json!({"message": "Every retailer account for this order is checking out another order; it will start when one is free"}),
-                )
-                .await?;
+                db,
+                order_id,
+                events::WAITING_FOR_ACCOUNT,
+                json!({"message": "Every retailer account for this order is checking out another order; it will start when one is free"}),
+            )
+            .await?;
             return Ok(Outcome::Snooze(ACCOUNT_WAIT));
         }
         Acquired::Missing if named => {
@@ -104,7 +123,8 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
     };
 
     let outcome = checkout(engine, job, &order, &retailer, &account, unresolved).await;
-    // Released whatever happened: a crash instead leaves it to its lease.
+    // Released whatever happened (placing released it already): a crash instead leaves
+    // it to its lease.
     store::release_account(db, &account.id, order_id).await?;
     outcome
 }
@@ -135,28 +155,6 @@ async fn checkout(
             .await;
         }
     };
-    let mut change = Change {
-        status: Some(OrderStatus::InProgress),
-        count_attempt: true,
-        items: order
-            .items
-            .iter()
-            .filter(|i| i.status == OrderItemStatus::Pending)
-            .map(|i| (i.id, OrderItemStatus::Processing, None))
-            .collect(),
-        ..Change::default()
-    };
-    if order.status == OrderStatus::Pending {
-        change.events.push((
-            events::STARTED,
-            json!({"retailer": retailer.settings.name, "account": account.id}),
-        ));
-    }
-    let from = [OrderStatus::Pending, OrderStatus::InProgress];
-    if !store::apply(db, order.id, &from, change).await? {
-        return Ok(Outcome::Done);
-    }
-
     let driver = &retailer.driver;
     let request = CheckoutRequest {
         lines: order
@@ -349,6 +347,7 @@ async fn placed(
             estimated_delivery: placed_order.estimated_delivery,
         }),
         placed_with: Some(account.id.clone()),
+        release_account: Some(account.id.clone()),
         items: order
             .items
             .iter()

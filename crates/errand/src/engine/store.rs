@@ -133,6 +133,120 @@ pub struct Change {
     pub tracking: Vec<(String, String)>,
     /// Settles a placement attempt: `(attempt, state, merchant order id)`.
     pub attempt: Option<(i32, &'static str, Option<String>)>,
+    /// Frees this retailer account for other orders' checkouts.
+    pub release_account: Option<String>,
+}
+
+/// Applies a [`Change`] inside a transaction: `Ok(false)` (nothing written) when the
+/// order's status is not one of `$from`.
+macro_rules! apply_in_tx {
+    ($tx:ident, $order_id:expr, $from:expr, $change:expr, $now:expr, $lock:expr) => {
+        'apply: {
+            let current: Option<(String, i64, DbId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT status, last_event_sequence, account_id FROM orders WHERE id = $1{}",
+                $lock
+            )))
+            .bind(DbId($order_id))
+            .fetch_optional(&mut *$tx)
+            .await?;
+            let Some((status, mut sequence, account_id)) = current else {
+                break 'apply Ok::<bool, sqlx::Error>(false);
+            };
+            if !$from.iter().any(|s| s.as_str() == status) {
+                break 'apply Ok(false);
+            }
+            let new_status = $change
+                .status
+                .map(|s| s.as_str())
+                .unwrap_or(&status)
+                .to_string();
+            for (event, detail) in &$change.events {
+                sequence += 1;
+                sqlx::query(
+                    "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(DbId(Uuid::now_v7()))
+                .bind(DbId($order_id))
+                .bind(account_id)
+                .bind(sequence)
+                .bind(*event)
+                .bind(&new_status)
+                .bind(Json(detail))
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            sqlx::query(
+                "UPDATE orders SET status = $1, attempts = attempts + $2,
+                     job_result = COALESCE($3, job_result), placed_with = COALESCE($4, placed_with),
+                     last_event_sequence = $5, updated_at = $6
+                 WHERE id = $7",
+            )
+            .bind(&new_status)
+            .bind(i32::from($change.count_attempt))
+            .bind($change.job_result.as_ref().map(Json))
+            .bind($change.placed_with.as_deref())
+            .bind(sequence)
+            .bind($now)
+            .bind(DbId($order_id))
+            .execute(&mut *$tx)
+            .await?;
+            for (item_id, item_status, reason) in &$change.items {
+                sqlx::query(
+                    "UPDATE order_items SET status = $1, cancellation_reason = COALESCE($2, cancellation_reason),
+                         updated_at = $3
+                     WHERE id = $4 AND order_id = $5",
+                )
+                .bind(item_status.as_str())
+                .bind(reason.as_deref())
+                .bind($now)
+                .bind(DbId(*item_id))
+                .bind(DbId($order_id))
+                .execute(&mut *$tx)
+                .await?;
+            }
+            for (carrier, number) in &$change.tracking {
+                sqlx::query(
+                    "INSERT INTO tracking_numbers (id, order_id, carrier, tracking_number, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(DbId(Uuid::now_v7()))
+                .bind(DbId($order_id))
+                .bind(carrier)
+                .bind(number)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            if let Some((attempt, state, merchant_order_id)) = &$change.attempt {
+                sqlx::query(
+                    "UPDATE placement_attempts SET state = $1, merchant_order_id = COALESCE($2, merchant_order_id),
+                         updated_at = $3
+                     WHERE order_id = $4 AND attempt = $5",
+                )
+                .bind(*state)
+                .bind(merchant_order_id.as_deref())
+                .bind($now)
+                .bind(DbId($order_id))
+                .bind(*attempt)
+                .execute(&mut *$tx)
+                .await?;
+            }
+            if let Some(account) = &$change.release_account {
+                sqlx::query(
+                    "UPDATE retailer_accounts SET checkout_order_id = NULL, checkout_lease_until = NULL
+                     WHERE id = $1 AND checkout_order_id = $2",
+                )
+                .bind(account)
+                .bind(DbId($order_id))
+                .execute(&mut *$tx)
+                .await?;
+            }
+            enqueue_in_tx!($tx, &$change.jobs)?;
+            Ok(true)
+        }
+    };
 }
 
 /// Applies `change` if the order's status is one of `from`; returns whether it did.
@@ -146,99 +260,11 @@ pub async fn apply(
     let lock = for_update(db);
     let applied = on_db!(db, writer, |pool| {
         let mut tx = pool.begin().await?;
-        let current: Option<(String, i64, DbId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT status, last_event_sequence, account_id FROM orders WHERE id = $1{lock}"
-        )))
-        .bind(DbId(order_id))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((status, mut sequence, account_id)) = current else {
-            return Ok(false);
-        };
-        if !from.iter().any(|s| s.as_str() == status) {
-            return Ok(false);
+        let applied = apply_in_tx!(tx, order_id, from, change, now, lock)?;
+        if applied {
+            tx.commit().await?;
         }
-        let new_status = change
-            .status
-            .map(|s| s.as_str())
-            .unwrap_or(&status)
-            .to_string();
-        for (event, detail) in &change.events {
-            sequence += 1;
-            sqlx::query(
-                "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(DbId(Uuid::now_v7()))
-            .bind(DbId(order_id))
-            .bind(account_id)
-            .bind(sequence)
-            .bind(*event)
-            .bind(&new_status)
-            .bind(Json(detail))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE orders SET status = $1, attempts = attempts + $2,
-                 job_result = COALESCE($3, job_result), placed_with = COALESCE($4, placed_with),
-                 last_event_sequence = $5, updated_at = $6
-             WHERE id = $7",
-        )
-        .bind(&new_status)
-        .bind(i32::from(change.count_attempt))
-        .bind(change.job_result.as_ref().map(Json))
-        .bind(change.placed_with.as_deref())
-        .bind(sequence)
-        .bind(now)
-        .bind(DbId(order_id))
-        .execute(&mut *tx)
-        .await?;
-        for (item_id, item_status, reason) in &change.items {
-            sqlx::query(
-                "UPDATE order_items SET status = $1, cancellation_reason = COALESCE($2, cancellation_reason),
-                     updated_at = $3
-                 WHERE id = $4 AND order_id = $5",
-            )
-            .bind(item_status.as_str())
-            .bind(reason.as_deref())
-            .bind(now)
-            .bind(DbId(*item_id))
-            .bind(DbId(order_id))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (carrier, number) in &change.tracking {
-            sqlx::query(
-                "INSERT INTO tracking_numbers (id, order_id, carrier, tracking_number, created_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            )
-            .bind(DbId(Uuid::now_v7()))
-            .bind(DbId(order_id))
-            .bind(carrier)
-            .bind(number)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some((attempt, state, merchant_order_id)) = &change.attempt {
-            sqlx::query(
-                "UPDATE placement_attempts SET state = $1, merchant_order_id = COALESCE($2, merchant_order_id),
-                     updated_at = $3
-                 WHERE order_id = $4 AND attempt = $5",
-            )
-            .bind(*state)
-            .bind(merchant_order_id.as_deref())
-            .bind(now)
-            .bind(DbId(order_id))
-            .bind(*attempt)
-            .execute(&mut *tx)
-            .await?;
-        }
-        enqueue_in_tx!(tx, &change.jobs)?;
-        tx.commit().await?;
-        Ok::<bool, sqlx::Error>(true)
+        Ok::<bool, sqlx::Error>(applied)
     })?;
     if applied && !change.jobs.is_empty() {
         db.jobs_committed();
@@ -276,7 +302,7 @@ pub struct Attempt {
 
 /// The latest attempt whose outcome is unknown, if any.
 pub async fn unresolved_attempt(db: &Db, order_id: Uuid) -> Result<Option<Attempt>, sqlx::Error> {
-    on_db!(db, writer, |pool| {
+    on_db!(db, reader, |pool| {
         sqlx::query_as(
             "SELECT attempt, retailer_account_id, reference, expected_total, settles_at
              FROM placement_attempts WHERE order_id = $1 AND state = $2
@@ -378,7 +404,10 @@ pub struct HeldAccount {
 }
 
 pub enum Acquired {
+    /// Held, and the order's start was recorded with it.
     Held(HeldAccount),
+    /// The order is no longer pending or in progress (nothing was held).
+    Gone,
     /// Every matching account is checking out another order.
     Busy,
     /// No usable account exists.
@@ -426,21 +455,26 @@ fn push_account_filter<DB: sqlx::Database>(
     }
 }
 
-/// Holds an account for `order`'s checkout until `lease_until` (or [`release_account`]).
-/// An account already held for the same order is held again.
+/// Holds an account for `order`'s checkout until `lease_until` (or until released) and,
+/// in the same transaction, applies `start` to the order (which must be pending or in
+/// progress). An account already held for the same order is held again.
 pub async fn acquire_account(
     db: &Db,
     order: &EngineOrder,
     retailer: &str,
     choice: AccountChoice<'_>,
     lease_until: Timestamp,
+    start: Change,
 ) -> Result<Acquired, sqlx::Error> {
     let now = Timestamp::now();
+    let lock = for_update(db);
+    let placeable = [OrderStatus::Pending, OrderStatus::InProgress];
     let skip_locked = match db {
         Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         Db::Sqlite(_) => "",
     };
-    let held: Option<HeldAccount> = on_db!(db, writer, |pool| {
+    let held: Option<Option<HeldAccount>> = on_db!(db, writer, |pool| {
+        let mut tx = pool.begin().await?;
         let mut qb = QueryBuilder::new("UPDATE retailer_accounts SET checkout_order_id = ");
         qb.push_bind(DbId(order.id))
             .push(", checkout_lease_until = ")
@@ -456,10 +490,23 @@ pub async fn acquire_account(
             .push(") ORDER BY last_used_at IS NOT NULL, last_used_at LIMIT 1")
             .push(skip_locked)
             .push(") RETURNING id, email, secrets");
-        qb.build_query_as().fetch_optional(pool).await
+        let held: Option<HeldAccount> = qb.build_query_as().fetch_optional(&mut *tx).await?;
+        match held {
+            Some(held) => {
+                if apply_in_tx!(tx, order.id, &placeable, start, now, lock)? {
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(Some(Some(held)))
+                } else {
+                    Ok(Some(None))
+                }
+            }
+            None => Ok(None),
+        }
     })?;
-    if let Some(held) = held {
-        return Ok(Acquired::Held(held));
+    match held {
+        Some(Some(held)) => return Ok(Acquired::Held(held)),
+        Some(None) => return Ok(Acquired::Gone),
+        None => {}
     }
     let exists: bool = on_db!(db, reader, |pool| {
         let mut qb = QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM retailer_accounts WHERE ");

@@ -198,10 +198,12 @@ pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
 
 const JOB_COLUMNS: &str = "id, kind, order_id, payload, attempt, max_attempts, run_at, created_at";
 
-/// Claims up to `limit` due jobs for `worker`, oldest due first.
+/// Deletes the finished jobs `worker` still holds, then claims up to `limit` due jobs
+/// for it, oldest due first: one transaction, so one commit for both.
 pub async fn claim(
     db: &Db,
     worker: &str,
+    finished: &[i64],
     limit: i64,
     lease: Duration,
     kinds: Option<&[String]>,
@@ -213,30 +215,45 @@ pub async fn claim(
         Db::Sqlite(_) => "",
     };
     crate::on_db!(db, writer, |pool| {
-        let mut qb = QueryBuilder::new("UPDATE jobs SET state = ");
-        qb.push_bind(RUNNING)
-            .push(", attempt = attempt + 1, locked_by = ")
-            .push_bind(worker.to_string())
-            .push(", lease_until = ")
-            .push_bind(lease_until)
-            .push(", updated_at = ")
-            .push_bind(now)
-            .push(" WHERE id IN (SELECT id FROM jobs WHERE state = ")
-            .push_bind(AVAILABLE)
-            .push(" AND run_at <= ")
-            .push_bind(now);
-        if let Some(kinds) = kinds {
-            qb.push(" AND kind IN ");
-            qb.push_tuples(kinds, |mut b, kind| {
-                b.push_bind(kind.clone());
+        let mut tx = pool.begin().await?;
+        if !finished.is_empty() {
+            let mut qb = QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
+            qb.push_bind(worker.to_string()).push(" AND id IN ");
+            qb.push_tuples(finished, |mut b, id| {
+                b.push_bind(*id);
             });
+            qb.build().execute(&mut *tx).await?;
         }
-        qb.push(" ORDER BY run_at, id LIMIT ")
-            .push_bind(limit)
-            .push(skip_locked)
-            .push(") RETURNING ")
-            .push(JOB_COLUMNS);
-        qb.build_query_as().fetch_all(pool).await
+        let claimed = if limit > 0 {
+            let mut qb = QueryBuilder::new("UPDATE jobs SET state = ");
+            qb.push_bind(RUNNING)
+                .push(", attempt = attempt + 1, locked_by = ")
+                .push_bind(worker.to_string())
+                .push(", lease_until = ")
+                .push_bind(lease_until)
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE id IN (SELECT id FROM jobs WHERE state = ")
+                .push_bind(AVAILABLE)
+                .push(" AND run_at <= ")
+                .push_bind(now);
+            if let Some(kinds) = kinds {
+                qb.push(" AND kind IN ");
+                qb.push_tuples(kinds, |mut b, kind| {
+                    b.push_bind(kind.clone());
+                });
+            }
+            qb.push(" ORDER BY run_at, id LIMIT ")
+                .push_bind(limit)
+                .push(skip_locked)
+                .push(") RETURNING ")
+                .push(JOB_COLUMNS);
+            qb.build_query_as().fetch_all(&mut *tx).await?
+        } else {
+            vec![]
+        };
+        tx.commit().await?;
+        Ok(claimed)
     })
 }
 
@@ -245,14 +262,9 @@ pub async fn complete(db: &Db, worker: &str, ids: &[i64]) -> Result<(), sqlx::Er
     if ids.is_empty() {
         return Ok(());
     }
-    crate::on_db!(db, writer, |pool| {
-        let mut qb = QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
-        qb.push_bind(worker.to_string()).push(" AND id IN ");
-        qb.push_tuples(ids, |mut b, id| {
-            b.push_bind(*id);
-        });
-        qb.build().execute(pool).await.map(|_| ())
-    })
+    claim(db, worker, ids, 0, Duration::ZERO, None)
+        .await
+        .map(|_| ())
 }
 
 /// Applies a handler's outcome other than `Done`.

@@ -126,12 +126,6 @@ async fn run(
             in_flight -= 1;
             record(&db, &worker_id, &options.retry, f, &mut done).await;
         }
-        if !done.is_empty() {
-            if let Err(e) = super::complete(&db, &worker_id, &done).await {
-                tracing::warn!(error = %e, "cannot mark jobs finished; they will run again after their lease");
-            }
-            done.clear();
-        }
         if *stop.borrow() {
             break;
         }
@@ -142,18 +136,25 @@ async fn run(
 
         let free = concurrency - in_flight;
         let mut deadline = tokio::time::Instant::now() + SAFETY_POLL;
-        if free > 0 {
+        // Under load, claim in batches (when half the slots are free) rather than one
+        // round trip per finished job; when idle, claim at once. Finished jobs are
+        // deleted in the same transaction.
+        let claiming = free > 0 && (in_flight == 0 || free >= concurrency.div_ceil(2));
+        if claiming || !done.is_empty() {
+            let limit = if claiming { free as i64 } else { 0 };
             match super::claim(
                 &db,
                 &worker_id,
-                free as i64,
+                &done,
+                limit,
                 options.lease,
                 options.kinds.as_deref(),
             )
             .await
             {
                 Ok(jobs) => {
-                    let claimed_all = jobs.len() == free;
+                    done.clear();
+                    let claimed_all = claiming && jobs.len() == free;
                     for job in jobs {
                         in_flight += 1;
                         dispatch(job, &handler, &finished_tx);
@@ -161,7 +162,9 @@ async fn run(
                     if claimed_all {
                         continue;
                     }
-                    deadline = next_wake(&db).await;
+                    if claiming {
+                        deadline = next_wake(&db).await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim jobs; retrying shortly");

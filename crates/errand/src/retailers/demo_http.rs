@@ -1,7 +1,8 @@
 //! The demo retailer through its JSON API (`/api/...`, documented in the demo store's
 //! README).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,10 @@ const IDEMPOTENT_RETRIES: usize = 2;
 pub struct DemoHttpDriver {
     base: url::Url,
     client: reqwest::Client,
+    /// Signed-in sessions, by a digest of the credentials (so only someone holding the
+    /// same password reuses a session): signing in for every order is slow and looks
+    /// like a bot to a store.
+    sessions: Mutex<HashMap<[u8; 32], String>>,
 }
 
 impl DemoHttpDriver {
@@ -30,7 +35,11 @@ impl DemoHttpDriver {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(DemoHttpDriver { base, client })
+        Ok(DemoHttpDriver {
+            base,
+            client,
+            sessions: Mutex::default(),
+        })
     }
 
     /// A call that may safely be repeated: temporary failures are retried a few times
@@ -115,11 +124,43 @@ impl DemoHttpDriver {
             return Ok(body);
         }
         let code = body["error"]["code"].as_str().unwrap_or("").to_string();
+        if code == "sign_in_required"
+            && let Some(session) = session
+        {
+            // The store forgot the session: sign in again on the next try.
+            self.forget(session);
+            return Err(DriverError::Transient {
+                message: "the store's session expired".into(),
+                retry_after: Some(Duration::ZERO),
+            });
+        }
         let message = body["error"]["message"]
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("the store answered {status}"));
         Err(classify(status, &code, message, retry_after))
+    }
+}
+
+fn session_key(credentials: &Credentials) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in [
+        credentials.email.as_str(),
+        credentials.password.as_str(),
+        credentials.totp_secret.as_deref().unwrap_or(""),
+    ] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    digest.finalize().into()
+}
+
+impl DemoHttpDriver {
+    fn forget(&self, session: &Session) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, token| *token != session.0);
+        }
     }
 }
 
@@ -344,6 +385,10 @@ impl Driver for DemoHttpDriver {
     }
 
     async fn sign_in(&self, credentials: &Credentials) -> Result<Session, DriverError> {
+        let key = session_key(credentials);
+        if let Some(token) = self.sessions.lock().ok().and_then(|s| s.get(&key).cloned()) {
+            return Ok(Session(token));
+        }
         let totp = match &credentials.totp_secret {
             Some(secret) => Some(super::totp::current_code(secret).ok_or_else(|| {
                 DriverError::permanent(
@@ -358,10 +403,14 @@ impl Driver for DemoHttpDriver {
         let answer = self
             .call(Method::POST, "api/session", None, Some(body))
             .await?;
-        answer["token"]
+        let token = answer["token"]
             .as_str()
-            .map(|t| Session(t.to_string()))
-            .ok_or_else(|| malformed("sign-in answer", "no token"))
+            .ok_or_else(|| malformed("sign-in answer", "no token"))?
+            .to_string();
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.insert(key, token.clone());
+        }
+        Ok(Session(token))
     }
 
     async fn quote(

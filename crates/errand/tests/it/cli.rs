@@ -276,7 +276,7 @@ async fn dead_jobs_are_listed_and_revived() {
     let db = errand::storage::Db::connect(&options).await.unwrap();
     let job = errand::queue::NewJob::now("place_order", Some(uuid::Uuid::now_v7()), 1);
     errand::queue::enqueue(&db, &[job]).await.unwrap();
-    let claimed = errand::queue::claim(&db, "w", 1, Duration::from_secs(30), None)
+    let claimed = errand::queue::claim(&db, "w", &[], 1, Duration::from_secs(30), None)
         .await
         .unwrap();
     let policy = errand::queue::RetryPolicy {

@@ -26,10 +26,10 @@ crate::on_both_databases! {
     async fn a_claimed_job_is_not_claimed_again_until_it_is_settled(app: TestApp) {
         let db = app.db();
         queue::enqueue(db, &[job("noop")]).await.unwrap();
-        let claimed = queue::claim(db, "w1", 10, LEASE, None).await.unwrap();
+        let claimed = queue::claim(db, "w1", &[], 10, LEASE, None).await.unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(claimed[0].attempt, 1);
-        assert!(queue::claim(db, "w2", 10, LEASE, None).await.unwrap().is_empty());
+        assert!(queue::claim(db, "w2", &[], 10, LEASE, None).await.unwrap().is_empty());
 
         // Only the worker holding it can finish it.
         queue::complete(db, "w2", &[claimed[0].id]).await.unwrap();
@@ -42,7 +42,7 @@ crate::on_both_databases! {
         let db = app.db();
         let later = Timestamp::now().after(Duration::from_secs(3600));
         queue::enqueue(db, &[job("noop").at(later)]).await.unwrap();
-        assert!(queue::claim(db, "w", 10, LEASE, None).await.unwrap().is_empty());
+        assert!(queue::claim(db, "w", &[], 10, LEASE, None).await.unwrap().is_empty());
         assert_eq!(queue::next_due(db).await.unwrap(), Some(later));
     }
 
@@ -60,12 +60,12 @@ crate::on_both_databases! {
     async fn an_expired_lease_is_rescued_and_the_job_runs_again(app: TestApp) {
         let db = app.db();
         queue::enqueue(db, &[job("noop")]).await.unwrap();
-        let claimed = queue::claim(db, "dead-worker", 1, Duration::from_millis(1), None).await.unwrap();
+        let claimed = queue::claim(db, "dead-worker", &[], 1, Duration::from_millis(1), None).await.unwrap();
         assert_eq!(claimed.len(), 1);
         tokio::time::sleep(Duration::from_millis(20)).await;
         let rescued = queue::rescue_expired(db).await.unwrap();
         assert_eq!(rescued.len(), 1);
-        let again = queue::claim(db, "w2", 1, LEASE, None).await.unwrap();
+        let again = queue::claim(db, "w2", &[], 1, LEASE, None).await.unwrap();
         assert_eq!(again[0].id, claimed[0].id);
         assert_eq!(again[0].attempt, 2, "the crashed run counts as an attempt");
 
@@ -80,7 +80,7 @@ crate::on_both_databases! {
         for attempt in 1..=3 {
             let mut claimed = vec![];
             for _ in 0..100 {
-                claimed = queue::claim(db, "w", 1, LEASE, None).await.unwrap();
+                claimed = queue::claim(db, "w", &[], 1, LEASE, None).await.unwrap();
                 if !claimed.is_empty() {
                     break;
                 }
@@ -94,20 +94,20 @@ crate::on_both_databases! {
         let dead = queue::list(db, Some(queue::DEAD), 10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].last_error.as_deref(), Some("boom 3"));
-        assert!(queue::claim(db, "w", 1, LEASE, None).await.unwrap().is_empty());
+        assert!(queue::claim(db, "w", &[], 1, LEASE, None).await.unwrap().is_empty());
 
         assert!(queue::retry_dead(db, dead[0].id).await.unwrap());
         assert!(!queue::retry_dead(db, dead[0].id).await.unwrap(), "no longer dead");
-        let revived = queue::claim(db, "w", 1, LEASE, None).await.unwrap();
+        let revived = queue::claim(db, "w", &[], 1, LEASE, None).await.unwrap();
         assert_eq!(revived[0].attempt, 1);
     }
 
     async fn snoozing_does_not_use_an_attempt(app: TestApp) {
         let db = app.db();
         queue::enqueue(db, &[job("noop")]).await.unwrap();
-        let job = queue::claim(db, "w", 1, LEASE, None).await.unwrap().pop().unwrap();
+        let job = queue::claim(db, "w", &[], 1, LEASE, None).await.unwrap().pop().unwrap();
         queue::settle(db, "w", &job, &Outcome::Snooze(Duration::ZERO), &POLICY).await.unwrap();
-        let again = queue::claim(db, "w", 1, LEASE, None).await.unwrap().pop().unwrap();
+        let again = queue::claim(db, "w", &[], 1, LEASE, None).await.unwrap().pop().unwrap();
         assert_eq!(again.attempt, 1);
     }
 
@@ -120,7 +120,7 @@ crate::on_both_databases! {
             tokio::spawn(async move {
                 let mut mine = vec![];
                 loop {
-                    let batch = queue::claim(&db, &format!("w{w}"), 7, LEASE, None).await.unwrap();
+                    let batch = queue::claim(&db, &format!("w{w}"), &[], 7, LEASE, None).await.unwrap();
                     if batch.is_empty() {
                         return mine;
                     }

@@ -1,6 +1,13 @@
+//! Benchmarks, each printing figures rather than asserting them.
+//!
 //! `errand bench`: starts a real `errand serve` process on a fresh database and drives
 //! `POST /orders` and `GET /orders/{id}` at several concurrencies, printing requests/s
 //! and latency percentiles. Load comes from this process, over loopback HTTP.
+//! `errand bench-store`: the demo store's checkouts. `errand bench-queue` and
+//! `errand bench-orders`: the engine (see their modules).
+
+pub mod orders;
+pub mod queue;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -130,17 +137,20 @@ struct Outcome {
     ids: Vec<String>,
 }
 
+/// The `p` quantile (0 to 1) of sorted microseconds, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_us.len() as f64 * p).ceil() as usize).clamp(1, sorted_us.len()) - 1;
+    sorted_us[i] as f64 / 1000.0
+}
+
 impl Outcome {
     fn print(&self, database: &str, endpoint: &str, concurrency: usize) {
         let mut sorted = self.latencies_us.clone();
         sorted.sort_unstable();
-        let pct = |p: f64| -> f64 {
-            if sorted.is_empty() {
-                return f64::NAN;
-            }
-            let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-            sorted[i] as f64 / 1000.0
-        };
+        let pct = |p: f64| percentile_ms(&sorted, p);
         let requests = sorted.len() as u64 + self.errors;
         println!(
             "{:<9} {:<20} {:>4} {:>9} {:>9.0} {:>9.2} {:>9.2} {:>7}",

@@ -1,0 +1,409 @@
+//! `errand bench-orders`: end-to-end placement. A demo store and an `errand serve`
+//! (API and workers) run as separate processes on a fresh database; orders are posted
+//! over HTTP and placed at the store through its JSON API.
+//!
+//! The latency of an order is from its `created_at` (set by `POST /orders`) to its
+//! `order_placed` milestone, both Errand's own timestamps. "Alone" posts orders one at
+//! a time, waiting for each; "burst" posts `--burst` orders at once and reports how
+//! fast they drain (orders / (last placed − first created)).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use super::{Backend, create_postgres_database, drop_postgres_database, percentile_ms, wait_ready};
+use crate::storage::Timestamp;
+
+#[derive(Args, Debug, Clone)]
+pub struct OrdersBenchArgs {
+    /// Databases to measure.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Sqlite, Backend::Postgres])]
+    pub databases: Vec<Backend>,
+    /// Orders placed one at a time.
+    #[arg(long, default_value_t = 30)]
+    pub alone: usize,
+    /// Orders posted at once.
+    #[arg(long, default_value_t = 500)]
+    pub burst: usize,
+    /// Errand's `worker_concurrency`.
+    #[arg(long, default_value_t = 16)]
+    pub workers: usize,
+    /// Retailer accounts to buy with (one checkout per account at a time).
+    #[arg(long, default_value_t = 32)]
+    pub accounts: usize,
+    /// PostgreSQL server to create a throw-away database on.
+    #[arg(
+        long,
+        env = "ERRAND_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres_url: String,
+    /// `errand` binary to benchmark (default: this one).
+    #[arg(long)]
+    pub binary: Option<std::path::PathBuf>,
+}
+
+/// A product without variants, restocked for the run.
+const PRODUCT: &str = "B0DEMO0005";
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn run(args: OrdersBenchArgs) -> anyhow::Result<()> {
+    let binary = match &args.binary {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("cannot find the errand binary")?,
+    };
+    println!(
+        "{:<9} {:<7} {:>6} {:>9} {:>9} {:>9} {:>8}",
+        "database", "run", "orders", "p50 ms", "p99 ms", "orders/s", "failed"
+    );
+    for backend in &args.databases {
+        let dir = tempfile::tempdir()?;
+        let pg_name = format!("errand_bench_{:08x}", rand::random::<u32>());
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                Some(create_postgres_database(&args.postgres_url, &pg_name).await?)
+            }
+        };
+        let result = measure(&binary, dir.path(), *backend, database_url, &args).await;
+        if *backend == Backend::Postgres {
+            drop_postgres_database(&args.postgres_url, &pg_name).await?;
+        }
+        result?;
+    }
+    Ok(())
+}
+
+struct Processes {
+    store: Child,
+    serve: Child,
+}
+
+impl Processes {
+    async fn stop(mut self) {
+        for child in [&mut self.serve, &mut self.store] {
+            if let Some(pid) = child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+            let _ = child.kill().await;
+        }
+    }
+}
+
+async fn measure(
+    binary: &Path,
+    dir: &Path,
+    backend: Backend,
+    database_url: Option<String>,
+    args: &OrdersBenchArgs,
+) -> anyhow::Result<()> {
+    let store_port = free_port()?;
+    let store = Command::new(binary)
+        .args(["demo-store", "--port", &store_port.to_string(), "--data"])
+        .arg(dir.join("store"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("store.log"))?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start errand demo-store")?;
+    let store_url = format!("http://127.0.0.1:{store_port}");
+    wait_ready(&format!("{store_url}/healthz")).await?;
+
+    let port = free_port()?;
+    let config = dir.join("errand.toml");
+    let database = database_url
+        .map(|url| format!("database_url = {url:?}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n{database}demo_store = false\n\
+             worker_concurrency = {}\n\n[[retailers]]\nname = \"demo\"\ndriver = \"demo-http\"\n\
+             base_url = \"{store_url}\"\nsandbox = true\ntracking_interval_seconds = 3600.0\n",
+            dir.join("data"),
+            args.workers
+        ),
+    )?;
+    let errand = |arguments: &[&str]| {
+        let mut cmd = Command::new(binary);
+        cmd.args(arguments)
+            .env("ERRAND_CONFIG", &config)
+            .env_remove("ERRAND_DATABASE_URL")
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true);
+        cmd
+    };
+    let output = errand(&["keys", "create", "--name", "bench"])
+        .stderr(Stdio::inherit())
+        .output()
+        .await?;
+    if !output.status.success() {
+        bail!("errand keys create failed");
+    }
+    let key = String::from_utf8(output.stdout)?.trim().to_string();
+    let serve = errand(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log"))?)
+        .spawn()
+        .context("cannot start errand serve")?;
+    let processes = Processes { store, serve };
+    let api = format!("http://127.0.0.1:{port}");
+    let result = async {
+        wait_ready(&format!("{api}/readyz")).await?;
+        let bench = Bench::new(&api, &key, &store_url, dir).await?;
+        bench.add_accounts(args.accounts).await?;
+        let name = match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        };
+
+        let mut alone = Vec::with_capacity(args.alone);
+        let mut failed = 0;
+        for _ in 0..args.alone {
+            let id = bench.post_order().await?;
+            let order = bench.wait_settled(&id).await?;
+            match bench.placed_after(&order).await? {
+                Some((_, latency)) => alone.push(latency),
+                None => failed += 1,
+            }
+        }
+        print_row(name, "alone", &mut alone, None, failed);
+
+        let started = Instant::now();
+        let ids: Vec<anyhow::Result<String>> = futures_util::stream::iter(0..args.burst)
+            .map(|_| bench.post_order())
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        let ids = ids.into_iter().collect::<anyhow::Result<Vec<String>>>()?;
+        let posted = started.elapsed();
+        // Polled gently, so that measuring does not load the server being measured.
+        bench.wait_until_none_open().await?;
+        let mut latencies = Vec::with_capacity(ids.len());
+        let mut failed = 0;
+        let mut first_created: Option<Timestamp> = None;
+        let mut last_placed: Option<Timestamp> = None;
+        for id in &ids {
+            let order = bench.wait_settled(id).await?;
+            let created = Timestamp::parse(order["created_at"].as_str().unwrap_or_default());
+            match bench.placed_after(&order).await? {
+                Some((placed, latency)) => {
+                    latencies.push(latency);
+                    last_placed = last_placed.max(Some(placed));
+                    first_created = match (first_created, created) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                None => failed += 1,
+            }
+        }
+        let rate = match (first_created, last_placed) {
+            (Some(first), Some(last)) => {
+                Some(latencies.len() as f64 / last.since(first).as_secs_f64())
+            }
+            _ => None,
+        };
+        print_row(name, "burst", &mut latencies, rate, failed);
+        println!(
+            "{name}: {} orders posted in {:.2} s",
+            ids.len(),
+            posted.as_secs_f64()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    processes.stop().await;
+    result
+}
+
+fn print_row(name: &str, run: &str, latencies: &mut [u64], rate: Option<f64>, failed: usize) {
+    latencies.sort_unstable();
+    println!(
+        "{:<9} {:<7} {:>6} {:>9.1} {:>9.1} {:>9} {:>8}",
+        name,
+        run,
+        latencies.len(),
+        percentile_ms(latencies, 0.50),
+        percentile_ms(latencies, 0.99),
+        rate.map(|r| format!("{r:.0}"))
+            .unwrap_or_else(|| "-".into()),
+        failed
+    );
+}
+
+struct Bench {
+    client: reqwest::Client,
+    api: String,
+    key: String,
+    store_url: String,
+    admin_token: String,
+}
+
+impl Bench {
+    async fn new(api: &str, key: &str, store_url: &str, dir: &Path) -> anyhow::Result<Bench> {
+        let admin_token = std::fs::read_to_string(dir.join("store/admin-token"))?
+            .trim()
+            .to_string();
+        let bench = Bench {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()?,
+            api: api.to_string(),
+            key: key.to_string(),
+            store_url: store_url.to_string(),
+            admin_token,
+        };
+        bench
+            .client
+            .put(format!("{store_url}/api/admin/stock/{PRODUCT}"))
+            .bearer_auth(&bench.admin_token)
+            .json(&json!({"quantity": 1_000_000_000_i64}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(bench)
+    }
+
+    /// Store customers, each added to Errand as a managed account.
+    async fn add_accounts(&self, n: usize) -> anyhow::Result<()> {
+        for i in 0..n {
+            let email = format!("buyer-{i}@bench.test");
+            self.client
+                .post(format!("{}/api/admin/customers", self.store_url))
+                .bearer_auth(&self.admin_token)
+                .json(&json!({"email": email, "password": "bench-password"}))
+                .send()
+                .await?
+                .error_for_status()?;
+            self.client
+                .post(format!("{}/managed-accounts", self.api))
+                .bearer_auth(&self.key)
+                .json(&json!({"retailer": "demo", "email": email, "password": "bench-password"}))
+                .send()
+                .await?
+                .error_for_status()?;
+        }
+        Ok(())
+    }
+
+    async fn post_order(&self) -> anyhow::Result<String> {
+        let body = json!({
+            "products": [{"url": format!("{}/dp/{PRODUCT}", self.store_url), "quantity": 1}],
+            "shipping_address": {
+                "first_name": "Grace", "last_name": "Hopper", "address_line1": "1701 Navy Way",
+                "city": "Arlington", "state": "VA", "postal_code": "22202",
+                "phone_number": "(703) 555-0142", "country": "US"
+            },
+            "max_price": 100_000
+        });
+        let order: Value = self
+            .client
+            .post(format!("{}/orders", self.api))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        order["id"]
+            .as_str()
+            .map(str::to_string)
+            .context("no order id")
+    }
+
+    /// Waits until no order is pending or in progress, looking every 50 ms.
+    async fn wait_until_none_open(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let mut open = 0;
+            for status in ["pending", "in_progress"] {
+                let page: Value = self
+                    .client
+                    .get(format!(
+                        "{}/orders?limit=1&status_filter={status}",
+                        self.api
+                    ))
+                    .bearer_auth(&self.key)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                open += page["total"].as_i64().unwrap_or(0);
+            }
+            if open == 0 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{open} orders were not placed within ten minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_settled(&self, id: &str) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let order: Value = self
+                .client
+                .get(format!("{}/orders/{id}", self.api))
+                .bearer_auth(&self.key)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if !matches!(order["status"].as_str(), Some("pending" | "in_progress")) {
+                return Ok(order);
+            }
+            if Instant::now() > deadline {
+                bail!("order {id} was not placed within five minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// When the order was placed and how long after its creation (µs), if it was.
+    async fn placed_after(&self, order: &Value) -> anyhow::Result<Option<(Timestamp, u64)>> {
+        if order["status"] != "order_placed" {
+            return Ok(None);
+        }
+        let id = order["id"].as_str().unwrap_or_default();
+        let timeline: Value = self
+            .client
+            .get(format!("{}/orders/{id}/timeline", self.api))
+            .bearer_auth(&self.key)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let placed = timeline["milestones"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["milestone"] == "order_placed")
+            .and_then(|m| Timestamp::parse(m["occurred_at"].as_str()?));
+        let created = Timestamp::parse(order["created_at"].as_str().unwrap_or_default());
+        Ok(match (placed, created) {
+            (Some(placed), Some(created)) => {
+                Some((placed, placed.since(created).as_micros() as u64))
+            }
+            _ => None,
+        })
+    }
+}
