@@ -383,6 +383,18 @@ async fn failed_call(
     unresolved: bool,
 ) -> Result<Outcome, sqlx::Error> {
     match error {
+        // An earlier purchase may have gone through and can no longer be checked (say,
+        // the account's password changed): say so rather than blame the refusal.
+        DriverError::Permanent {
+            error_type,
+            message,
+        } if unresolved && error_type != "duplicate_purchase" => {
+            let message = format!(
+                "Whether the order (reference {}) was placed could not be checked at the retailer ({error_type}: {message}): check the retailer account before ordering again",
+                order.id
+            );
+            fail(engine, order, "placement_unconfirmed", &message, None).await
+        }
         DriverError::Permanent {
             error_type,
             message,

@@ -170,13 +170,19 @@ pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Option<Order>, sq
             .bind(DbId(id))
             .fetch_all(pool)
             .await?;
-        let sql = format!(
-            "SELECT {TRACKING_COLUMNS} FROM tracking_numbers WHERE order_id = $1 ORDER BY created_at, tracking_number"
-        );
-        let tracking: Vec<TrackingRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(DbId(id))
-            .fetch_all(pool)
-            .await?;
+        // Tracking numbers exist only once an order is placed.
+        let placed = rows[0].job_result.as_ref().is_some_and(|r| r.success);
+        let tracking: Vec<TrackingRow> = if placed {
+            let sql = format!(
+                "SELECT {TRACKING_COLUMNS} FROM tracking_numbers WHERE order_id = $1 ORDER BY created_at, tracking_number"
+            );
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(DbId(id))
+                .fetch_all(pool)
+                .await?
+        } else {
+            vec![]
+        };
         assemble(rows, items, tracking)?
     });
     Ok(orders.pop())
