@@ -135,7 +135,7 @@ pub async fn create_managed_account(
     tenant: Tenant,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<ManagedAccount>), ApiError> {
-    let new = request::parse_create(&body)?;
+    let new = request::parse_create(&body, &state.retailers)?;
     let account = store::create(
         &state.db,
         &state.vault,

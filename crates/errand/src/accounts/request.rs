@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::store::{NewRetailerAccount, RetailerAccountUpdate};
 use super::vault::Secrets;
+use crate::retailers::Registry;
 use crate::validation::{Errors, Loc, Object, ValidationErrors, as_bool, non_blank};
 
 pub const MAX_RETAILER_LEN: usize = 100;
@@ -29,13 +30,16 @@ fn object<'a>(body: &'a Value, errors: &mut Errors) -> Result<Object<'a>, Valida
 }
 
 /// The body of `POST /managed-accounts`.
-pub fn parse_create(body: &Value) -> Result<NewRetailerAccount, ValidationErrors> {
+pub fn parse_create(
+    body: &Value,
+    retailers: &Registry,
+) -> Result<NewRetailerAccount, ValidationErrors> {
     let mut errors = Errors::default();
     let obj = object(body, &mut errors)?;
     obj.refuse_unknown(&CREATE_FIELDS, &mut errors);
     let retailer = obj
         .required_str("retailer", &mut errors)
-        .and_then(|name| check_retailer(name, &obj.loc("retailer"), &mut errors));
+        .and_then(|name| check_retailer(name, retailers, &obj.loc("retailer"), &mut errors));
     let email = obj
         .required_str("email", &mut errors)
         .and_then(|email| check_email(email, &obj.loc("email"), &mut errors));
@@ -111,9 +115,26 @@ pub fn parse_update(body: &Value) -> Result<RetailerAccountUpdate, ValidationErr
     })
 }
 
-/// The retailer a managed account signs in to: any non-blank name.
-fn check_retailer(name: &str, loc: &Loc, errors: &mut Errors) -> Option<String> {
-    non_blank(name, MAX_RETAILER_LEN, loc, errors)
+/// The retailer a managed account signs in to: one in the configuration.
+fn check_retailer(
+    name: &str,
+    retailers: &Registry,
+    loc: &Loc,
+    errors: &mut Errors,
+) -> Option<String> {
+    let name = non_blank(name, MAX_RETAILER_LEN, loc, errors)?;
+    if retailers.get(&name).is_none() {
+        errors.add(
+            loc,
+            "unknown_retailer",
+            format!(
+                "No retailer {name:?} is configured; configured retailers: {}",
+                retailers.describe()
+            ),
+        );
+        return None;
+    }
+    Some(name)
 }
 
 /// An address that looks like an e-mail: one `@` with text on both sides, no spaces.
@@ -256,6 +277,25 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn demo_only() -> Registry {
+        Registry::new(&[crate::retailers::RetailerSettings::demo(
+            "http://127.0.0.1:9",
+            1.0,
+        )])
+        .expect("a valid registry")
+    }
+
+    #[test]
+    fn the_retailer_must_be_configured() {
+        let body = json!({"retailer": "acme", "email": "a@b.c", "password": "x"});
+        let errors = parse_create(&body, &demo_only()).unwrap_err();
+        let text = serde_json::to_string(&errors).unwrap();
+        assert!(
+            text.contains("unknown_retailer") && text.contains("\\\"demo\\\""),
+            "{text}"
+        );
+    }
+
     fn kinds(result: Result<impl std::fmt::Debug, ValidationErrors>) -> Vec<(String, String)> {
         let errors = result.unwrap_err();
         errors
@@ -301,7 +341,7 @@ mod tests {
         let body = json!({"retailer": " ", "email": "nope", "password": "",
                           "totp_secret": "short", "active": "yes", "pasword": "x"});
         assert_eq!(
-            kinds(parse_create(&body)),
+            kinds(parse_create(&body, &demo_only())),
             [
                 (r#"["body","pasword"]"#.into(), "extra_forbidden".into()),
                 (r#"["body","retailer"]"#.into(), "string_too_short".into()),
@@ -315,7 +355,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            kinds(parse_create(&json!({}))),
+            kinds(parse_create(&json!({}), &demo_only())),
             [
                 (r#"["body","retailer"]"#.into(), "missing".into()),
                 (r#"["body","email"]"#.into(), "missing".into()),
@@ -361,8 +401,11 @@ mod tests {
 
     #[test]
     fn debug_of_a_request_shows_no_secret() {
-        let new = parse_create(&json!({"retailer": "demo", "email": "a@b",
-            "password": "hunter2", "totp_secret": "JBSWY3DPEHPK3PXP"}))
+        let new = parse_create(
+            &json!({"retailer": "demo", "email": "a@b",
+            "password": "hunter2", "totp_secret": "JBSWY3DPEHPK3PXP"}),
+            &demo_only(),
+        )
         .unwrap();
         let update =
             parse_update(&json!({"password": "hunter2", "totp_secret": "JBSWY3DPEHPK3PXP"}))

@@ -11,15 +11,18 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, Quote, RetailerLine,
-    RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, ProductInfo,
+    ProductVariant, Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
 };
+use crate::orders::model::Variant;
 use crate::storage::Timestamp;
 
 /// Extra tries of a repeatable call after a temporary failure.
 const IDEMPOTENT_RETRIES: usize = 2;
 
 pub struct DemoHttpDriver {
+    /// The retailer's configured name (for metrics).
+    name: String,
     base: url::Url,
     client: reqwest::Client,
     /// Signed-in sessions, by a digest of the credentials (so only someone holding the
@@ -29,13 +32,14 @@ pub struct DemoHttpDriver {
 }
 
 impl DemoHttpDriver {
-    pub fn new(base: url::Url, timeout: Duration) -> anyhow::Result<DemoHttpDriver> {
+    pub fn new(name: &str, base: url::Url, timeout: Duration) -> anyhow::Result<DemoHttpDriver> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(DemoHttpDriver {
+            name: name.to_string(),
             base,
             client,
             sessions: Mutex::default(),
@@ -90,7 +94,7 @@ impl DemoHttpDriver {
         }
         let started = std::time::Instant::now();
         let response = request.send().await;
-        metrics::histogram!("errand_retailer_call_seconds", "retailer" => "demo", "path" => route_label(path))
+        metrics::histogram!("errand_retailer_call_seconds", "retailer" => self.name.clone(), "path" => route_label(path))
             .record(started.elapsed().as_secs_f64());
         let response = response.map_err(|e| {
             if e.is_connect() {
@@ -382,6 +386,44 @@ impl Driver for DemoHttpDriver {
             ["dp", id] | [_, "dp", id] if !id.is_empty() => Some(id.to_string()),
             _ => None,
         }
+    }
+
+    async fn product(&self, url: &url::Url) -> Result<ProductInfo, DriverError> {
+        let id = self.product_id(url).ok_or_else(|| {
+            DriverError::permanent("product_not_found", format!("{url} is not a product page"))
+        })?;
+        let answer = self
+            .call(Method::GET, &format!("api/products/{id}"), None, None)
+            .await?;
+        let variants = answer["variants"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                let mut options: Vec<Variant> = v["options"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(label, value)| Variant {
+                        label: label.clone(),
+                        value: value.as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect();
+                options.sort_by(|a, b| a.label.cmp(&b.label));
+                ProductVariant {
+                    options,
+                    price: v["price"].as_i64().unwrap_or(0),
+                    in_stock: v["in_stock"].as_bool().unwrap_or(false),
+                }
+            })
+            .collect();
+        Ok(ProductInfo {
+            product_id: id,
+            title: answer["title"].as_str().unwrap_or_default().to_string(),
+            currency: answer["currency"].as_str().unwrap_or("USD").to_string(),
+            variants,
+        })
     }
 
     async fn sign_in(&self, credentials: &Credentials) -> Result<Session, DriverError> {

@@ -67,6 +67,24 @@ pub struct PriceComponents {
     pub currency: String,
 }
 
+/// A product as the retailer shows it.
+#[derive(Debug, Clone)]
+pub struct ProductInfo {
+    pub product_id: String,
+    pub title: String,
+    pub currency: String,
+    pub variants: Vec<ProductVariant>,
+}
+
+/// One buyable variant: its choices (empty for a product without variants), price and
+/// availability.
+#[derive(Debug, Clone)]
+pub struct ProductVariant {
+    pub options: Vec<Variant>,
+    pub price: i64,
+    pub in_stock: bool,
+}
+
 /// The checkout's price before placing.
 #[derive(Debug, Clone)]
 pub struct Quote {
@@ -147,6 +165,8 @@ impl DriverError {
 pub trait Driver: Send + Sync {
     /// The product id a URL names, if this retailer serves it.
     fn product_id(&self, url: &url::Url) -> Option<String>;
+    /// The product a URL names: title, variants, prices and availability.
+    async fn product(&self, url: &url::Url) -> Result<ProductInfo, DriverError>;
     async fn sign_in(&self, credentials: &Credentials) -> Result<Session, DriverError>;
     /// Empties the cart, adds the lines and prices the checkout (no purchase).
     async fn quote(

@@ -118,7 +118,9 @@ impl Registry {
                 );
             }
             let driver: Arc<dyn Driver> = match settings.driver.as_str() {
-                "demo-http" => Arc::new(DemoHttpDriver::new(base.clone(), settings.timeout())?),
+                "demo-http" => {
+                    Arc::new(DemoHttpDriver::new(name, base.clone(), settings.timeout())?)
+                }
                 other => bail!(
                     "invalid configuration: retailer {name:?} has unknown driver {other:?} (known: demo-http)"
                 ),

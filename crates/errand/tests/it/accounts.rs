@@ -105,7 +105,7 @@ crate::on_both_databases! {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(fetched, first);
 
-        let second = create(&app, &key, &json!({"retailer": "other-shop", "email": "b@example.org",
+        let second = create(&app, &key, &json!({"retailer": "other", "email": "b@example.org",
                                                 "password": "x", "active": false})).await;
         assert_eq!(second["has_totp"], false);
         assert_eq!(second["active"], false);

@@ -285,3 +285,38 @@ crate::on_both_databases! {
         assert_eq!(timeline.last().unwrap(), "cancelled");
     }
 }
+
+/// The driver reads products from the store as a shopper would see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_driver_reads_products() {
+    let app = TestApp::spawn_engine(crate::harness::Backend::Sqlite).await;
+    let registry = errand::retailers::Registry::new(&app.settings.retailers).unwrap();
+    let url = url::Url::parse(&app.product_url("B0DEMO0010")).unwrap();
+    let retailer = registry.for_url(url.as_str()).unwrap();
+    let product = retailer.driver.product(&url).await.unwrap();
+    assert_eq!(product.product_id, "B0DEMO0010");
+    assert!(product.title.contains("T-Shirt"), "{}", product.title);
+    assert_eq!(product.currency, "USD");
+    assert_eq!(product.variants.len(), 10);
+    let medium = product
+        .variants
+        .iter()
+        .find(|v| {
+            v.options
+                .iter()
+                .any(|o| o.label == "Size" && o.value == "M")
+        })
+        .expect("a medium");
+    assert_eq!(medium.price, 1999);
+    assert!(medium.in_stock);
+
+    let missing = url::Url::parse(&app.product_url("B0NOPE0000")).unwrap();
+    let error = retailer.driver.product(&missing).await.unwrap_err();
+    assert!(matches!(
+        error,
+        errand::retailers::DriverError::Permanent {
+            error_type: "product_not_found",
+            ..
+        }
+    ));
+}
