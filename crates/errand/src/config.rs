@@ -60,6 +60,10 @@ pub struct Settings {
     /// (`ERRAND_MASTER_KEY`). Unset means `<data_dir>/master.key`, created on first use;
     /// processes sharing one PostgreSQL database must all be given the same key.
     pub master_key: Option<SecretText>,
+    /// Let webhook endpoints be on private, loopback or link-local addresses (off by
+    /// default: a webhook URL must not reach into the network Errand runs in). Turn it
+    /// on for local demos and tests.
+    pub webhooks_allow_private_addresses: bool,
 }
 
 /// A setting's value kept out of `Debug` output and so out of logs.
@@ -115,6 +119,7 @@ impl Default for Settings {
             job_retry_max_seconds: 600.0,
             placement_max_attempts: 12,
             master_key: None,
+            webhooks_allow_private_addresses: false,
         }
     }
 }

@@ -15,3 +15,4 @@ pub mod retailers;
 pub mod returns;
 pub mod storage;
 pub mod validation;
+pub mod webhooks;

@@ -244,7 +244,7 @@ pub async fn update(
             }
             _ if change.changes_secrets() => {
                 let current = get_sealed(db, account_id, livemode, id).await?;
-                let mut secrets = vault.open(id, &current.secrets)?;
+                let mut secrets: Secrets = vault.open(id, &current.secrets)?;
                 if let Some(password) = &change.password {
                     secrets.password = password.clone();
                 }

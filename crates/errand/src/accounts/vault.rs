@@ -95,8 +95,8 @@ impl Vault {
         Ok(Vault::from_key(key))
     }
 
-    /// Encrypts `secrets` for the retailer account `id`.
-    pub fn seal(&self, id: &str, secrets: &Secrets) -> Result<Vec<u8>, VaultError> {
+    /// Encrypts `secrets` (retailer account secrets, a webhook secret) for the row `id`.
+    pub fn seal<T: Serialize>(&self, id: &str, secrets: &T) -> Result<Vec<u8>, VaultError> {
         let plaintext =
             serde_json::to_vec(secrets).map_err(|_| VaultError::Encryption(id.to_string()))?;
         let mut nonce = [0u8; NONCE_LEN];
@@ -118,7 +118,11 @@ impl Vault {
     }
 
     /// Decrypts what [`Vault::seal`] made for the same `id`.
-    pub fn open(&self, id: &str, sealed: &[u8]) -> Result<Secrets, VaultError> {
+    pub fn open<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        sealed: &[u8],
+    ) -> Result<T, VaultError> {
         let undecryptable = || VaultError::Undecryptable(id.to_string());
         let (nonce, ciphertext) = sealed
             .split_first_chunk::<NONCE_LEN>()
@@ -249,7 +253,10 @@ mod tests {
         let vault = Vault::from_key([7; KEY_LEN]);
         let sealed = vault.seal("acct_abc12345", &secrets()).unwrap();
         assert!(!sealed.windows(b"hunter2".len()).any(|w| w == b"hunter2"));
-        assert_eq!(vault.open("acct_abc12345", &sealed).unwrap(), secrets());
+        assert_eq!(
+            vault.open::<Secrets>("acct_abc12345", &sealed).unwrap(),
+            secrets()
+        );
         // A fresh nonce each time.
         assert_ne!(sealed, vault.seal("acct_abc12345", &secrets()).unwrap());
     }
@@ -260,7 +267,7 @@ mod tests {
             .seal("acct_abc12345", &secrets())
             .unwrap();
         let error = Vault::from_key([8; KEY_LEN])
-            .open("acct_abc12345", &sealed)
+            .open::<Secrets>("acct_abc12345", &sealed)
             .unwrap_err();
         assert!(matches!(error, VaultError::Undecryptable(id) if id == "acct_abc12345"));
     }
@@ -269,8 +276,12 @@ mod tests {
     fn a_ciphertext_moved_to_another_row_cannot_be_opened() {
         let vault = Vault::from_key([7; KEY_LEN]);
         let sealed = vault.seal("acct_abc12345", &secrets()).unwrap();
-        assert!(vault.open("acct_zzz99999", &sealed).is_err());
-        assert!(vault.open("acct_abc12345", &sealed[..10]).is_err());
+        assert!(vault.open::<Secrets>("acct_zzz99999", &sealed).is_err());
+        assert!(
+            vault
+                .open::<Secrets>("acct_abc12345", &sealed[..10])
+                .is_err()
+        );
     }
 
     #[test]
@@ -299,7 +310,10 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = Vault::load(&settings).unwrap();
-        assert_eq!(again.open("acct_abc12345", &sealed).unwrap(), secrets());
+        assert_eq!(
+            again.open::<Secrets>("acct_abc12345", &sealed).unwrap(),
+            secrets()
+        );
         // The file holds the setting's form: it can be handed to other processes.
         let text = std::fs::read_to_string(&path).unwrap();
         let from_setting = Vault::load(&Settings {
@@ -308,7 +322,9 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            from_setting.open("acct_abc12345", &sealed).unwrap(),
+            from_setting
+                .open::<Secrets>("acct_abc12345", &sealed)
+                .unwrap(),
             secrets()
         );
     }

@@ -111,7 +111,7 @@ impl Engine {
         let secrets = self
             .inner
             .vault
-            .open(&account.id, &account.secrets)
+            .open::<crate::accounts::Secrets>(&account.id, &account.secrets)
             .map_err(|e| format!("cannot decrypt retailer account {}: {e}", account.id))?;
         Ok(Credentials {
             email: account.email.clone(),

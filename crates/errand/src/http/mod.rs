@@ -60,6 +60,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(orders::http::routes())
         .merge(accounts::http::routes())
+        .merge(crate::webhooks::http::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
         .fallback(not_found)

@@ -30,6 +30,10 @@ use crate::returns;
         accounts::http::get_managed_account,
         accounts::http::update_managed_account,
         accounts::http::delete_managed_account,
+        crate::webhooks::http::get_endpoint,
+        crate::webhooks::http::put_endpoint,
+        crate::webhooks::http::delete_endpoint,
+        crate::webhooks::http::rotate_secret,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics_text,
@@ -61,6 +65,8 @@ use crate::returns;
         accounts::http::ManagedAccountList,
         accounts::request::ManagedAccountCreateDoc,
         accounts::request::ManagedAccountUpdateDoc,
+        crate::webhooks::http::WebhookEndpoint,
+        crate::webhooks::http::WebhookEndpointUpdateDoc,
         crate::validation::ValidationErrors,
         crate::validation::FieldError,
         super::error::ErrorEnvelope,
@@ -70,6 +76,7 @@ use crate::returns;
         (name = "orders", description = "Create, read, list and cancel orders"),
         (name = "managed-accounts", description = "The retailer accounts orders are placed with; \
                                                    their secrets are write-only"),
+        (name = "webhooks", description = "Where order events are delivered, and how they are signed"),
         (name = "operations", description = "Probes for load balancers and orchestrators"),
     )
 )]

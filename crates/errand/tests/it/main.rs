@@ -18,3 +18,4 @@ mod queue;
 mod retailers;
 mod schema;
 mod validation;
+mod webhooks;

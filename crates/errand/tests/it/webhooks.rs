@@ -1,0 +1,99 @@
+//! `/webhooks/endpoint`: registration, the signing secret, rotation and URL safety.
+
+use errand::auth::Tenant;
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, json_of};
+
+async fn call(
+    app: &TestApp,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.client.request(method, app.url(path)).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let (status, body) = json_of(request.send().await.unwrap()).await;
+    (status.as_u16(), body)
+}
+
+const PUBLIC_URL: &str = "http://93.184.215.14/hooks/errand";
+
+crate::on_both_databases! {
+    async fn an_endpoint_gets_a_secret_that_survives_url_changes(app: TestApp) {
+        let key = app.key.clone();
+        let (status, empty) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
+        assert_eq!(status, 200);
+        assert_eq!(empty, json!({"url": null, "secret": null}));
+
+        let (status, set) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": PUBLIC_URL}))).await;
+        assert_eq!(status, 200, "{set}");
+        assert_eq!(set["url"], PUBLIC_URL);
+        let secret = set["secret"].as_str().unwrap().to_string();
+        assert!(secret.starts_with("whsec_"));
+        let (_, read) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
+        assert_eq!(read, set);
+
+        // Stored sealed, never in clear.
+        let stored: Vec<u8> = match app.db() {
+            errand::storage::Db::Sqlite(s) => sqlx::query_scalar("SELECT secret FROM webhook_endpoints").fetch_one(&s.reader).await.unwrap(),
+            errand::storage::Db::Postgres(p) => sqlx::query_scalar("SELECT secret FROM webhook_endpoints").fetch_one(p).await.unwrap(),
+        };
+        assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
+
+        let other_url = "http://93.184.215.14/other";
+        let (_, moved) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": other_url}))).await;
+        assert_eq!(moved["url"], other_url);
+        assert_eq!(moved["secret"], secret.as_str(), "the secret is kept");
+
+        let (status, _) = call(&app, &key, reqwest::Method::DELETE, "/webhooks/endpoint", None).await;
+        assert_eq!(status, 204);
+        let (_, stopped) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
+        assert_eq!(stopped, json!({"url": null, "secret": secret}));
+
+        // Another account sees nothing of it.
+        let stranger = app.new_account_key("stranger").await;
+        let (_, theirs) = call(&app, &stranger, reqwest::Method::GET, "/webhooks/endpoint", None).await;
+        assert_eq!(theirs, json!({"url": null, "secret": null}));
+        let (status, _) = call(&app, &stranger, reqwest::Method::POST, "/webhooks/endpoint/rotate-secret", None).await;
+        assert_eq!(status, 404);
+    }
+
+    async fn rotation_keeps_the_old_secret_signing_for_a_day(app: TestApp) {
+        let key = app.key.clone();
+        let (_, set) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": PUBLIC_URL}))).await;
+        let (status, rotated) = call(&app, &key, reqwest::Method::POST, "/webhooks/endpoint/rotate-secret", None).await;
+        assert_eq!(status, 200);
+        assert_ne!(rotated["secret"], set["secret"]);
+        assert_eq!(rotated["url"], PUBLIC_URL);
+        let vault = errand::accounts::Vault::load(&app.settings).unwrap();
+        let tenant = Tenant { account_id: app.account_id, livemode: true, key_id: uuid::Uuid::nil() };
+        let endpoint = errand::webhooks::endpoint::get(app.db(), &vault, &tenant).await.unwrap().unwrap();
+        assert_eq!(endpoint.secret, rotated["secret"].as_str().unwrap());
+        assert_eq!(endpoint.previous_secret.as_deref(), set["secret"].as_str());
+    }
+
+    async fn private_and_malformed_urls_are_refused(app: TestApp) {
+        let key = app.key.clone();
+        for (url, kind) in [
+            ("http://127.0.0.1:9000/hook", "url_not_public"),
+            ("http://169.254.169.254/latest", "url_not_public"),
+            ("http://[::1]/hook", "url_not_public"),
+            ("ftp://93.184.215.14/hook", "url_parsing"),
+            ("hooks", "url_parsing"),
+        ] {
+            let (status, error) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": url}))).await;
+            assert_eq!(status, 422, "{url}");
+            assert_eq!(error["detail"][0]["loc"], json!(["body", "url"]));
+            assert_eq!(error["detail"][0]["type"], kind, "{url}");
+        }
+        let (status, error) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({}))).await;
+        assert_eq!(status, 422);
+        assert_eq!(error["detail"][0]["type"], "missing");
+        let (_, nothing) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
+        assert_eq!(nothing, json!({"url": null, "secret": null}), "nothing was stored");
+    }
+}
