@@ -323,7 +323,7 @@ fn start_workers(
         return Ok(None);
     }
     let retailers = Arc::new(Registry::new(&settings.retailers)?);
-    let engine = Engine::new(db.clone(), retailers, vault.clone(), settings);
+    let engine = Engine::new(db.clone(), retailers, vault.clone(), settings)?;
     Ok(Some(engine.start_workers(settings)))
 }
 

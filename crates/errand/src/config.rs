@@ -64,6 +64,9 @@ pub struct Settings {
     /// default: a webhook URL must not reach into the network Errand runs in). Turn it
     /// on for local demos and tests.
     pub webhooks_allow_private_addresses: bool,
+    /// Waits before each retry of a webhook that was not accepted (±20 % jitter); it
+    /// fails after the last.
+    pub webhook_retry_schedule_seconds: Vec<f64>,
 }
 
 /// A setting's value kept out of `Debug` output and so out of logs.
@@ -120,6 +123,9 @@ impl Default for Settings {
             placement_max_attempts: 12,
             master_key: None,
             webhooks_allow_private_addresses: false,
+            webhook_retry_schedule_seconds: vec![
+                5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+            ],
         }
     }
 }
@@ -189,6 +195,16 @@ impl Settings {
                 "invalid configuration: job_retry_base_seconds must be positive and at most job_retry_max_seconds"
             );
         }
+        if self.webhook_retry_schedule_seconds.len() > 50
+            || self
+                .webhook_retry_schedule_seconds
+                .iter()
+                .any(|s| !(0.0..=7.0 * 86400.0).contains(s))
+        {
+            bail!(
+                "invalid configuration: webhook_retry_schedule_seconds takes at most 50 waits of 0 to 604800 seconds"
+            );
+        }
         if !(1..=100).contains(&self.placement_max_attempts) {
             bail!("invalid configuration: placement_max_attempts must be between 1 and 100");
         }
@@ -202,6 +218,13 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    pub fn webhook_retry_schedule(&self) -> Vec<std::time::Duration> {
+        self.webhook_retry_schedule_seconds
+            .iter()
+            .map(|s| std::time::Duration::from_secs_f64(*s))
+            .collect()
     }
 
     pub fn job_lease(&self) -> std::time::Duration {

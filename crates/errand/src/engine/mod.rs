@@ -20,6 +20,8 @@ use crate::queue::worker::{Handler, WorkerOptions, WorkerPool};
 use crate::queue::{Job, Outcome, RetryPolicy};
 use crate::retailers::{Credentials, Registry};
 use crate::storage::Db;
+use crate::webhooks::DELIVER_WEBHOOK;
+use crate::webhooks::delivery::Deliverer;
 use store::{Change, EngineOrder};
 
 /// Job kinds.
@@ -40,18 +42,31 @@ struct Inner {
     retailers: Arc<Registry>,
     vault: Vault,
     lease: Duration,
+    webhooks: Deliverer,
 }
 
 impl Engine {
-    pub fn new(db: Db, retailers: Arc<Registry>, vault: Vault, settings: &Settings) -> Engine {
-        Engine {
+    pub fn new(
+        db: Db,
+        retailers: Arc<Registry>,
+        vault: Vault,
+        settings: &Settings,
+    ) -> anyhow::Result<Engine> {
+        let webhooks = Deliverer::new(
+            db.clone(),
+            vault.clone(),
+            settings.webhook_retry_schedule(),
+            settings.webhooks_allow_private_addresses,
+        )?;
+        Ok(Engine {
             inner: Arc::new(Inner {
                 db,
                 retailers,
                 vault,
                 lease: settings.job_lease(),
+                webhooks,
             }),
-        }
+        })
     }
 
     /// Starts `settings.worker_concurrency` workers for every job kind.
@@ -80,6 +95,16 @@ impl Engine {
         let Some(order_id) = job.order_id() else {
             return match job.kind.as_str() {
                 NOOP => Outcome::Done,
+                DELIVER_WEBHOOK => {
+                    self.inner
+                        .webhooks
+                        .run(&job)
+                        .await
+                        .unwrap_or_else(|e| Outcome::Retry {
+                            error: format!("database error: {e}"),
+                            after: None,
+                        })
+                }
                 other => Outcome::Dead(format!("unknown job kind {other:?}")),
             };
         };

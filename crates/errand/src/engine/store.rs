@@ -142,14 +142,14 @@ pub struct Change {
 macro_rules! apply_in_tx {
     ($tx:ident, $order_id:expr, $from:expr, $change:expr, $now:expr, $lock:expr) => {
         'apply: {
-            let current: Option<(String, i64, DbId)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT status, last_event_sequence, account_id FROM orders WHERE id = $1{}",
+            let current: Option<(String, i64, DbId, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT status, last_event_sequence, account_id, livemode FROM orders WHERE id = $1{}",
                 $lock
             )))
             .bind(DbId($order_id))
             .fetch_optional(&mut *$tx)
             .await?;
-            let Some((status, mut sequence, account_id)) = current else {
+            let Some((status, mut sequence, account_id, livemode)) = current else {
                 break 'apply Ok::<bool, sqlx::Error>(false);
             };
             if !$from.iter().any(|s| s.as_str() == status) {
@@ -176,6 +176,7 @@ macro_rules! apply_in_tx {
                 .bind($now)
                 .execute(&mut *$tx)
                 .await?;
+                $crate::webhook_in_tx!($tx, $order_id, account_id, livemode, sequence, *event, &new_status, $now)?;
             }
             sqlx::query(
                 "UPDATE orders SET status = $1, attempts = attempts + $2,
@@ -266,7 +267,8 @@ pub async fn apply(
         }
         Ok::<bool, sqlx::Error>(applied)
     })?;
-    if applied && !change.jobs.is_empty() {
+    if applied {
+        // Its events may have scheduled webhooks, besides `change.jobs`.
         db.jobs_committed();
     }
     Ok(applied)
@@ -504,7 +506,10 @@ pub async fn acquire_account(
         }
     })?;
     match held {
-        Some(Some(held)) => return Ok(Acquired::Held(held)),
+        Some(Some(held)) => {
+            db.jobs_committed();
+            return Ok(Acquired::Held(held));
+        }
         Some(None) => return Ok(Acquired::Gone),
         None => {}
     }

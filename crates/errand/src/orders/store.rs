@@ -522,9 +522,20 @@ pub async fn cancel(db: &Db, tenant: &Tenant, id: Uuid) -> Result<CancelOutcome,
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        crate::webhook_in_tx!(
+            tx,
+            id,
+            DbId(tenant.account_id),
+            tenant.livemode,
+            sequence,
+            events::CANCELLED,
+            OrderStatus::Cancelled.as_str(),
+            now
+        )?;
         tx.commit().await?;
         Ok(CancelOutcome::Cancelled)
     })
+    .inspect(|_| db.jobs_committed())
 }
 
 /// Deletes idempotency records older than `before`; returns how many.

@@ -183,6 +183,25 @@ pub async fn rotate_secret(
     get(db, vault, tenant).await
 }
 
+/// Stops deliveries to an endpoint that asked for it (410 Gone); setting a URL again
+/// re-enables it.
+pub async fn disable(db: &Db, tenant: &Tenant, reason: &str) -> Result<(), sqlx::Error> {
+    let now = Timestamp::now();
+    on_db!(db, writer, |pool| {
+        sqlx::query(
+            "UPDATE webhook_endpoints SET disabled_at = $1, disabled_reason = $2, updated_at = $1
+             WHERE account_id = $3 AND livemode = $4",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(DbId(tenant.account_id))
+        .bind(tenant.livemode)
+        .execute(pool)
+        .await
+        .map(|_| ())
+    })
+}
+
 /// Why a URL may not receive webhooks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsafeUrl {

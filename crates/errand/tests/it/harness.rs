@@ -162,6 +162,9 @@ impl TestApp {
             job_retry_base_seconds: 0.05,
             job_retry_max_seconds: 0.5,
             placement_max_attempts: 8,
+            // The engine's tests deliver webhooks to a receiver on 127.0.0.1, quickly.
+            webhooks_allow_private_addresses: store.is_some(),
+            webhook_retry_schedule_seconds: vec![0.05, 0.1, 0.2, 0.4, 0.8],
             ..Settings::default()
         };
         let server = start(&settings).await;
@@ -386,7 +389,9 @@ impl TestApp {
 fn start_workers(settings: &Settings, db: &Db) -> WorkerPool {
     let retailers = Arc::new(Registry::new(&settings.retailers).expect("retailers"));
     let vault = Vault::load(settings).expect("master key");
-    Engine::new(db.clone(), retailers, vault, settings).start_workers(settings)
+    Engine::new(db.clone(), retailers, vault, settings)
+        .expect("engine")
+        .start_workers(settings)
 }
 
 async fn start(settings: &Settings) -> RunningServer {

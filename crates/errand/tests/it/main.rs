@@ -18,4 +18,5 @@ mod queue;
 mod retailers;
 mod schema;
 mod validation;
+mod webhook_delivery;
 mod webhooks;

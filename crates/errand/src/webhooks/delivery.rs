@@ -1,0 +1,326 @@
+//! Delivering one webhook: build its body once (retries send the same bytes), sign it,
+//! POST it, record the attempt, and retry on the configured schedule.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::endpoint::{self, Endpoint};
+use super::signing::{reference_signature, standard_signature};
+use crate::accounts::Vault;
+use crate::auth::Tenant;
+use crate::on_db;
+use crate::queue::{Job, Outcome};
+use crate::storage::{Db, DbId, Timestamp};
+
+/// Jobs never run out before the schedule does; the schedule decides when to stop.
+pub const MAX_JOB_ATTEMPTS: i32 = 100;
+/// How long a receiver has to answer.
+const TIMEOUT: Duration = Duration::from_secs(15);
+/// How much of a receiver's answer the delivery log keeps.
+const RESPONSE_EXCERPT: usize = 1024;
+
+pub mod state {
+    pub const PENDING: &str = "pending";
+    pub const DELIVERED: &str = "delivered";
+    pub const FAILED: &str = "failed";
+    /// The endpoint was removed or disabled before it could be delivered.
+    pub const CANCELLED: &str = "cancelled";
+}
+
+#[derive(Clone)]
+pub struct Deliverer {
+    db: Db,
+    vault: Vault,
+    client: reqwest::Client,
+    /// Waits before each retry; the delivery fails after the last.
+    schedule: Vec<Duration>,
+    allow_private: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct DeliveryRow {
+    id: String,
+    account_id: DbId,
+    livemode: bool,
+    order_id: DbId,
+    sequence: i64,
+    event: String,
+    status: String,
+    payload: Option<String>,
+    state: String,
+    created_at: Timestamp,
+}
+
+/// What one attempt got.
+struct Attempt {
+    http_status: Option<u16>,
+    error: Option<String>,
+    response: Option<String>,
+    retry_after: Option<Duration>,
+    duration: Duration,
+}
+
+impl Deliverer {
+    pub fn new(
+        db: Db,
+        vault: Vault,
+        schedule: Vec<Duration>,
+        allow_private: bool,
+    ) -> anyhow::Result<Deliverer> {
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            // A redirect could lead to an address the check below never saw.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Deliverer {
+            db,
+            vault,
+            client,
+            schedule,
+            allow_private,
+        })
+    }
+
+    pub async fn run(&self, job: &Job) -> Result<Outcome, sqlx::Error> {
+        let Some(id) = job.payload["delivery"].as_str() else {
+            return Ok(Outcome::Dead("a webhook job without a delivery id".into()));
+        };
+        let Some(delivery) = self.load(id).await? else {
+            return Ok(Outcome::Done);
+        };
+        if delivery.state != state::PENDING {
+            return Ok(Outcome::Done);
+        }
+        let tenant = Tenant {
+            account_id: delivery.account_id.0,
+            livemode: delivery.livemode,
+            key_id: Uuid::nil(),
+        };
+        let endpoint = match endpoint::get(&self.db, &self.vault, &tenant).await {
+            Ok(Some(e)) if e.url.is_some() && e.disabled_reason.is_none() => e,
+            Ok(_) => {
+                self.finish(&delivery.id, state::CANCELLED).await?;
+                return Ok(Outcome::Done);
+            }
+            Err(e) => {
+                return Ok(Outcome::Retry {
+                    error: e.to_string(),
+                    after: None,
+                });
+            }
+        };
+        let body = match &delivery.payload {
+            Some(body) => body.clone(),
+            None => match self.build_body(&tenant, &delivery).await? {
+                Some(body) => body,
+                None => {
+                    self.finish(&delivery.id, state::CANCELLED).await?;
+                    return Ok(Outcome::Done);
+                }
+            },
+        };
+        let attempt = self.send(&endpoint, &delivery, &body).await;
+        self.record(&delivery.id, &attempt).await?;
+        metrics::counter!("errand_webhook_attempts_total", "outcome" => outcome_label(&attempt))
+            .increment(1);
+        metrics::histogram!("errand_webhook_attempt_seconds")
+            .record(attempt.duration.as_secs_f64());
+
+        match attempt.http_status {
+            Some(status) if (200..300).contains(&status) => {
+                self.finish(&delivery.id, state::DELIVERED).await?;
+                Ok(Outcome::Done)
+            }
+            Some(410) => {
+                let reason = format!(
+                    "the receiver answered 410 Gone at {}",
+                    attempt_url(&endpoint)
+                );
+                tracing::warn!(order_id = %delivery.order_id.0, reason = %reason, "webhook endpoint disabled");
+                endpoint::disable(&self.db, &tenant, &reason).await?;
+                self.finish(&delivery.id, state::FAILED).await?;
+                Ok(Outcome::Done)
+            }
+            _ => {
+                let error = attempt.error.clone().unwrap_or_else(|| {
+                    format!("the receiver answered {}", attempt.http_status.unwrap_or(0))
+                });
+                let Some(wait) = self.schedule.get(job.attempt.max(1) as usize - 1) else {
+                    tracing::warn!(order_id = %delivery.order_id.0, delivery = %delivery.id, error = %error, "webhook delivery failed after every retry");
+                    self.finish(&delivery.id, state::FAILED).await?;
+                    return Ok(Outcome::Done);
+                };
+                let jittered = wait.mul_f64(rand::random_range(0.8..=1.2));
+                let longest = self.schedule.iter().max().copied().unwrap_or_default();
+                let after = attempt
+                    .retry_after
+                    .map(|r| r.clamp(jittered, longest.max(jittered)))
+                    .unwrap_or(jittered);
+                Ok(Outcome::Retry {
+                    error,
+                    after: Some(after),
+                })
+            }
+        }
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<DeliveryRow>, sqlx::Error> {
+        on_db!(&self.db, reader, |pool| {
+            sqlx::query_as(
+                "SELECT id, account_id, livemode, order_id, sequence, event, status, payload, state, created_at
+                 FROM webhook_deliveries WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+        })
+    }
+
+    /// The body, fixed at the first attempt: the event with the order as it is then.
+    async fn build_body(
+        &self,
+        tenant: &Tenant,
+        delivery: &DeliveryRow,
+    ) -> Result<Option<String>, sqlx::Error> {
+        let Some(order) = crate::orders::store::get(&self.db, tenant, delivery.order_id.0).await?
+        else {
+            return Ok(None);
+        };
+        let body = json!({
+            "id": delivery.id,
+            "event": delivery.event,
+            "order_id": delivery.order_id.0,
+            "status": delivery.status,
+            "timestamp": delivery.created_at,
+            "sequence": delivery.sequence,
+            "data": order,
+        })
+        .to_string();
+        on_db!(&self.db, writer, |pool| {
+            sqlx::query(
+                "UPDATE webhook_deliveries SET payload = $1 WHERE id = $2 AND payload IS NULL",
+            )
+            .bind(&body)
+            .bind(&delivery.id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        })?;
+        // Another run may have fixed it first: send what is stored.
+        Ok(self.load(&delivery.id).await?.and_then(|d| d.payload))
+    }
+
+    async fn send(&self, endpoint: &Endpoint, delivery: &DeliveryRow, body: &str) -> Attempt {
+        let started = Instant::now();
+        let failed = |error: String| Attempt {
+            http_status: None,
+            error: Some(error),
+            response: None,
+            retry_after: None,
+            duration: started.elapsed(),
+        };
+        let url = attempt_url(endpoint);
+        // Checked at every delivery: DNS can change after registration.
+        if let Err(e) = endpoint::check_url(&url, self.allow_private).await {
+            return failed(e.to_string());
+        }
+        let timestamp = Timestamp::now().datetime().unix_timestamp();
+        let mut signatures = vec![];
+        for secret in std::iter::once(&endpoint.secret).chain(endpoint.previous_secret.as_ref()) {
+            if let Some(signature) =
+                standard_signature(secret, &delivery.id, timestamp, body.as_bytes())
+            {
+                signatures.push(signature);
+            }
+        }
+        let response = self
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signatures.join(" "))
+            .header("x-webhook-event", &delivery.event)
+            .header(
+                "x-webhook-signature",
+                reference_signature(&endpoint.secret, body.as_bytes()),
+            )
+            .body(body.to_string())
+            .send()
+            .await;
+        match response {
+            Err(e) => failed(format!("{e}")),
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let text = response.text().await.unwrap_or_default();
+                let excerpt: String = text.chars().take(RESPONSE_EXCERPT).collect();
+                Attempt {
+                    http_status: Some(status),
+                    error: None,
+                    response: Some(excerpt),
+                    retry_after,
+                    duration: started.elapsed(),
+                }
+            }
+        }
+    }
+
+    async fn record(&self, id: &str, result: &Attempt) -> Result<(), sqlx::Error> {
+        let now = Timestamp::now();
+        on_db!(&self.db, writer, |pool| {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, http_status, duration_ms, error, response)
+                 VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1),
+                         $2, $3, $4, $5, $6)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(result.http_status.map(i32::from))
+            .bind(result.duration.as_millis() as i64)
+            .bind(result.error.as_deref())
+            .bind(result.response.as_deref())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE webhook_deliveries SET attempts = attempts + 1, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        })
+    }
+
+    async fn finish(&self, id: &str, final_state: &str) -> Result<(), sqlx::Error> {
+        on_db!(&self.db, writer, |pool| {
+            sqlx::query("UPDATE webhook_deliveries SET state = $1, updated_at = $2 WHERE id = $3")
+                .bind(final_state)
+                .bind(Timestamp::now())
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+fn attempt_url(endpoint: &Endpoint) -> String {
+    endpoint.url.clone().unwrap_or_default()
+}
+
+fn outcome_label(attempt: &Attempt) -> &'static str {
+    match attempt.http_status {
+        Some(s) if (200..300).contains(&s) => "delivered",
+        Some(410) => "gone",
+        Some(_) => "rejected",
+        None => "unreachable",
+    }
+}
