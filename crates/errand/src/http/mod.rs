@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::http::routes())
         .merge(accounts::http::routes())
         .merge(crate::webhooks::http::routes())
+        .merge(crate::webhooks::log::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
         .fallback(not_found)

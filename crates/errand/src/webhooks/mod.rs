@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod endpoint;
 pub mod http;
+pub mod log;
 pub mod signing;
 
 use crate::orders::model::events;

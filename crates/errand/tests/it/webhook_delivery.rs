@@ -211,6 +211,50 @@ crate::on_both_databases! {
             let same: Vec<&Received> = requests.iter().filter(|r| r.body.contains(b["id"].as_str().unwrap())).collect();
             assert!(same.windows(2).all(|w| w[0].body == w[1].body), "retries send the same bytes");
         }
+
+        // The delivery log shows each webhook with its attempts.
+        let log = |query: &str| {
+            let request = app.client.get(app.url(&format!("/webhooks/deliveries{query}"))).bearer_auth(&app.key);
+            async move { crate::harness::json_of(request.send().await.unwrap()).await }
+        };
+        // (The receiver answered before Errand recorded the last attempt: wait for it.)
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let all = loop {
+            let (status, all) = log("?limit=100").await;
+            assert_eq!(status, 200, "{all}");
+            let done = all["deliveries"].as_array().unwrap().iter().all(|d| d["status"] == "delivered");
+            if done || Instant::now() > deadline {
+                break all;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(all["total"], 6);
+        let deliveries = all["deliveries"].as_array().unwrap();
+        assert!(deliveries.iter().all(|d| d["status"] == "delivered"), "{all:#}");
+        let attempts: usize = deliveries.iter().map(|d| d["attempts"].as_array().unwrap().len()).sum();
+        assert_eq!(attempts, 12);
+        let failed: Vec<&Value> = deliveries.iter().flat_map(|d| d["attempts"].as_array().unwrap()).filter(|a| a["http_status"] == 500).collect();
+        assert_eq!(failed.len(), 6);
+        let (_, placed) = log("?event=order.placed").await;
+        assert_eq!(placed["total"], 3);
+        let (_, none) = log("?status=failed").await;
+        assert_eq!(none["total"], 0);
+        let (status, bad) = log("?status=lost&limit=0").await;
+        assert_eq!(status, 422);
+        assert_eq!(bad["detail"].as_array().unwrap().len(), 2);
+
+        // Redelivery sends the same webhook again.
+        let id = deliveries[0]["id"].as_str().unwrap().to_string();
+        let sent_before = receiver.all().iter().filter(|r| r.body.contains(&id)).count();
+        let response = app.client.post(app.url(&format!("/webhooks/deliveries/{id}/redeliver"))).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(response.status(), 202);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while receiver.all().iter().filter(|r| r.body.contains(&id)).count() == sent_before {
+            assert!(Instant::now() < deadline, "not redelivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let missing = app.client.post(app.url("/webhooks/deliveries/evt_nope/redeliver")).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(missing.status(), 404);
     }
 
     async fn gone_disables_the_endpoint(app: TestApp) {
