@@ -257,9 +257,7 @@ impl Target {
                 Some((name, url))
             }
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         // An API-only node: orders are stored with their placement jobs, which nothing
         // runs (the engine has benchmarks of its own). Products are on a host the
         // configuration maps to a retailer.
@@ -369,6 +367,13 @@ async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// A port nothing listens on right now, for a process about to be started.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 /// Waits until `url` answers 2xx (a freshly started server).
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
@@ -407,9 +412,7 @@ pub async fn run_store(args: StoreBenchArgs) -> anyhow::Result<()> {
         None => std::env::current_exe().context("cannot find the errand binary")?,
     };
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = free_port()?;
     let log = std::fs::File::create(dir.path().join("store.log"))?;
     let mut store = Command::new(&binary)
         .args(["demo-store", "--port", &port.to_string(), "--data"])

@@ -17,7 +17,9 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::{Backend, create_postgres_database, drop_postgres_database, percentile_ms, wait_ready};
+use super::{
+    Backend, create_postgres_database, drop_postgres_database, free_port, percentile_ms, wait_ready,
+};
 use crate::storage::Timestamp;
 
 #[derive(Args, Debug, Clone)]
@@ -51,12 +53,6 @@ pub struct OrdersBenchArgs {
 
 /// A product without variants, restocked for the run.
 const PRODUCT: &str = "B0DEMO0005";
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 pub async fn run(args: OrdersBenchArgs) -> anyhow::Result<()> {
     let binary = match &args.binary {

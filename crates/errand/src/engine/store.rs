@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::orders::address::Address;
 use crate::orders::model::{Expiration, JobResult, OrderItemStatus, OrderStatus, Variant};
+use crate::orders::store::corrupt;
 use crate::queue::NewJob;
 use crate::storage::{Db, DbId, Timestamp};
 use crate::{enqueue_in_tx, on_db};
@@ -62,10 +63,6 @@ struct ItemRow {
     quantity: i32,
     variant: Option<Json<Vec<Variant>>>,
     status: String,
-}
-
-fn corrupt(what: &str, value: &str) -> sqlx::Error {
-    sqlx::Error::Decode(format!("unknown {what} {value:?} in database").into())
 }
 
 pub async fn load(db: &Db, id: Uuid) -> Result<Option<EngineOrder>, sqlx::Error> {
@@ -538,17 +535,6 @@ pub async fn release_account(db: &Db, account: &str, order_id: Uuid) -> Result<(
         .execute(pool)
         .await
         .map(|_| ())
-    })
-}
-
-/// An account's sign-in data, whatever its state (tracking needs the account that
-/// placed the order even if it was deactivated since).
-pub async fn account(db: &Db, id: &str) -> Result<Option<HeldAccount>, sqlx::Error> {
-    on_db!(db, reader, |pool| {
-        sqlx::query_as("SELECT id, email, secrets FROM retailer_accounts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
     })
 }
 

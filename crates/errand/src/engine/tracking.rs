@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use super::Engine;
 use super::store::{self, Change};
+use crate::accounts::AccountError;
 use crate::orders::model::{OrderItemStatus, OrderStatus, events};
 use crate::queue::{Job, Outcome};
-use crate::retailers::{RetailerOrder, RetailerOrderStatus};
+use crate::retailers::{Credentials, RetailerOrder, RetailerOrderStatus};
 use crate::storage::Timestamp;
 
 /// Each wait is this much longer than the last, up to the retailer's maximum.
@@ -45,15 +46,21 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
                 .into(),
         ));
     };
-    let Some(account) = store::account(db, &placed.account).await? else {
-        return Ok(Outcome::Dead(format!(
-            "the retailer account {} is gone",
-            placed.account
-        )));
-    };
-    let credentials = match engine.credentials(&account) {
-        Ok(c) => c,
-        Err(message) => return Ok(Outcome::Dead(message)),
+    let credentials = match crate::accounts::secrets(db, &engine.inner.vault, &placed.account).await
+    {
+        Ok(Some((account, secrets))) => Credentials {
+            email: account.email,
+            password: secrets.password,
+            totp_secret: secrets.totp_secret,
+        },
+        Ok(None) => {
+            return Ok(Outcome::Dead(format!(
+                "the retailer account {} is gone",
+                placed.account
+            )));
+        }
+        Err(AccountError::Database(e)) => return Err(e),
+        Err(e) => return Ok(Outcome::Dead(e.to_string())),
     };
     let driver = &retailer.driver;
     let looked_up = match driver.sign_in(&credentials).await {

@@ -66,7 +66,8 @@ const TRACKING_COLUMNS: &str = "id, order_id, carrier, tracking_number, created_
 const ITEM_COLUMNS: &str =
     "id, order_id, url, quantity, variant, status, cancellation_reason, created_at, updated_at";
 
-fn corrupt(what: &str, value: &str) -> sqlx::Error {
+/// The error for a value the database holds that no longer parses.
+pub(crate) fn corrupt(what: &str, value: &str) -> sqlx::Error {
     sqlx::Error::Decode(format!("unknown {what} {value:?} in database").into())
 }
 
