@@ -66,6 +66,9 @@ enum Command {
     BenchQueue(crate::bench::queue::QueueBenchArgs),
     /// Measure placement end to end: POST /orders to order_placed at the demo store.
     BenchOrders(crate::bench::orders::OrdersBenchArgs),
+    /// Measure webhook delivery: webhooks per second and the delay from a state change
+    /// to its receipt, on each database.
+    BenchWebhooks(crate::bench::webhooks::WebhooksBenchArgs),
     /// Run the demo retailer on its own (a storefront to buy from).
     DemoStore {
         /// Port to listen on (on 127.0.0.1).
@@ -149,6 +152,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchStore(args) => return crate::bench::run_store(args).await,
         Command::BenchQueue(args) => return crate::bench::queue::run(args).await,
         Command::BenchOrders(args) => return crate::bench::orders::run(args).await,
+        Command::BenchWebhooks(args) => return crate::bench::webhooks::run(args).await,
         Command::DemoStore {
             port,
             data,
@@ -198,6 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::BenchStore(_)
         | Command::BenchQueue(_)
         | Command::BenchOrders(_)
+        | Command::BenchWebhooks(_)
         | Command::DemoStore { .. } => {
             unreachable!("handled above")
         }

@@ -67,6 +67,11 @@ pub struct Settings {
     /// Waits before each retry of a webhook that was not accepted (±20 % jitter); it
     /// fails after the last.
     pub webhook_retry_schedule_seconds: Vec<f64>,
+    /// How long a webhook receiver has to answer an attempt.
+    pub webhook_timeout_seconds: f64,
+    /// An endpoint whose every attempt has failed for this long (5 days by default) is
+    /// disabled; setting its URL again re-enables it.
+    pub webhook_disable_after_failing_seconds: f64,
 }
 
 /// A setting's value kept out of `Debug` output and so out of logs.
@@ -126,6 +131,8 @@ impl Default for Settings {
             webhook_retry_schedule_seconds: vec![
                 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
             ],
+            webhook_timeout_seconds: 15.0,
+            webhook_disable_after_failing_seconds: 5.0 * 86400.0,
         }
     }
 }
@@ -203,6 +210,14 @@ impl Settings {
         {
             bail!(
                 "invalid configuration: webhook_retry_schedule_seconds takes at most 50 waits of 0 to 604800 seconds"
+            );
+        }
+        if !(0.1..=300.0).contains(&self.webhook_timeout_seconds) {
+            bail!("invalid configuration: webhook_timeout_seconds must be between 0.1 and 300");
+        }
+        if !(1.0..=365.0 * 86400.0).contains(&self.webhook_disable_after_failing_seconds) {
+            bail!(
+                "invalid configuration: webhook_disable_after_failing_seconds must be between 1 and 31536000"
             );
         }
         if !(1..=100).contains(&self.placement_max_attempts) {

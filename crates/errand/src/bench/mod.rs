@@ -3,11 +3,12 @@
 //! `errand bench`: starts a real `errand serve` process on a fresh database and drives
 //! `POST /orders` and `GET /orders/{id}` at several concurrencies, printing requests/s
 //! and latency percentiles. Load comes from this process, over loopback HTTP.
-//! `errand bench-store`: the demo store's checkouts. `errand bench-queue` and
-//! `errand bench-orders`: the engine (see their modules).
+//! `errand bench-store`: the demo store's checkouts. `errand bench-queue`,
+//! `errand bench-orders` and `errand bench-webhooks`: the engine (see their modules).
 
 pub mod orders;
 pub mod queue;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -238,8 +239,7 @@ struct Target {
     base: String,
     key: String,
     server: Child,
-    data_dir: tempfile::TempDir,
-    postgres: Option<(String, String)>,
+    scratch: Scratch,
 }
 
 impl Target {
@@ -248,33 +248,26 @@ impl Target {
         backend: Backend,
         postgres_admin_url: &str,
     ) -> anyhow::Result<Target> {
-        let data_dir = tempfile::tempdir()?;
-        let postgres = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => {
-                let name = format!("errand_bench_{:08x}", rand::random::<u32>());
-                let url = create_postgres_database(postgres_admin_url, &name).await?;
-                Some((name, url))
-            }
-        };
+        let scratch = Scratch::new(backend, postgres_admin_url).await?;
+        let data_dir = scratch.path();
         let port = free_port()?;
         // An API-only node: orders are stored with their placement jobs, which nothing
         // runs (the engine has benchmarks of its own). Products are on a host the
         // configuration maps to a retailer.
-        let config = data_dir.path().join("errand.toml");
+        let config = data_dir.join("errand.toml");
         std::fs::write(
             &config,
             "worker_concurrency = 0\n\n[[retailers]]\nname = \"bench\"\ndriver = \"demo-http\"\n\
              base_url = \"http://127.0.0.1:9\"\nhosts = [\"store.example\"]\n",
         )?;
         let env = |cmd: &mut Command| {
-            cmd.env("ERRAND_DATA_DIR", data_dir.path())
+            cmd.env("ERRAND_DATA_DIR", data_dir)
                 .env("ERRAND_CONFIG", &config)
                 .env("ERRAND_LISTEN", format!("127.0.0.1:{port}"))
                 .env_remove("RUST_LOG")
                 .env("ERRAND_DEMO_STORE", "false")
                 .env_remove("ERRAND_DATABASE_URL");
-            if let Some((_, url)) = &postgres {
+            if let Some(url) = &scratch.database_url {
                 cmd.env("ERRAND_DATABASE_URL", url);
             }
         };
@@ -292,7 +285,7 @@ impl Target {
         let key = String::from_utf8(output.stdout)?.trim().to_string();
         let mut serve = Command::new(binary);
         // The server logs as in production (level info), into a file like a deployment would.
-        let log = std::fs::File::create(data_dir.path().join("server.log"))?;
+        let log = std::fs::File::create(data_dir.join("server.log"))?;
         serve
             .arg("serve")
             .stdout(Stdio::null())
@@ -306,8 +299,7 @@ impl Target {
             base,
             key,
             server,
-            data_dir,
-            postgres,
+            scratch,
         };
         target.wait_healthy().await?;
         Ok(target)
@@ -326,15 +318,47 @@ impl Target {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.server.wait()).await;
         let _ = self.server.kill().await;
-        if let Some((name, _)) = &self.postgres {
-            let _ = drop_postgres_database(&self.base_admin(), name).await;
-        }
-        drop(self.data_dir);
+        let _ = self.scratch.remove().await;
+    }
+}
+
+/// A benchmark run's throw-away storage: a temporary directory and, on PostgreSQL, a
+/// fresh database that [`Scratch::remove`] drops.
+struct Scratch {
+    dir: tempfile::TempDir,
+    /// `None` on SQLite (the default file under the data directory).
+    database_url: Option<String>,
+    /// The admin URL and name of the database to drop.
+    postgres: Option<(String, String)>,
+}
+
+impl Scratch {
+    async fn new(backend: Backend, postgres_admin_url: &str) -> anyhow::Result<Scratch> {
+        let dir = tempfile::tempdir()?;
+        let (database_url, postgres) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => {
+                let name = format!("errand_bench_{:08x}", rand::random::<u32>());
+                let url = create_postgres_database(postgres_admin_url, &name).await?;
+                (Some(url), Some((postgres_admin_url.to_string(), name)))
+            }
+        };
+        Ok(Scratch {
+            dir,
+            database_url,
+            postgres,
+        })
     }
 
-    fn base_admin(&self) -> String {
-        std::env::var("ERRAND_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn remove(self) -> anyhow::Result<()> {
+        if let Some((admin_url, name)) = &self.postgres {
+            drop_postgres_database(admin_url, name).await?;
+        }
+        Ok(())
     }
 }
 

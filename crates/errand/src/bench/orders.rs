@@ -17,9 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::{
-    Backend, create_postgres_database, drop_postgres_database, free_port, percentile_ms, wait_ready,
-};
+use super::{Backend, Scratch, free_port, percentile_ms, wait_ready};
 use crate::storage::Timestamp;
 
 #[derive(Args, Debug, Clone)]
@@ -64,30 +62,99 @@ pub async fn run(args: OrdersBenchArgs) -> anyhow::Result<()> {
         "database", "run", "orders", "p50 ms", "p99 ms", "orders/s", "failed"
     );
     for backend in &args.databases {
-        let dir = tempfile::tempdir()?;
-        let pg_name = format!("errand_bench_{:08x}", rand::random::<u32>());
-        let database_url = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => {
-                Some(create_postgres_database(&args.postgres_url, &pg_name).await?)
-            }
-        };
-        let result = measure(&binary, dir.path(), *backend, database_url, &args).await;
-        if *backend == Backend::Postgres {
-            drop_postgres_database(&args.postgres_url, &pg_name).await?;
+        let scratch = Scratch::new(*backend, &args.postgres_url).await?;
+        let result = async {
+            let cluster = Cluster::start(&binary, &scratch, args.workers, "").await?;
+            let result = measure(&cluster, *backend, &args).await;
+            cluster.stop().await;
+            result
         }
+        .await;
+        scratch.remove().await?;
         result?;
     }
     Ok(())
 }
 
-struct Processes {
+/// A demo store and an `errand serve` (API and workers) as separate processes, on a
+/// throw-away database, with an API key.
+pub(super) struct Cluster {
     store: Child,
     serve: Child,
+    pub bench: Bench,
 }
 
-impl Processes {
-    async fn stop(mut self) {
+impl Cluster {
+    /// Starts both; `extra_config` is appended to Errand's configuration file.
+    pub async fn start(
+        binary: &Path,
+        scratch: &Scratch,
+        workers: usize,
+        extra_config: &str,
+    ) -> anyhow::Result<Cluster> {
+        let dir = scratch.path();
+        let store_port = free_port()?;
+        let store = Command::new(binary)
+            .args(["demo-store", "--port", &store_port.to_string(), "--data"])
+            .arg(dir.join("store"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("store.log"))?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start errand demo-store")?;
+        let store_url = format!("http://127.0.0.1:{store_port}");
+        wait_ready(&format!("{store_url}/healthz")).await?;
+
+        let port = free_port()?;
+        let config = dir.join("errand.toml");
+        let database = scratch
+            .database_url
+            .as_ref()
+            .map(|url| format!("database_url = {url:?}\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n{database}demo_store = false\n\
+                 worker_concurrency = {workers}\n{extra_config}\n[[retailers]]\nname = \"demo\"\n\
+                 driver = \"demo-http\"\nbase_url = \"{store_url}\"\nsandbox = true\n\
+                 tracking_interval_seconds = 3600.0\n",
+                dir.join("data"),
+            ),
+        )?;
+        let errand = |arguments: &[&str]| {
+            let mut cmd = Command::new(binary);
+            cmd.args(arguments)
+                .env("ERRAND_CONFIG", &config)
+                .env_remove("ERRAND_DATABASE_URL")
+                .env_remove("RUST_LOG")
+                .kill_on_drop(true);
+            cmd
+        };
+        let output = errand(&["keys", "create", "--name", "bench"])
+            .stderr(Stdio::inherit())
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!("errand keys create failed");
+        }
+        let key = String::from_utf8(output.stdout)?.trim().to_string();
+        let serve = errand(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("serve.log"))?)
+            .spawn()
+            .context("cannot start errand serve")?;
+        let api = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{api}/readyz")).await?;
+        let bench = Bench::new(&api, &key, &store_url, dir).await?;
+        Ok(Cluster {
+            store,
+            serve,
+            bench,
+        })
+    }
+
+    pub async fn stop(mut self) {
         for child in [&mut self.serve, &mut self.store] {
             if let Some(pid) = child.id() {
                 let _ = Command::new("kill")
@@ -102,130 +169,69 @@ impl Processes {
 }
 
 async fn measure(
-    binary: &Path,
-    dir: &Path,
+    cluster: &Cluster,
     backend: Backend,
-    database_url: Option<String>,
     args: &OrdersBenchArgs,
 ) -> anyhow::Result<()> {
-    let store_port = free_port()?;
-    let store = Command::new(binary)
-        .args(["demo-store", "--port", &store_port.to_string(), "--data"])
-        .arg(dir.join("store"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("store.log"))?)
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start errand demo-store")?;
-    let store_url = format!("http://127.0.0.1:{store_port}");
-    wait_ready(&format!("{store_url}/healthz")).await?;
-
-    let port = free_port()?;
-    let config = dir.join("errand.toml");
-    let database = database_url
-        .map(|url| format!("database_url = {url:?}\n"))
-        .unwrap_or_default();
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n{database}demo_store = false\n\
-             worker_concurrency = {}\n\n[[retailers]]\nname = \"demo\"\ndriver = \"demo-http\"\n\
-             base_url = \"{store_url}\"\nsandbox = true\ntracking_interval_seconds = 3600.0\n",
-            dir.join("data"),
-            args.workers
-        ),
-    )?;
-    let errand = |arguments: &[&str]| {
-        let mut cmd = Command::new(binary);
-        cmd.args(arguments)
-            .env("ERRAND_CONFIG", &config)
-            .env_remove("ERRAND_DATABASE_URL")
-            .env_remove("RUST_LOG")
-            .kill_on_drop(true);
-        cmd
+    let bench = &cluster.bench;
+    bench.add_accounts(args.accounts).await?;
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
     };
-    let output = errand(&["keys", "create", "--name", "bench"])
-        .stderr(Stdio::inherit())
-        .output()
-        .await?;
-    if !output.status.success() {
-        bail!("errand keys create failed");
-    }
-    let key = String::from_utf8(output.stdout)?.trim().to_string();
-    let serve = errand(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve.log"))?)
-        .spawn()
-        .context("cannot start errand serve")?;
-    let processes = Processes { store, serve };
-    let api = format!("http://127.0.0.1:{port}");
-    let result = async {
-        wait_ready(&format!("{api}/readyz")).await?;
-        let bench = Bench::new(&api, &key, &store_url, dir).await?;
-        bench.add_accounts(args.accounts).await?;
-        let name = match backend {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        };
 
-        let mut alone = Vec::with_capacity(args.alone);
-        let mut failed = 0;
-        for _ in 0..args.alone {
-            let id = bench.post_order().await?;
-            let order = bench.wait_settled(&id).await?;
-            match bench.placed_after(&order).await? {
-                Some((_, latency)) => alone.push(latency),
-                None => failed += 1,
-            }
+    let mut alone = Vec::with_capacity(args.alone);
+    let mut failed = 0;
+    for _ in 0..args.alone {
+        let id = bench.post_order().await?;
+        let order = bench.wait_settled(&id).await?;
+        match bench.placed_after(&order).await? {
+            Some((_, latency)) => alone.push(latency),
+            None => failed += 1,
         }
-        print_row(name, "alone", &mut alone, None, failed);
-
-        let started = Instant::now();
-        let ids: Vec<anyhow::Result<String>> = futures_util::stream::iter(0..args.burst)
-            .map(|_| bench.post_order())
-            .buffer_unordered(64)
-            .collect()
-            .await;
-        let ids = ids.into_iter().collect::<anyhow::Result<Vec<String>>>()?;
-        let posted = started.elapsed();
-        // Polled gently, so that measuring does not load the server being measured.
-        bench.wait_until_none_open().await?;
-        let mut latencies = Vec::with_capacity(ids.len());
-        let mut failed = 0;
-        let mut first_created: Option<Timestamp> = None;
-        let mut last_placed: Option<Timestamp> = None;
-        for id in &ids {
-            let order = bench.wait_settled(id).await?;
-            let created = Timestamp::parse(order["created_at"].as_str().unwrap_or_default());
-            match bench.placed_after(&order).await? {
-                Some((placed, latency)) => {
-                    latencies.push(latency);
-                    last_placed = last_placed.max(Some(placed));
-                    first_created = match (first_created, created) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                None => failed += 1,
-            }
-        }
-        let rate = match (first_created, last_placed) {
-            (Some(first), Some(last)) => {
-                Some(latencies.len() as f64 / last.since(first).as_secs_f64())
-            }
-            _ => None,
-        };
-        print_row(name, "burst", &mut latencies, rate, failed);
-        println!(
-            "{name}: {} orders posted in {:.2} s",
-            ids.len(),
-            posted.as_secs_f64()
-        );
-        anyhow::Ok(())
     }
-    .await;
-    processes.stop().await;
-    result
+    print_row(name, "alone", &mut alone, None, failed);
+
+    let started = Instant::now();
+    let ids: Vec<anyhow::Result<String>> = futures_util::stream::iter(0..args.burst)
+        .map(|_| bench.post_order())
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let ids = ids.into_iter().collect::<anyhow::Result<Vec<String>>>()?;
+    let posted = started.elapsed();
+    // Polled gently, so that measuring does not load the server being measured.
+    bench.wait_until_none_open().await?;
+    let mut latencies = Vec::with_capacity(ids.len());
+    let mut failed = 0;
+    let mut first_created: Option<Timestamp> = None;
+    let mut last_placed: Option<Timestamp> = None;
+    for id in &ids {
+        let order = bench.wait_settled(id).await?;
+        let created = Timestamp::parse(order["created_at"].as_str().unwrap_or_default());
+        match bench.placed_after(&order).await? {
+            Some((placed, latency)) => {
+                latencies.push(latency);
+                last_placed = last_placed.max(Some(placed));
+                first_created = match (first_created, created) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            None => failed += 1,
+        }
+    }
+    let rate = match (first_created, last_placed) {
+        (Some(first), Some(last)) => Some(latencies.len() as f64 / last.since(first).as_secs_f64()),
+        _ => None,
+    };
+    print_row(name, "burst", &mut latencies, rate, failed);
+    println!(
+        "{name}: {} orders posted in {:.2} s",
+        ids.len(),
+        posted.as_secs_f64()
+    );
+    Ok(())
 }
 
 fn print_row(name: &str, run: &str, latencies: &mut [u64], rate: Option<f64>, failed: usize) {
@@ -243,10 +249,10 @@ fn print_row(name: &str, run: &str, latencies: &mut [u64], rate: Option<f64>, fa
     );
 }
 
-struct Bench {
-    client: reqwest::Client,
-    api: String,
-    key: String,
+pub(super) struct Bench {
+    pub client: reqwest::Client,
+    pub api: String,
+    pub key: String,
     store_url: String,
     admin_token: String,
 }
@@ -277,7 +283,7 @@ impl Bench {
     }
 
     /// Store customers, each added to Errand as a managed account.
-    async fn add_accounts(&self, n: usize) -> anyhow::Result<()> {
+    pub async fn add_accounts(&self, n: usize) -> anyhow::Result<()> {
         for i in 0..n {
             let email = format!("buyer-{i}@bench.test");
             self.client
@@ -298,7 +304,7 @@ impl Bench {
         Ok(())
     }
 
-    async fn post_order(&self) -> anyhow::Result<String> {
+    pub async fn post_order(&self) -> anyhow::Result<String> {
         let body = json!({
             "products": [{"url": format!("{}/dp/{PRODUCT}", self.store_url), "quantity": 1}],
             "shipping_address": {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures_util::FutureExt;
 
-use super::{Backend, create_postgres_database, drop_postgres_database, percentile_ms};
+use super::{Backend, Scratch, percentile_ms};
 use crate::config::Settings;
 use crate::engine::NOOP;
 use crate::queue::worker::{WorkerOptions, WorkerPool};
@@ -49,26 +49,17 @@ pub async fn run(args: QueueBenchArgs) -> anyhow::Result<()> {
         "database", "jobs", "conc", "seconds", "jobs/s", "pickup p50 ms", "pickup p99 ms"
     );
     for backend in &args.databases {
-        let dir = tempfile::tempdir()?;
-        let pg_name = format!("errand_bench_{:08x}", rand::random::<u32>());
-        let database_url = match backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => {
-                Some(create_postgres_database(&args.postgres_url, &pg_name).await?)
-            }
-        };
+        let scratch = Scratch::new(*backend, &args.postgres_url).await?;
         let settings = Settings {
-            data_dir: dir.path().to_path_buf(),
-            database_url,
+            data_dir: scratch.path().to_path_buf(),
+            database_url: scratch.database_url.clone(),
             ..Settings::default()
         };
         let db = Db::connect(&settings.db_options()).await?;
         db.migrate().await?;
         let result = measure(&db, *backend, &args).await;
         db.close().await;
-        if *backend == Backend::Postgres {
-            drop_postgres_database(&args.postgres_url, &pg_name).await?;
-        }
+        scratch.remove().await?;
         result?;
     }
     Ok(())

@@ -21,7 +21,7 @@ use crate::queue::{Job, Outcome, RetryPolicy};
 use crate::retailers::{Credentials, Registry};
 use crate::storage::Db;
 use crate::webhooks::DELIVER_WEBHOOK;
-use crate::webhooks::delivery::Deliverer;
+use crate::webhooks::delivery::{Deliverer, DeliveryPolicy};
 use store::{Change, EngineOrder};
 
 /// Job kinds.
@@ -55,8 +55,7 @@ impl Engine {
         let webhooks = Deliverer::new(
             db.clone(),
             vault.clone(),
-            settings.webhook_retry_schedule(),
-            settings.webhooks_allow_private_addresses,
+            DeliveryPolicy::from_settings(settings),
         )?;
         Ok(Engine {
             inner: Arc::new(Inner {

@@ -39,7 +39,8 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 }
 
 /// Prometheus metrics: the queue's depth by kind and state, job wait and run times,
-/// placements by outcome and `error_type`, retailer call latency.
+/// placements by outcome and `error_type`, retailer call latency, webhook attempts by
+/// outcome, the webhook backlog and disabled endpoints.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -59,6 +60,14 @@ pub async fn metrics_text(State(state): State<AppState>) -> Result<Response, Api
             "errand_jobs{{kind=\"{kind}\",state=\"{job_state}\"}} {count}\n"
         ));
     }
+    let backlog = crate::webhooks::delivery::backlog(&state.db).await?;
+    let disabled = crate::webhooks::endpoint::count_disabled(&state.db).await?;
+    text.push_str(&format!(
+        "# HELP errand_webhook_backlog Webhook deliveries waiting to be delivered.\n\
+         # TYPE errand_webhook_backlog gauge\nerrand_webhook_backlog {backlog}\n\
+         # HELP errand_webhook_endpoints_disabled Webhook endpoints disabled (410 Gone or failing for too long).\n\
+         # TYPE errand_webhook_endpoints_disabled gauge\nerrand_webhook_endpoints_disabled {disabled}\n"
+    ));
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

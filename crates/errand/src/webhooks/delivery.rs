@@ -10,14 +10,13 @@ use super::endpoint::{self, Endpoint};
 use super::signing::{reference_signature, standard_signature};
 use crate::accounts::Vault;
 use crate::auth::Tenant;
+use crate::config::Settings;
 use crate::on_db;
 use crate::queue::{Job, Outcome};
 use crate::storage::{Db, DbId, Timestamp};
 
 /// Jobs never run out before the schedule does; the schedule decides when to stop.
 pub const MAX_JOB_ATTEMPTS: i32 = 100;
-/// How long a receiver has to answer.
-const TIMEOUT: Duration = Duration::from_secs(15);
 /// How much of a receiver's answer the delivery log keeps.
 const RESPONSE_EXCERPT: usize = 1024;
 
@@ -29,14 +28,35 @@ pub mod state {
     pub const CANCELLED: &str = "cancelled";
 }
 
+/// How deliveries are attempted, from the configuration.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    /// Waits before each retry; the delivery fails after the last.
+    pub schedule: Vec<Duration>,
+    /// How long a receiver has to answer.
+    pub timeout: Duration,
+    /// An endpoint whose attempts have all failed for this long is disabled.
+    pub disable_after: Duration,
+    pub allow_private: bool,
+}
+
+impl DeliveryPolicy {
+    pub fn from_settings(settings: &Settings) -> DeliveryPolicy {
+        DeliveryPolicy {
+            schedule: settings.webhook_retry_schedule(),
+            timeout: Duration::from_secs_f64(settings.webhook_timeout_seconds),
+            disable_after: Duration::from_secs_f64(settings.webhook_disable_after_failing_seconds),
+            allow_private: settings.webhooks_allow_private_addresses,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Deliverer {
     db: Db,
     vault: Vault,
     client: reqwest::Client,
-    /// Waits before each retry; the delivery fails after the last.
-    schedule: Vec<Duration>,
-    allow_private: bool,
+    policy: DeliveryPolicy,
 }
 
 #[derive(sqlx::FromRow)]
@@ -63,14 +83,9 @@ struct Attempt {
 }
 
 impl Deliverer {
-    pub fn new(
-        db: Db,
-        vault: Vault,
-        schedule: Vec<Duration>,
-        allow_private: bool,
-    ) -> anyhow::Result<Deliverer> {
+    pub fn new(db: Db, vault: Vault, policy: DeliveryPolicy) -> anyhow::Result<Deliverer> {
         let client = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+            .timeout(policy.timeout)
             // A redirect could lead to an address the check below never saw.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -78,8 +93,7 @@ impl Deliverer {
             db,
             vault,
             client,
-            schedule,
-            allow_private,
+            policy,
         })
     }
 
@@ -127,6 +141,19 @@ impl Deliverer {
             .increment(1);
         metrics::histogram!("errand_webhook_attempt_seconds")
             .record(attempt.duration.as_secs_f64());
+        let delivered = attempt.http_status.is_some_and(|s| (200..300).contains(&s));
+        let failing_since = endpoint::record_outcome(&self.db, &tenant, delivered).await?;
+        if let Some(since) = failing_since
+            && Timestamp::now().since(since) >= self.policy.disable_after
+        {
+            let reason = format!(
+                "every delivery to {} has failed since {since}",
+                attempt_url(&endpoint)
+            );
+            self.disable_endpoint(&tenant, "failing", &reason).await?;
+            self.finish(&delivery.id, state::FAILED).await?;
+            return Ok(Outcome::Done);
+        }
 
         match attempt.http_status {
             Some(status) if (200..300).contains(&status) => {
@@ -138,8 +165,7 @@ impl Deliverer {
                     "the receiver answered 410 Gone at {}",
                     attempt_url(&endpoint)
                 );
-                tracing::warn!(order_id = %delivery.order_id.0, reason = %reason, "webhook endpoint disabled");
-                endpoint::disable(&self.db, &tenant, &reason).await?;
+                self.disable_endpoint(&tenant, "gone", &reason).await?;
                 self.finish(&delivery.id, state::FAILED).await?;
                 Ok(Outcome::Done)
             }
@@ -147,13 +173,19 @@ impl Deliverer {
                 let error = attempt.error.clone().unwrap_or_else(|| {
                     format!("the receiver answered {}", attempt.http_status.unwrap_or(0))
                 });
-                let Some(wait) = self.schedule.get(job.attempt.max(1) as usize - 1) else {
+                let Some(wait) = self.policy.schedule.get(job.attempt.max(1) as usize - 1) else {
                     tracing::warn!(order_id = %delivery.order_id.0, delivery = %delivery.id, error = %error, "webhook delivery failed after every retry");
                     self.finish(&delivery.id, state::FAILED).await?;
                     return Ok(Outcome::Done);
                 };
                 let jittered = wait.mul_f64(rand::random_range(0.8..=1.2));
-                let longest = self.schedule.iter().max().copied().unwrap_or_default();
+                let longest = self
+                    .policy
+                    .schedule
+                    .iter()
+                    .max()
+                    .copied()
+                    .unwrap_or_default();
                 let after = attempt
                     .retry_after
                     .map(|r| r.clamp(jittered, longest.max(jittered)))
@@ -164,6 +196,17 @@ impl Deliverer {
                 })
             }
         }
+    }
+
+    async fn disable_endpoint(
+        &self,
+        tenant: &Tenant,
+        why: &'static str,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        tracing::warn!(account_id = %tenant.account_id, livemode = tenant.livemode, reason = %reason, "webhook endpoint disabled");
+        metrics::counter!("errand_webhook_endpoints_disabled_total", "reason" => why).increment(1);
+        endpoint::disable(&self.db, tenant, reason).await
     }
 
     async fn load(&self, id: &str) -> Result<Option<DeliveryRow>, sqlx::Error> {
@@ -223,7 +266,7 @@ impl Deliverer {
         };
         let url = attempt_url(endpoint);
         // Checked at every delivery: DNS can change after registration.
-        if let Err(e) = endpoint::check_url(&url, self.allow_private).await {
+        if let Err(e) = endpoint::check_url(&url, self.policy.allow_private).await {
             return failed(e.to_string());
         }
         let timestamp = Timestamp::now().datetime().unix_timestamp();
@@ -251,7 +294,7 @@ impl Deliverer {
             .send()
             .await;
         match response {
-            Err(e) => failed(format!("{e}")),
+            Err(e) => failed(describe_failure(&e, self.policy.timeout)),
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_after = response
@@ -312,8 +355,38 @@ impl Deliverer {
     }
 }
 
+/// Deliveries not yet delivered, failed or cancelled, across all tenants (a metric).
+pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
+    on_db!(db, reader, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = $1")
+            .bind(state::PENDING)
+            .fetch_one(pool)
+            .await
+    })
+}
+
 fn attempt_url(endpoint: &Endpoint) -> String {
     endpoint.url.clone().unwrap_or_default()
+}
+
+/// An attempt that got no answer, in words an operator can act on (reqwest's own
+/// message hides the cause in its source chain).
+fn describe_failure(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!(
+            "the receiver did not answer within {} s",
+            timeout.as_secs_f64()
+        );
+    }
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    if error.is_connect() {
+        format!("cannot connect to the receiver: {cause}")
+    } else {
+        format!("the request failed: {cause}")
+    }
 }
 
 fn outcome_label(attempt: &Attempt) -> &'static str {

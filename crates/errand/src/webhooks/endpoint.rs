@@ -114,7 +114,8 @@ pub async fn set_url(
             "INSERT INTO webhook_endpoints (account_id, livemode, url, secret, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
              ON CONFLICT (account_id, livemode) DO UPDATE
-             SET url = excluded.url, disabled_at = NULL, disabled_reason = NULL, updated_at = excluded.updated_at",
+             SET url = excluded.url, disabled_at = NULL, disabled_reason = NULL, failing_since = NULL,
+                 updated_at = excluded.updated_at",
         )
         .bind(DbId(tenant.account_id))
         .bind(tenant.livemode)
@@ -199,6 +200,41 @@ pub async fn disable(db: &Db, tenant: &Tenant, reason: &str) -> Result<(), sqlx:
         .execute(pool)
         .await
         .map(|_| ())
+    })
+}
+
+/// Notes an attempt's outcome: any success ends the endpoint's run of failures. Returns
+/// when the current run of failures began (`None` after a success).
+pub async fn record_outcome(
+    db: &Db,
+    tenant: &Tenant,
+    delivered: bool,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    let failing_since: Option<Option<Timestamp>> = on_db!(db, writer, |pool| {
+        sqlx::query_scalar(
+            "UPDATE webhook_endpoints
+             SET failing_since = CASE WHEN $1 THEN NULL ELSE COALESCE(failing_since, $2) END
+             WHERE account_id = $3 AND livemode = $4
+             RETURNING failing_since",
+        )
+        .bind(delivered)
+        .bind(Timestamp::now())
+        .bind(DbId(tenant.account_id))
+        .bind(tenant.livemode)
+        .fetch_optional(pool)
+        .await
+    })?;
+    Ok(failing_since.flatten())
+}
+
+/// Endpoints with a URL that are disabled, across all tenants (a metric).
+pub async fn count_disabled(db: &Db) -> Result<i64, sqlx::Error> {
+    on_db!(db, reader, |pool| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE url IS NOT NULL AND disabled_at IS NOT NULL",
+        )
+        .fetch_one(pool)
+        .await
     })
 }
 

@@ -30,6 +30,9 @@ pub struct WebhookEndpoint {
     /// Signs every delivery (`whsec_…`): verify `webhook-signature` (Standard Webhooks)
     /// or `X-Webhook-Signature` with it.
     pub secret: Option<String>,
+    /// Why deliveries stopped (the receiver answered 410 Gone, or every attempt failed
+    /// for too long); null while active. Setting the URL again re-enables it.
+    pub disabled_reason: Option<String>,
 }
 
 /// Request body of `PUT /webhooks/endpoint`.
@@ -48,10 +51,12 @@ impl From<Option<Endpoint>> for WebhookEndpoint {
             Some(e) => WebhookEndpoint {
                 url: e.url,
                 secret: Some(e.secret),
+                disabled_reason: e.disabled_reason,
             },
             None => WebhookEndpoint {
                 url: None,
                 secret: None,
+                disabled_reason: None,
             },
         }
     }

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::harness::{Backend, PgDatabase, order_body};
+use crate::receiver::{Misbehaviour, Receiver};
 
 /// A store, a database and the configuration every `errand` process of a test shares.
 struct Cluster {
@@ -68,6 +69,8 @@ job_retry_base_seconds = 0.05
 job_retry_max_seconds = 0.5
 placement_max_attempts = 60
 shutdown_grace_seconds = 2
+webhooks_allow_private_addresses = true
+webhook_retry_schedule_seconds = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
 
 [[retailers]]
 name = "demo"
@@ -243,6 +246,32 @@ tracking_interval_seconds = 3600.0
         }
     }
 
+    /// Every webhook delivery in the account's log.
+    async fn deliveries(&self, key: &str) -> Vec<Value> {
+        let mut all = vec![];
+        loop {
+            let page: Value = self
+                .client
+                .get(format!(
+                    "{}/webhooks/deliveries?limit=100&offset={}",
+                    self.api,
+                    all.len()
+                ))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("delivery log")
+                .json()
+                .await
+                .expect("json");
+            let deliveries = page["deliveries"].as_array().cloned().unwrap_or_default();
+            if deliveries.is_empty() {
+                return all;
+            }
+            all.extend(deliveries);
+        }
+    }
+
     /// Waits until no order is pending or in progress (at most three minutes).
     async fn wait_until_all_final(&self, key: &str, count: usize) -> HashMap<String, Value> {
         let deadline = Instant::now() + Duration::from_secs(180);
@@ -367,6 +396,97 @@ async fn exactly_once_through_sigkill_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_through_sigkill_on_postgres() {
     crash_test(Backend::Postgres).await;
+}
+
+/// Webhooks through crashes: Errand is killed while it delivers a burst of order
+/// events; every event in the delivery log still reaches the receiver at least once.
+async fn webhooks_through_sigkill(backend: Backend) {
+    let cluster = Cluster::new(backend).await;
+    let key = cluster.create_key().await;
+    let mut serve = cluster.serve().await;
+    cluster.add_accounts(&key, 16).await;
+    // A receiver slow enough that deliveries are in flight when Errand is killed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver = Receiver::serve(
+        listener,
+        usize::MAX,
+        Misbehaviour::Slow(Duration::from_millis(40)),
+    )
+    .await;
+    let response = cluster
+        .client
+        .put(format!("{}/webhooks/endpoint", cluster.api))
+        .bearer_auth(&key)
+        .json(&json!({"url": receiver.url}))
+        .send()
+        .await
+        .expect("set the endpoint");
+    assert_eq!(response.status(), 200);
+
+    let ids = cluster.submit(&key, &vec!["B0TEST0009"; 150]).await;
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
+        kill(&mut serve);
+        let _ = serve.wait().await;
+        serve = cluster.serve().await;
+    }
+    let orders = cluster.wait_until_all_final(&key, ids.len()).await;
+    assert!(orders.values().all(|o| o["status"] == "order_placed"));
+
+    // Each order was started and placed: two events, and so two deliveries, each.
+    let deliveries = cluster.deliveries(&key).await;
+    assert_eq!(deliveries.len(), 2 * ids.len());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let accepted = loop {
+        let accepted: HashMap<String, Value> = receiver
+            .accepted()
+            .into_iter()
+            .map(|b| (b["id"].as_str().unwrap().to_string(), b))
+            .collect();
+        let missing = deliveries
+            .iter()
+            .filter(|d| !accepted.contains_key(d["id"].as_str().unwrap()))
+            .count();
+        if missing == 0 {
+            break accepted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} webhooks never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for id in &ids {
+        let mut events: Vec<&str> = accepted
+            .values()
+            .filter(|b| b["order_id"] == id.as_str())
+            .map(|b| b["event"].as_str().unwrap())
+            .collect();
+        events.sort();
+        assert_eq!(events, ["order.placed", "order.started"], "order {id}");
+    }
+    let received = receiver
+        .all()
+        .iter()
+        .filter(|r| r.status == reqwest::StatusCode::OK)
+        .count();
+    println!(
+        "{} webhooks, {} received, {} duplicates after 3 SIGKILLs",
+        accepted.len(),
+        received,
+        received - accepted.len()
+    );
+    kill(&mut serve);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_through_sigkill_on_sqlite() {
+    webhooks_through_sigkill(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_through_sigkill_on_postgres() {
+    webhooks_through_sigkill(Backend::Postgres).await;
 }
 
 /// Two `errand worker` processes and one `errand serve` share a PostgreSQL queue.

@@ -112,13 +112,18 @@ impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
         let mut demo = RetailerSettings::demo("http://127.0.0.1:9", 1.0);
         demo.hosts = vec![DEMO_ALIAS_HOST.into()];
-        Self::spawn_with(backend, vec![demo, other_retailer()], None).await
+        Self::spawn_with(backend, vec![demo, other_retailer()], None, |_| {}).await
     }
 
     /// The API and the engine's workers, buying from a demo store started for the test
     /// (its clock runs a store day per second), with a demo-retailer account for the
     /// test's key.
     pub async fn spawn_engine(backend: Backend) -> TestApp {
+        Self::spawn_engine_with(backend, |_| {}).await
+    }
+
+    /// [`TestApp::spawn_engine`] with settings changed by `tweak`.
+    pub async fn spawn_engine_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
         let store_dir = tempfile::tempdir().expect("temp dir");
         let store = errand_demo_store::start(errand_demo_store::StoreOptions {
             listen: "127.0.0.1:0".into(),
@@ -131,7 +136,7 @@ impl TestApp {
         let mut demo = RetailerSettings::demo(&store.base_url(), 86_400.0);
         demo.hosts = vec![DEMO_ALIAS_HOST.into()];
         demo.timeout_seconds = 5.0;
-        let app = Self::spawn_with(backend, vec![demo, other_retailer()], Some(store)).await;
+        let app = Self::spawn_with(backend, vec![demo, other_retailer()], Some(store), tweak).await;
         app.add_retailer_account(errand_demo_store::DEMO_EMAIL, None)
             .await;
         app
@@ -141,6 +146,7 @@ impl TestApp {
         backend: Backend,
         retailers: Vec<RetailerSettings>,
         store: Option<errand_demo_store::RunningStore>,
+        tweak: impl FnOnce(&mut Settings),
     ) -> TestApp {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let (postgres, database_url) = match backend {
@@ -150,7 +156,7 @@ impl TestApp {
                 (Some(db), Some(url))
             }
         };
-        let settings = Settings {
+        let mut settings = Settings {
             listen: "127.0.0.1:0".into(),
             data_dir: data_dir.path().to_path_buf(),
             database_url,
@@ -167,6 +173,7 @@ impl TestApp {
             webhook_retry_schedule_seconds: vec![0.05, 0.1, 0.2, 0.4, 0.8],
             ..Settings::default()
         };
+        tweak(&mut settings);
         let server = start(&settings).await;
         let workers = store
             .is_some()

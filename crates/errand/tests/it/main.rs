@@ -15,6 +15,7 @@ mod listing;
 mod openapi;
 mod orders;
 mod queue;
+mod receiver;
 mod retailers;
 mod schema;
 mod validation;

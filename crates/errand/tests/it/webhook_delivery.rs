@@ -1,95 +1,13 @@
 //! Webhook delivery to a real HTTP receiver: every order event arrives, signed under
 //! both schemes, in order per order, through receiver failures; `410 Gone` disables.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::harness::{TestApp, order_body};
-
-/// A request the receiver got: its headers and raw body.
-#[derive(Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: String,
-    /// What the receiver answered.
-    status: StatusCode,
-}
-
-/// A webhook receiver on 127.0.0.1 that answers `status` to the first `failures`
-/// requests and 200 afterwards.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start(failures: usize, status: StatusCode) -> Receiver {
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let seen = received.clone();
-        let count = Arc::new(AtomicUsize::new(0));
-        let app = axum::Router::new().route(
-            "/hook",
-            post(move |headers: HeaderMap, body: String| {
-                let seen = seen.clone();
-                let count = count.clone();
-                async move {
-                    let answer = if count.fetch_add(1, Ordering::SeqCst) < failures {
-                        status
-                    } else {
-                        StatusCode::OK
-                    };
-                    seen.lock().unwrap().push(Received {
-                        headers,
-                        body,
-                        status: answer,
-                    });
-                    answer
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Receiver { url, received }
-    }
-
-    fn all(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-
-    /// Waits until `count` distinct webhook ids were accepted (answered 200); returns
-    /// their bodies in arrival order.
-    async fn wait_for_ids(&self, count: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut bodies: Vec<Value> = vec![];
-            for r in self
-                .all()
-                .into_iter()
-                .filter(|r| r.status == StatusCode::OK)
-            {
-                let body: Value = serde_json::from_str(&r.body).unwrap();
-                if !bodies.iter().any(|b| b["id"] == body["id"]) {
-                    bodies.push(body);
-                }
-            }
-            if bodies.len() >= count {
-                return bodies;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} webhooks arrived",
-                bodies.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
+use crate::receiver::{Misbehaviour, Received, Receiver};
 
 async fn set_endpoint(app: &TestApp, url: &str) -> String {
     let response: Value = app
@@ -106,38 +24,77 @@ async fn set_endpoint(app: &TestApp, url: &str) -> String {
     response["secret"].as_str().expect("a secret").to_string()
 }
 
-/// Checks a request's signatures under both schemes against `secret`.
-fn assert_signed(request: &Received, secret: &str) {
-    let header = |name: &str| {
-        request
-            .headers
-            .get(name)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
-    let body: Value = serde_json::from_str(&request.body).unwrap();
-    assert_eq!(header("webhook-id"), body["id"].as_str().unwrap());
-    assert_eq!(header("x-webhook-event"), body["event"].as_str().unwrap());
-    let timestamp: i64 = header("webhook-timestamp").parse().unwrap();
+/// Whether one of the request's `webhook-signature` entries is valid under `secret`.
+fn signed_with(request: &Received, secret: &str) -> bool {
+    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
     let expected = errand::webhooks::signing::standard_signature(
         secret,
-        &header("webhook-id"),
+        &request.header("webhook-id"),
         timestamp,
         request.body.as_bytes(),
     )
     .unwrap();
-    assert!(
-        header("webhook-signature")
-            .split(' ')
-            .any(|s| s == expected),
-        "Standard Webhooks signature"
-    );
+    request
+        .header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+/// Checks a request's signatures under both schemes against `secret`.
+fn assert_signed(request: &Received, secret: &str) {
+    let body = request.json();
+    assert_eq!(request.header("webhook-id"), body["id"].as_str().unwrap());
     assert_eq!(
-        header("x-webhook-signature"),
+        request.header("x-webhook-event"),
+        body["event"].as_str().unwrap()
+    );
+    assert!(signed_with(request, secret), "Standard Webhooks signature");
+    assert_eq!(
+        request.header("x-webhook-signature"),
         errand::webhooks::signing::reference_signature(secret, request.body.as_bytes())
     );
+}
+
+/// An order of one demo product, with room in `max_price`.
+fn order_of(app: &TestApp, product: &str) -> Value {
+    let mut body = order_body();
+    body["products"] = json!([{"url": app.product_url(product)}]);
+    body["max_price"] = json!(100_000);
+    body
+}
+
+/// The delivery log's first page (up to 100 deliveries).
+async fn delivery_log(app: &TestApp) -> Vec<Value> {
+    let (status, log) = crate::harness::json_of(
+        app.get("/webhooks/deliveries?limit=100")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    log["deliveries"].as_array().unwrap().clone()
+}
+
+/// Waits until the delivery log satisfies `done`; returns it.
+async fn wait_for_log(app: &TestApp, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = delivery_log(app).await;
+        if done(&log) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "{what}: {log:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every attempt's error in the log.
+fn attempt_errors(log: &[Value]) -> Vec<String> {
+    log.iter()
+        .flat_map(|d| d["attempts"].as_array().unwrap())
+        .filter_map(|a| a["error"].as_str().map(str::to_string))
+        .collect()
 }
 
 crate::on_both_databases! {
@@ -286,5 +243,159 @@ crate::on_both_databases! {
         app.wait_until_settled(order["id"].as_str().unwrap()).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(receiver.all().len(), before);
+    }
+
+    async fn an_unreachable_then_stalling_receiver_still_gets_everything(app: TestApp) {
+        let app = TestApp::spawn_engine_with(app.backend, |s| {
+            s.webhook_timeout_seconds = 0.3;
+            s.webhook_retry_schedule_seconds = vec![0.2; 60];
+        })
+        .await;
+        // Nothing listens at the endpoint's address at first: connections are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let secret = set_endpoint(&app, &format!("http://127.0.0.1:{port}/hook")).await;
+        for _ in 0..2 {
+            app.created(&order_of(&app, "B0TEST0009")).await;
+        }
+        wait_for_log(&app, "attempts were refused", |log| {
+            log.len() == 4
+                && attempt_errors(log).iter().filter(|e| e.starts_with("cannot connect to the receiver")).count() >= 4
+        })
+        .await;
+
+        // The receiver comes up, but holds its first three requests past Errand's timeout.
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let receiver = Receiver::serve(listener, 3, Misbehaviour::Stall(Duration::from_secs(2))).await;
+        let bodies = receiver.wait_for_ids(4).await;
+        assert_eq!(bodies.len(), 4);
+        let mut events: Vec<&str> = bodies.iter().map(|b| b["event"].as_str().unwrap()).collect();
+        events.sort();
+        assert_eq!(events, ["order.placed", "order.placed", "order.started", "order.started"]);
+        for request in receiver.all() {
+            assert_signed(&request, &secret);
+        }
+        let log = wait_for_log(&app, "every delivery is recorded as delivered", |log| {
+            log.iter().all(|d| d["status"] == "delivered")
+        })
+        .await;
+        let errors = attempt_errors(&log);
+        let timeouts = errors.iter().filter(|e| *e == "the receiver did not answer within 0.3 s").count();
+        assert_eq!(timeouts, 3, "{errors:#?}");
+    }
+
+    async fn during_a_rotation_both_secrets_sign(app: TestApp) {
+        let app = TestApp::spawn_engine(app.backend).await;
+        let receiver = Receiver::start(0, StatusCode::OK).await;
+        let old = set_endpoint(&app, &receiver.url).await;
+        let (status, rotated) = crate::harness::json_of(
+            app.post("/webhooks/endpoint/rotate-secret").send().await.unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{rotated}");
+        let new = rotated["secret"].as_str().unwrap().to_string();
+        assert_ne!(new, old);
+        app.created(&order_of(&app, "B0TEST0009")).await;
+        receiver.wait_for_ids(2).await;
+        for request in receiver.all() {
+            assert_eq!(request.header("webhook-signature").split(' ').count(), 2);
+            assert!(signed_with(&request, &old), "the previous secret still signs");
+            assert!(signed_with(&request, &new), "the new secret signs");
+            // The reference scheme has room for one signature: the new secret's.
+            assert_signed(&request, &new);
+        }
+    }
+
+    async fn a_private_address_is_refused_at_delivery_time(app: TestApp) {
+        let app = TestApp::spawn_engine_with(app.backend, |s| s.webhooks_allow_private_addresses = false).await;
+        let receiver = Receiver::start(0, StatusCode::OK).await;
+        // `localhost` resolves to a loopback address: registration refuses it...
+        let url = receiver.url.replace("127.0.0.1", "localhost");
+        let response = app.client.put(app.url("/webhooks/endpoint")).bearer_auth(&app.key).json(&json!({"url": url})).send().await.unwrap();
+        assert_eq!(response.status(), 422);
+        // ...and so does every delivery, should a registered name come to resolve to
+        // one later (stored here directly, as a DNS change would leave it).
+        let vault = errand::accounts::Vault::load(&app.settings).unwrap();
+        let tenant = errand::auth::Tenant { account_id: app.account_id, livemode: true, key_id: uuid::Uuid::nil() };
+        errand::webhooks::endpoint::set_url(app.db(), &vault, &tenant, &url).await.unwrap();
+        let order = app.created(&order_of(&app, "B0TEST0009")).await;
+        app.wait_until_settled(order["id"].as_str().unwrap()).await;
+        let log = wait_for_log(&app, "the deliveries fail", |log| {
+            log.len() == 2 && log.iter().all(|d| d["status"] == "failed")
+        })
+        .await;
+        let errors = attempt_errors(&log);
+        assert!(!errors.is_empty());
+        assert!(errors.iter().all(|e| e.contains("private, loopback or link-local")), "{errors:#?}");
+        assert!(receiver.all().is_empty(), "nothing reached the private address");
+    }
+
+    async fn a_customer_cancellation_is_sent(app: TestApp) {
+        let app = TestApp::spawn_engine(app.backend).await;
+        let receiver = Receiver::start(0, StatusCode::OK).await;
+        let secret = set_endpoint(&app, &receiver.url).await;
+        // The slow product holds the only account, so the next order stays pending.
+        let slow = app.created(&order_of(&app, "B0TEST0003")).await;
+        let slow_id = slow["id"].as_str().unwrap().to_string();
+        app.wait_for_order(&slow_id, |o| o["status"] == "in_progress").await;
+        let waiting = app.created(&order_of(&app, "B0DEMO0005")).await;
+        let id = waiting["id"].as_str().unwrap().to_string();
+        let response = app.post(&format!("/orders/{id}/cancel")).send().await.unwrap();
+        assert_eq!(response.status(), 204);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let cancelled = loop {
+            let found = receiver.accepted().into_iter().find(|b| b["order_id"] == id.as_str());
+            if let Some(body) = found {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "no webhook for the cancelled order");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(cancelled["event"], "order.cancelled");
+        assert_eq!(cancelled["status"], "cancelled");
+        assert_eq!(cancelled["data"]["status"], "cancelled");
+        for request in receiver.all() {
+            assert_signed(&request, &secret);
+        }
+        // The slow order goes on; the cancelled one is never started.
+        app.wait_until_settled(&slow_id).await;
+        receiver.wait_for_ids(3).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (_, order) = app.get_order(&id).await;
+        assert_eq!(order["status"], "cancelled");
+        let for_cancelled: Vec<Value> = receiver.accepted().into_iter().filter(|b| b["order_id"] == id.as_str()).collect();
+        assert_eq!(for_cancelled.len(), 1, "{for_cancelled:#?}");
+    }
+
+    async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
+        let app = TestApp::spawn_engine_with(app.backend, |s| {
+            s.webhook_disable_after_failing_seconds = 1.0;
+            s.webhook_retry_schedule_seconds = vec![0.2; 50];
+        })
+        .await;
+        let receiver = Receiver::start(usize::MAX, StatusCode::SERVICE_UNAVAILABLE).await;
+        set_endpoint(&app, &receiver.url).await;
+        app.created(&order_of(&app, "B0TEST0009")).await;
+        let (_, endpoint) = loop {
+            let (status, endpoint) = crate::harness::json_of(app.get("/webhooks/endpoint").send().await.unwrap()).await;
+            if endpoint["disabled_reason"].is_string() {
+                break (status, endpoint);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let reason = endpoint["disabled_reason"].as_str().unwrap();
+        assert!(reason.contains("has failed since"), "{reason}");
+        let log = wait_for_log(&app, "the deliveries end", |log| {
+            log.len() == 2 && log.iter().all(|d| d["status"] != "pending")
+        })
+        .await;
+        assert!(log.iter().any(|d| d["status"] == "failed"), "{log:#?}");
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("errand_webhook_endpoints_disabled 1\n"), "{metrics}");
+        assert!(metrics.contains("errand_webhook_backlog 0\n"), "{metrics}");
+        assert!(metrics.contains("errand_webhook_endpoints_disabled_total{reason=\"failing\"}"), "{metrics}");
+        // Setting the URL again re-enables it.
+        set_endpoint(&app, &receiver.url).await;
+        let (_, endpoint) = crate::harness::json_of(app.get("/webhooks/endpoint").send().await.unwrap()).await;
+        assert!(endpoint["disabled_reason"].is_null(), "{endpoint}");
     }
 }

@@ -27,7 +27,7 @@ crate::on_both_databases! {
         let key = app.key.clone();
         let (status, empty) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
         assert_eq!(status, 200);
-        assert_eq!(empty, json!({"url": null, "secret": null}));
+        assert_eq!(empty, json!({"url": null, "secret": null, "disabled_reason": null}));
 
         let (status, set) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": PUBLIC_URL}))).await;
         assert_eq!(status, 200, "{set}");
@@ -52,12 +52,12 @@ crate::on_both_databases! {
         let (status, _) = call(&app, &key, reqwest::Method::DELETE, "/webhooks/endpoint", None).await;
         assert_eq!(status, 204);
         let (_, stopped) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
-        assert_eq!(stopped, json!({"url": null, "secret": secret}));
+        assert_eq!(stopped, json!({"url": null, "secret": secret, "disabled_reason": null}));
 
         // Another account sees nothing of it.
         let stranger = app.new_account_key("stranger").await;
         let (_, theirs) = call(&app, &stranger, reqwest::Method::GET, "/webhooks/endpoint", None).await;
-        assert_eq!(theirs, json!({"url": null, "secret": null}));
+        assert_eq!(theirs, json!({"url": null, "secret": null, "disabled_reason": null}));
         let (status, _) = call(&app, &stranger, reqwest::Method::POST, "/webhooks/endpoint/rotate-secret", None).await;
         assert_eq!(status, 404);
     }
@@ -94,6 +94,6 @@ crate::on_both_databases! {
         assert_eq!(status, 422);
         assert_eq!(error["detail"][0]["type"], "missing");
         let (_, nothing) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
-        assert_eq!(nothing, json!({"url": null, "secret": null}), "nothing was stored");
+        assert_eq!(nothing, json!({"url": null, "secret": null, "disabled_reason": null}), "nothing was stored");
     }
 }
