@@ -399,3 +399,82 @@ crate::on_both_databases! {
         assert!(endpoint["disabled_reason"].is_null(), "{endpoint}");
     }
 }
+
+/// The example receiver in `examples/` (the README's verification helper) verifies
+/// real deliveries and refuses a forged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_receiver_verifies_real_deliveries() {
+    use tokio::io::AsyncBufReadExt;
+    let app = TestApp::spawn_engine(crate::harness::Backend::Sqlite).await;
+    // The first registration creates the secret the receiver needs to start.
+    let secret = set_endpoint(&app, "http://127.0.0.1:9/").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/webhook_receiver.py"
+    );
+    let mut receiver = tokio::process::Command::new("python3")
+        .args([script, "--port", &port.to_string(), "--secret", &secret])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs the example receiver");
+    let mut lines = tokio::io::BufReader::new(receiver.stdout.take().unwrap()).lines();
+    let next_line = async |lines: &mut tokio::io::Lines<_>| {
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a line in time")
+            .unwrap()
+            .expect("a line")
+    };
+    let first: String = next_line(&mut lines).await;
+    assert!(first.starts_with("listening"), "{first}");
+
+    let url = format!("http://127.0.0.1:{port}/");
+    assert_eq!(set_endpoint(&app, &url).await, secret, "the secret is kept");
+    let order = app.created(&order_of(&app, "B0TEST0009")).await;
+    let id = order["id"].as_str().unwrap();
+    let mut verified = vec![];
+    while verified.len() < 2 {
+        let line: String = next_line(&mut lines).await;
+        assert!(line.starts_with("verified"), "{line}");
+        assert!(
+            line.contains(id) && line.ends_with("x-webhook-signature ok"),
+            "{line}"
+        );
+        verified.push(line);
+    }
+    verified.sort();
+    assert!(
+        verified[0].starts_with("verified order.placed"),
+        "{verified:?}"
+    );
+    assert!(
+        verified[1].starts_with("verified order.started"),
+        "{verified:?}"
+    );
+
+    let forged = app
+        .client
+        .post(&url)
+        .header("webhook-id", "evt_forged")
+        .header(
+            "webhook-timestamp",
+            errand::storage::Timestamp::now()
+                .datetime()
+                .unix_timestamp()
+                .to_string(),
+        )
+        .header("webhook-signature", "v1,AAAA")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 400);
+    let line: String = next_line(&mut lines).await;
+    assert!(line.starts_with("rejected"), "{line}");
+}
