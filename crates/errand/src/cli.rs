@@ -12,8 +12,8 @@ use std::sync::Arc;
 use crate::accounts::{self, Vault};
 use crate::auth::keys;
 use crate::config::{LogFormat, Settings};
-use crate::engine::Engine;
-use crate::queue::{self, worker::WorkerPool};
+use crate::engine::{Engine, Workers};
+use crate::queue;
 use crate::retailers::{Registry, RetailerSettings};
 use crate::storage::{Db, redact_url};
 
@@ -319,11 +319,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Starts the engine's workers, unless `worker_concurrency` is 0.
-fn start_workers(
-    settings: &Settings,
-    db: &Db,
-    vault: &Vault,
-) -> anyhow::Result<Option<WorkerPool>> {
+fn start_workers(settings: &Settings, db: &Db, vault: &Vault) -> anyhow::Result<Option<Workers>> {
     if settings.worker_concurrency == 0 {
         return Ok(None);
     }
@@ -341,10 +337,10 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
     let db = open(&settings).await?;
     let vault = Vault::load(&settings)?;
     let workers = start_workers(&settings, &db, &vault)?.context("no workers")?;
-    tracing::info!(worker = %workers.worker_id, concurrency = settings.worker_concurrency, retailers = ?settings.retailers.iter().map(|r| &r.name).collect::<Vec<_>>(), "errand worker is running");
+    tracing::info!(worker = %workers.orders.worker_id, concurrency = settings.worker_concurrency, retailers = ?settings.retailers.iter().map(|r| &r.name).collect::<Vec<_>>(), "errand worker is running");
     println!(
         "Errand worker {} is running {} jobs at a time (database: {})",
-        workers.worker_id,
+        workers.orders.worker_id,
         settings.worker_concurrency,
         redact_url(&settings.db_options().url)
     );

@@ -47,6 +47,9 @@ pub struct Settings {
     /// Jobs (placements, tracking) run at once by each process; 0 runs none
     /// (an API-only node).
     pub worker_concurrency: usize,
+    /// Webhook deliveries run at once by each process that runs workers (a pool of
+    /// their own, so that they never wait behind checkouts).
+    pub webhook_concurrency: usize,
     /// How long a job's claim lasts without a heartbeat: a crashed process's jobs run
     /// again after this.
     pub job_lease_seconds: f64,
@@ -122,6 +125,7 @@ impl Default for Settings {
             demo_store_time_scale: 1440.0,
             retailers: vec![],
             worker_concurrency: 16,
+            webhook_concurrency: 8,
             job_lease_seconds: 30.0,
             job_retry_base_seconds: 1.0,
             job_retry_max_seconds: 600.0,
@@ -191,6 +195,9 @@ impl Settings {
         }
         if self.worker_concurrency > 1000 {
             bail!("invalid configuration: worker_concurrency must be at most 1000");
+        }
+        if !(1..=1000).contains(&self.webhook_concurrency) {
+            bail!("invalid configuration: webhook_concurrency must be between 1 and 1000");
         }
         if !(self.job_lease_seconds >= 0.5 && self.job_lease_seconds <= 3600.0) {
             bail!("invalid configuration: job_lease_seconds must be between 0.5 and 3600");

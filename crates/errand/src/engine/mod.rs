@@ -30,6 +30,22 @@ pub const TRACK_ORDER: &str = "track_order";
 pub const EXPIRE_ORDER: &str = "expire_order";
 /// Does nothing: for measuring the queue itself.
 pub const NOOP: &str = "noop";
+/// The kinds the order pool runs; webhook deliveries have a pool of their own.
+const ORDER_JOBS: [&str; 4] = [PLACE_ORDER, TRACK_ORDER, EXPIRE_ORDER, NOOP];
+
+/// The engine's worker pools: one for orders, and one for webhook deliveries so that
+/// they never wait behind checkouts (a burst of placements, or slow browser ones).
+pub struct Workers {
+    pub orders: WorkerPool,
+    pub webhooks: WorkerPool,
+}
+
+impl Workers {
+    /// Stops both pools, each waiting up to `grace` for the jobs it runs.
+    pub async fn stop(self, grace: Duration) {
+        futures_util::join!(self.orders.stop(grace), self.webhooks.stop(grace));
+    }
+}
 
 /// What the engine needs, shared by every job it runs.
 #[derive(Clone)]
@@ -68,18 +84,31 @@ impl Engine {
         })
     }
 
-    /// Starts `settings.worker_concurrency` workers for every job kind.
-    pub fn start_workers(&self, settings: &Settings) -> WorkerPool {
-        let options = WorkerOptions {
-            concurrency: settings.worker_concurrency,
+    /// Starts `settings.worker_concurrency` workers for orders and
+    /// `settings.webhook_concurrency` for webhook deliveries.
+    pub fn start_workers(&self, settings: &Settings) -> Workers {
+        let options = |concurrency: usize, kinds: &[&str]| WorkerOptions {
+            concurrency,
             lease: settings.job_lease(),
             retry: RetryPolicy {
                 base: Duration::from_secs_f64(settings.job_retry_base_seconds),
                 max: Duration::from_secs_f64(settings.job_retry_max_seconds),
             },
-            kinds: None,
+            kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
         };
-        WorkerPool::start(self.inner.db.clone(), options, self.handler())
+        let db = &self.inner.db;
+        Workers {
+            orders: WorkerPool::start(
+                db.clone(),
+                options(settings.worker_concurrency, &ORDER_JOBS),
+                self.handler(),
+            ),
+            webhooks: WorkerPool::start(
+                db.clone(),
+                options(settings.webhook_concurrency, &[DELIVER_WEBHOOK]),
+                self.handler(),
+            ),
+        }
     }
 
     pub fn handler(&self) -> Handler {

@@ -7,7 +7,6 @@ use errand::auth::keys;
 use errand::config::Settings;
 use errand::engine::Engine;
 use errand::http::RunningServer;
-use errand::queue::worker::WorkerPool;
 use errand::retailers::{Registry, RetailerSettings};
 use errand::storage::Db;
 use reqwest::{RequestBuilder, Response, StatusCode};
@@ -86,7 +85,7 @@ pub struct TestApp {
     pub settings: Settings,
     /// The demo retailer, when the engine runs.
     pub store: Option<errand_demo_store::RunningStore>,
-    workers: Option<WorkerPool>,
+    workers: Option<errand::engine::Workers>,
     server: Option<RunningServer>,
     _data_dir: tempfile::TempDir,
     _postgres: Option<PgDatabase>,
@@ -393,7 +392,7 @@ impl TestApp {
     }
 }
 
-fn start_workers(settings: &Settings, db: &Db) -> WorkerPool {
+fn start_workers(settings: &Settings, db: &Db) -> errand::engine::Workers {
     let retailers = Arc::new(Registry::new(&settings.retailers).expect("retailers"));
     let vault = Vault::load(settings).expect("master key");
     Engine::new(db.clone(), retailers, vault, settings)
