@@ -136,13 +136,14 @@ impl Deliverer {
             },
         };
         let attempt = self.send(&endpoint, &delivery, &body).await;
-        self.record(&delivery.id, &attempt).await?;
+        let delivered = attempt.http_status.is_some_and(|s| (200..300).contains(&s));
+        let failing_since = self
+            .record(&tenant, &delivery.id, &attempt, delivered)
+            .await?;
         metrics::counter!("errand_webhook_attempts_total", "outcome" => outcome_label(&attempt))
             .increment(1);
         metrics::histogram!("errand_webhook_attempt_seconds")
             .record(attempt.duration.as_secs_f64());
-        let delivered = attempt.http_status.is_some_and(|s| (200..300).contains(&s));
-        let failing_since = endpoint::record_outcome(&self.db, &tenant, delivered).await?;
         if let Some(since) = failing_since
             && Timestamp::now().since(since) >= self.policy.disable_after
         {
@@ -156,10 +157,7 @@ impl Deliverer {
         }
 
         match attempt.http_status {
-            Some(status) if (200..300).contains(&status) => {
-                self.finish(&delivery.id, state::DELIVERED).await?;
-                Ok(Outcome::Done)
-            }
+            _ if delivered => Ok(Outcome::Done),
             Some(410) => {
                 let reason = format!(
                     "the receiver answered 410 Gone at {}",
@@ -241,7 +239,7 @@ impl Deliverer {
             "data": order,
         })
         .to_string();
-        on_db!(&self.db, writer, |pool| {
+        let fixed = on_db!(&self.db, writer, |pool| {
             sqlx::query(
                 "UPDATE webhook_deliveries SET payload = $1 WHERE id = $2 AND payload IS NULL",
             )
@@ -249,9 +247,12 @@ impl Deliverer {
             .bind(&delivery.id)
             .execute(pool)
             .await
-            .map(|_| ())
+            .map(|r| r.rows_affected() == 1)
         })?;
-        // Another run may have fixed it first: send what is stored.
+        if fixed {
+            return Ok(Some(body));
+        }
+        // Another run fixed it first: send what is stored.
         Ok(self.load(&delivery.id).await?.and_then(|d| d.payload))
     }
 
@@ -316,8 +317,22 @@ impl Deliverer {
         }
     }
 
-    async fn record(&self, id: &str, result: &Attempt) -> Result<(), sqlx::Error> {
+    /// Records an attempt in one transaction: the attempt, the delivery (delivered
+    /// when it was), and the endpoint's run of failures, which any success ends.
+    /// Returns when that run began (`None` after a success).
+    async fn record(
+        &self,
+        tenant: &Tenant,
+        id: &str,
+        result: &Attempt,
+        delivered: bool,
+    ) -> Result<Option<Timestamp>, sqlx::Error> {
         let now = Timestamp::now();
+        let new_state = if delivered {
+            state::DELIVERED
+        } else {
+            state::PENDING
+        };
         on_db!(&self.db, writer, |pool| {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -333,12 +348,29 @@ impl Deliverer {
             .bind(result.response.as_deref())
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE webhook_deliveries SET attempts = attempts + 1, updated_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await
+            sqlx::query(
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, updated_at = $2
+                 WHERE id = $3",
+            )
+            .bind(new_state)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            let failing_since: Option<Option<Timestamp>> = sqlx::query_scalar(
+                "UPDATE webhook_endpoints
+                 SET failing_since = CASE WHEN $1 THEN NULL ELSE COALESCE(failing_since, $2) END
+                 WHERE account_id = $3 AND livemode = $4
+                 RETURNING failing_since",
+            )
+            .bind(delivered)
+            .bind(now)
+            .bind(DbId(tenant.account_id))
+            .bind(tenant.livemode)
+            .fetch_optional(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(failing_since.flatten())
         })
     }
 

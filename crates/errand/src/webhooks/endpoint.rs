@@ -203,30 +203,6 @@ pub async fn disable(db: &Db, tenant: &Tenant, reason: &str) -> Result<(), sqlx:
     })
 }
 
-/// Notes an attempt's outcome: any success ends the endpoint's run of failures. Returns
-/// when the current run of failures began (`None` after a success).
-pub async fn record_outcome(
-    db: &Db,
-    tenant: &Tenant,
-    delivered: bool,
-) -> Result<Option<Timestamp>, sqlx::Error> {
-    let failing_since: Option<Option<Timestamp>> = on_db!(db, writer, |pool| {
-        sqlx::query_scalar(
-            "UPDATE webhook_endpoints
-             SET failing_since = CASE WHEN $1 THEN NULL ELSE COALESCE(failing_since, $2) END
-             WHERE account_id = $3 AND livemode = $4
-             RETURNING failing_since",
-        )
-        .bind(delivered)
-        .bind(Timestamp::now())
-        .bind(DbId(tenant.account_id))
-        .bind(tenant.livemode)
-        .fetch_optional(pool)
-        .await
-    })?;
-    Ok(failing_since.flatten())
-}
-
 /// Endpoints with a URL that are disabled, across all tenants (a metric).
 pub async fn count_disabled(db: &Db) -> Result<i64, sqlx::Error> {
     on_db!(db, reader, |pool| {
