@@ -14,6 +14,7 @@ use crate::auth::keys;
 use crate::config::{LogFormat, Settings};
 use crate::engine::Engine;
 use crate::queue::{self, worker::WorkerPool};
+use crate::recipes::Recipe;
 use crate::retailers::{Registry, RetailerSettings};
 use crate::storage::{Db, redact_url};
 
@@ -50,6 +51,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Check recipes: the files that say how to buy from a storefront.
+    Recipes {
+        #[command(subcommand)]
+        command: RecipesCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -96,6 +102,15 @@ enum JobsCommand {
     },
     /// Give a dead job a fresh set of attempts, due now.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum RecipesCommand {
+    /// Load recipe files and report every mistake with its line and column.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             time_scale,
         } => return demo_store(port, data, time_scale).await,
+        Command::Recipes { command } => return run_recipes(command),
         _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -198,7 +214,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::BenchStore(_)
         | Command::BenchQueue(_)
         | Command::BenchOrders(_)
-        | Command::DemoStore { .. } => {
+        | Command::DemoStore { .. }
+        | Command::Recipes { .. } => {
             unreachable!("handled above")
         }
     }
@@ -474,6 +491,35 @@ async fn demo_store(port: u16, data_dir: PathBuf, time_scale: f64) -> anyhow::Re
     );
     wait_for_signal().await;
     store.stop().await
+}
+
+/// `errand recipes …`: needs no configuration or database.
+fn run_recipes(command: RecipesCommand) -> anyhow::Result<()> {
+    let RecipesCommand::Check { files } = command;
+    let mut failed = 0;
+    for file in &files {
+        match Recipe::load(file) {
+            Ok(recipe) => {
+                let phases: Vec<&str> = recipe.phases.iter().map(|(p, _)| p.as_str()).collect();
+                println!(
+                    "{}: ok — recipe {:?} for hosts {}, phases: {}",
+                    file.display(),
+                    recipe.name,
+                    recipe.hosts.join(", "),
+                    phases.join(", ")
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        1 if files.len() == 1 => anyhow::bail!("the recipe has errors"),
+        n => anyhow::bail!("{n} of {} recipes have errors", files.len()),
+    }
 }
 
 async fn run_keys(db: &Db, command: KeysCommand) -> anyhow::Result<()> {

@@ -7,16 +7,17 @@ use toml::Spanned;
 
 use super::values::ParseKind;
 
-/// A whole recipe file.
+/// A whole recipe file. Its tables are not `Spanned`: toml cannot give a span for a
+/// table that only dotted headers such as `[[phases.cart]]` create.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecipeFile {
-    pub recipe: Spanned<RecipeTable>,
-    pub account: Spanned<AccountTable>,
+    pub recipe: RecipeTable,
+    pub account: AccountTable,
     /// Error detectors: `[[detect]]`.
     #[serde(default)]
     pub detect: Vec<Spanned<DetectTable>>,
-    pub phases: Spanned<PhasesTable>,
+    pub phases: PhasesTable,
 }
 
 /// `[recipe]`: what the recipe is and which stores it serves.

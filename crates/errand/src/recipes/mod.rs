@@ -73,7 +73,13 @@ impl Recipe {
         let raw: format::RecipeFile = toml::from_str(text).map_err(|e| {
             error(vec![Problem {
                 location: e.span().map(|span| Location::of(text, span.start)),
-                message: e.message().trim_end().to_string(),
+                // toml's messages may run over lines ("invalid inline table\nexpected `}`").
+                message: e
+                    .message()
+                    .trim_end()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join(": "),
             }])
         })?;
         validate::validate(file, text, raw).map_err(error)

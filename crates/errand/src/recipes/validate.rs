@@ -21,7 +21,7 @@ pub(super) fn validate(file: &str, text: &str, raw: RecipeFile) -> Result<Recipe
     let mut v = Validator {
         text,
         problems: Vec::new(),
-        mode: *raw.account.get_ref().mode.get_ref(),
+        mode: *raw.account.mode.get_ref(),
     };
     let recipe = v.recipe(file, raw);
     if v.problems.is_empty() {
@@ -77,7 +77,7 @@ impl Validator<'_> {
     }
 
     fn recipe(&mut self, file: &str, raw: RecipeFile) -> Recipe {
-        let table = raw.recipe.into_inner();
+        let table = raw.recipe;
         let name = table.name.get_ref().trim().to_string();
         if name.is_empty()
             || !name
@@ -206,8 +206,23 @@ impl Validator<'_> {
         Some(value.get_ref().clone())
     }
 
-    fn phases(&mut self, raw: &Spanned<format::PhasesTable>) -> Vec<(Phase, Vec<Step>)> {
-        let table = raw.get_ref();
+    /// Where the phases start (for problems with the phases as a whole): the first
+    /// `[phases…` or `[[phases.…` header, else the end of the file.
+    fn phases_span(&self) -> Range<usize> {
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            let header = line.trim_start();
+            if header.starts_with("[phases") || header.starts_with("[[phases") {
+                let at = offset + line.len() - header.len();
+                return at..at;
+            }
+            offset += line.len();
+        }
+        self.text.len()..self.text.len()
+    }
+
+    fn phases(&mut self, table: &format::PhasesTable) -> Vec<(Phase, Vec<Step>)> {
+        let span = self.phases_span();
         let all = [
             (Phase::SignIn, &table.sign_in),
             (Phase::Product, &table.product),
@@ -226,7 +241,7 @@ impl Validator<'_> {
             .collect();
         if !missing.is_empty() {
             self.problem(
-                &raw.span(),
+                &span,
                 format!(
                     "missing {} {}: placing an order needs product, cart, checkout, review, place and confirm",
                     if missing.len() == 1 { "phase" } else { "phases" },
@@ -235,10 +250,9 @@ impl Validator<'_> {
             );
         }
         match (self.mode, &table.sign_in) {
-            (AccountMode::SignIn, None) => self.problem(
-                &raw.span(),
-                "missing phase sign_in: the account mode is sign_in",
-            ),
+            (AccountMode::SignIn, None) => {
+                self.problem(&span, "missing phase sign_in: the account mode is sign_in")
+            }
             (AccountMode::Guest, Some(steps)) => self.problem(
                 &steps.span(),
                 "a guest recipe has no sign_in phase (set [account] mode = \"sign_in\" to sign in)",
