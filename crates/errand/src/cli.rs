@@ -572,3 +572,38 @@ async fn run_keys(db: &Db, command: KeysCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crate_file(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    #[test]
+    fn recipes_check_fails_when_any_recipe_has_mistakes() {
+        let demo = crate_file("recipes/demo.toml");
+        let mistakes = crate_file("tests/fixtures/recipes/invalid/mistakes.toml");
+        let check = |files: Vec<PathBuf>| run_recipes(RecipesCommand::Check { files });
+        assert!(check(vec![demo.clone()]).is_ok());
+        assert_eq!(
+            check(vec![mistakes.clone()]).unwrap_err().to_string(),
+            "the recipe has errors"
+        );
+        assert_eq!(
+            check(vec![demo, mistakes]).unwrap_err().to_string(),
+            "1 of 2 recipes have errors"
+        );
+    }
+
+    #[test]
+    fn recipes_check_needs_a_file() {
+        assert!(Cli::try_parse_from(["errand", "recipes", "check"]).is_err());
+        let cli = Cli::try_parse_from(["errand", "recipes", "check", "a.toml", "b.toml"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Recipes { command: RecipesCommand::Check { files } } if files.len() == 2
+        ));
+    }
+}

@@ -79,11 +79,7 @@ impl Validator<'_> {
     fn recipe(&mut self, file: &str, raw: RecipeFile) -> Recipe {
         let table = raw.recipe;
         let name = table.name.get_ref().trim().to_string();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        {
+        if !is_slug(&name) {
             self.problem(
                 &table.name.span(),
                 "name must be lower-case letters, digits, `-` or `_`, e.g. \"my-store\"",
@@ -491,11 +487,7 @@ impl Validator<'_> {
             }
             "screenshot" => {
                 let name = s.screenshot.as_ref()?;
-                let ok = !name.get_ref().is_empty()
-                    && name.get_ref().chars().all(|c| {
-                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'
-                    });
-                if !ok {
+                if !is_slug(name.get_ref()) {
                     self.problem(
                         &name.span(),
                         "a screenshot's name must be lower-case letters, digits, `-` or `_`",
@@ -826,6 +818,14 @@ impl Validator<'_> {
             self.problem(span, message);
         }
     }
+}
+
+/// Lower-case letters, digits, `-` and `_`: names that go into file names and logs.
+fn is_slug(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 fn unknown_phase(name: &str) -> String {
