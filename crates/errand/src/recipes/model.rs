@@ -241,8 +241,9 @@ impl Action {
 }
 
 /// How a step finds its element. Text and label match case-insensitively, ignoring
-/// extra white space, anywhere in the element's visible text or label; the first
-/// visible match in page order is used.
+/// extra white space, anywhere in the element's visible text or label; `text` means the
+/// innermost element holding the text, and the first visible match in page order is
+/// used.
 #[derive(Debug, Clone)]
 pub enum Target {
     Css(Template),
