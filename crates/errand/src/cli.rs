@@ -14,6 +14,7 @@ use crate::auth::keys;
 use crate::config::{LogFormat, Settings};
 use crate::engine::{Engine, Workers};
 use crate::queue;
+use crate::recipes::Recipe;
 use crate::retailers::{Registry, RetailerSettings};
 use crate::storage::{Db, redact_url};
 
@@ -50,6 +51,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Check recipes: the files that say how to buy from a storefront.
+    Recipes {
+        #[command(subcommand)]
+        command: RecipesCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -99,6 +105,15 @@ enum JobsCommand {
     },
     /// Give a dead job a fresh set of attempts, due now.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum RecipesCommand {
+    /// Load recipe files and report every mistake with its line and column.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             time_scale,
         } => return demo_store(port, data, time_scale).await,
+        Command::Recipes { command } => return run_recipes(command),
         _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -203,7 +219,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::BenchQueue(_)
         | Command::BenchOrders(_)
         | Command::BenchWebhooks(_)
-        | Command::DemoStore { .. } => {
+        | Command::DemoStore { .. }
+        | Command::Recipes { .. } => {
             unreachable!("handled above")
         }
     }
@@ -477,6 +494,35 @@ async fn demo_store(port: u16, data_dir: PathBuf, time_scale: f64) -> anyhow::Re
     store.stop().await
 }
 
+/// `errand recipes …`: needs no configuration or database.
+fn run_recipes(command: RecipesCommand) -> anyhow::Result<()> {
+    let RecipesCommand::Check { files } = command;
+    let mut failed = 0;
+    for file in &files {
+        match Recipe::load(file) {
+            Ok(recipe) => {
+                let phases: Vec<&str> = recipe.phases.iter().map(|(p, _)| p.as_str()).collect();
+                println!(
+                    "{}: ok — recipe {:?} for hosts {}, phases: {}",
+                    file.display(),
+                    recipe.name,
+                    recipe.hosts.join(", "),
+                    phases.join(", ")
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{e}");
+            }
+        }
+    }
+    match failed {
+        0 => Ok(()),
+        1 if files.len() == 1 => anyhow::bail!("the recipe has errors"),
+        n => anyhow::bail!("{n} of {} recipes have errors", files.len()),
+    }
+}
+
 async fn run_keys(db: &Db, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create {
@@ -526,4 +572,39 @@ async fn run_keys(db: &Db, command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crate_file(path: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+    }
+
+    #[test]
+    fn recipes_check_fails_when_any_recipe_has_mistakes() {
+        let demo = crate_file("recipes/demo.toml");
+        let mistakes = crate_file("tests/fixtures/recipes/invalid/mistakes.toml");
+        let check = |files: Vec<PathBuf>| run_recipes(RecipesCommand::Check { files });
+        assert!(check(vec![demo.clone()]).is_ok());
+        assert_eq!(
+            check(vec![mistakes.clone()]).unwrap_err().to_string(),
+            "the recipe has errors"
+        );
+        assert_eq!(
+            check(vec![demo, mistakes]).unwrap_err().to_string(),
+            "1 of 2 recipes have errors"
+        );
+    }
+
+    #[test]
+    fn recipes_check_needs_a_file() {
+        assert!(Cli::try_parse_from(["errand", "recipes", "check"]).is_err());
+        let cli = Cli::try_parse_from(["errand", "recipes", "check", "a.toml", "b.toml"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Recipes { command: RecipesCommand::Check { files } } if files.len() == 2
+        ));
+    }
 }

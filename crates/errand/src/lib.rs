@@ -11,6 +11,7 @@ pub mod engine;
 pub mod http;
 pub mod orders;
 pub mod queue;
+pub mod recipes;
 pub mod retailers;
 pub mod returns;
 pub mod storage;
