@@ -3,6 +3,7 @@
 //!
 //! Drivers only talk to the store; the engine owns every state change.
 
+pub mod browser;
 pub mod demo_http;
 pub mod registry;
 pub mod totp;

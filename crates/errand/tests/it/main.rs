@@ -6,6 +6,7 @@ mod harness;
 
 mod accounts;
 mod auth;
+mod browser;
 mod cli;
 mod crash;
 mod engine;

@@ -1,0 +1,4 @@
+//! Buying through a store's web pages: a recipe (see `crate::recipes`) run in headless
+//! Chromium.
+
+pub mod chromium;
