@@ -79,3 +79,150 @@ async fn checkouts_get_isolated_contexts_and_the_browser_stops_cleanly() {
     assert!(!process_exists(pid), "Chromium {pid} exited");
     assert_eq!(chromium.pid().await, None);
 }
+
+fn demo_recipe() -> errand::recipes::Recipe {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
+    errand::recipes::Recipe::load(std::path::Path::new(path)).expect("the demo recipe loads")
+}
+
+fn shipping() -> errand::orders::address::Address {
+    errand::orders::address::Address {
+        first_name: "Grace".into(),
+        last_name: "Hopper".into(),
+        address_line1: "1701 Navy Way".into(),
+        address_line2: None,
+        city: "Arlington".into(),
+        state: Some("VA".into()),
+        postal_code: "22202".into(),
+        phone_number: "(703) 555-0142".into(),
+        country: "US".into(),
+    }
+}
+
+async fn store_orders(store: &errand_demo_store::RunningStore) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/admin/orders", store.base_url()))
+        .bearer_auth(&store.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["orders"].as_array().unwrap().clone()
+}
+
+/// The demo recipe, phase by phase, in real Chromium at the demo store: nothing is
+/// bought until `place`, then exactly one order with our reference, which `lookup`
+/// finds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_recipe_buys_through_the_store_pages() {
+    use errand::recipes::model::Phase;
+    use errand::retailers::browser::runner::{ItemInput, OrderInputs, Runner};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = errand_demo_store::start(errand_demo_store::StoreOptions {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().into(),
+        admin_token: None,
+        time_scale: 1.0,
+    })
+    .await
+    .unwrap();
+    let recipe = demo_recipe();
+    let chromium = Chromium::new(&chromium_path(), 2);
+    let base = url::Url::parse(&store.base_url()).unwrap();
+    let address = shipping();
+    let product = format!(
+        "{}/dp/{}",
+        store.base_url(),
+        errand_demo_store::FIRST_RUN_PRODUCT
+    );
+    let inputs = OrderInputs {
+        shipping: &address,
+        reference: "ord-browser-1",
+        gift_message: None,
+        merchant_order_id: None,
+        email: errand_demo_store::DEMO_EMAIL,
+        password: Some(errand_demo_store::DEMO_PASSWORD),
+        totp_secret: None,
+        items: vec![ItemInput {
+            url: &product,
+            quantity: 2,
+            variant: &[],
+        }],
+    };
+    let checkout = chromium.checkout().await.unwrap();
+    let mut runner = Runner::new(
+        &checkout.page,
+        &recipe,
+        &base,
+        &inputs,
+        Duration::from_secs(10),
+    );
+    for (phase, item) in [
+        (Phase::SignIn, None),
+        (Phase::Product, Some(0)),
+        (Phase::Cart, None),
+        (Phase::Checkout, None),
+        (Phase::Review, None),
+    ] {
+        if let Err(failure) = runner.run_phase(phase, item).await {
+            panic!("{phase}: {failure}\n{:#?}", runner.report);
+        }
+    }
+    let price = runner.money("price").expect("the product's price");
+    assert_eq!(
+        runner.money("subtotal"),
+        Some(2 * price),
+        "{:#?}",
+        runner.report
+    );
+    let total = runner.money("total").expect("the review's total");
+    assert!(total >= 2 * price);
+    assert!(
+        store_orders(&store).await.is_empty(),
+        "nothing is bought before place"
+    );
+    let names: Vec<&str> = runner.screenshots.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["product", "review"]);
+    assert!(
+        runner
+            .screenshots
+            .iter()
+            .all(|(_, png)| png.starts_with(b"\x89PNG"))
+    );
+
+    for phase in [Phase::Place, Phase::Confirm] {
+        if let Err(failure) = runner.run_phase(phase, None).await {
+            panic!("{phase}: {failure}\n{:#?}", runner.report);
+        }
+    }
+    let merchant_id = runner
+        .text("merchant_order_id")
+        .expect("a merchant order id")
+        .to_string();
+    let bought = store_orders(&store).await;
+    assert_eq!(bought.len(), 1, "{bought:#?}");
+    assert_eq!(bought[0]["buyer_reference"], "ord-browser-1");
+    assert_eq!(bought[0]["id"], merchant_id.as_str());
+    checkout.close().await;
+
+    // A fresh context (as after a crash) signs in and finds the order by reference.
+    let checkout = chromium.checkout().await.unwrap();
+    let mut lookup = Runner::new(
+        &checkout.page,
+        &recipe,
+        &base,
+        &inputs,
+        Duration::from_secs(10),
+    );
+    for phase in [Phase::SignIn, Phase::Lookup] {
+        if let Err(failure) = lookup.run_phase(phase, None).await {
+            panic!("{phase}: {failure}\n{:#?}", lookup.report);
+        }
+    }
+    assert_eq!(lookup.text("merchant_order_id"), Some(merchant_id.as_str()));
+    checkout.close().await;
+    chromium.shutdown().await;
+}

@@ -2,3 +2,4 @@
 //! Chromium.
 
 pub mod chromium;
+pub mod runner;

@@ -1,0 +1,664 @@
+//! Runs a recipe's phases on one page: finds elements as the recipe names them, acts,
+//! waits for the pages it causes, reads values, takes screenshots, and turns what went
+//! wrong into an `error_type` (the recipe's detectors, or the failing step's own).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
+use chromiumoxide::page::ScreenshotParams;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde_json::{Value as Json, json};
+
+use crate::orders::address::Address;
+use crate::orders::model::Variant;
+use crate::recipes::Recipe;
+use crate::recipes::model::{Action, Expectation, Phase, Step, Target, WaitFor};
+use crate::recipes::template::{AccountValues, Context, Escape, ItemValues, OrderValues, Template};
+use crate::recipes::values::{self, Value};
+
+/// The helpers every page script starts with.
+const PAGE_JS: &str = include_str!("page.js");
+/// How often a step looks again for its element.
+const POLL: Duration = Duration::from_millis(25);
+/// How long after a click a navigation may take to begin before the click is taken
+/// to have stayed on the page.
+const NAVIGATION_GRACE: Duration = Duration::from_millis(1000);
+
+/// What the order gives the recipe's templates.
+pub struct OrderInputs<'a> {
+    pub shipping: &'a Address,
+    pub reference: &'a str,
+    pub gift_message: Option<&'a str>,
+    pub merchant_order_id: Option<&'a str>,
+    pub email: &'a str,
+    pub password: Option<&'a str>,
+    /// The account's authenticator secret (base32), for `account.totp`.
+    pub totp_secret: Option<&'a str>,
+    pub items: Vec<ItemInput<'a>>,
+}
+
+pub struct ItemInput<'a> {
+    pub url: &'a str,
+    pub quantity: i32,
+    pub variant: &'a [Variant],
+}
+
+/// Why a phase could not finish.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The store said why (a detector fired) or the failing step names its
+    /// `error_type`: the order fails with it.
+    #[error("{message}")]
+    Detected {
+        error_type: &'static str,
+        message: String,
+    },
+    /// A step failed and nothing says why: the page is not what the recipe expects.
+    #[error("{0}")]
+    Step(String),
+}
+
+impl Failure {
+    pub fn error_type(&self) -> Option<&'static str> {
+        match self {
+            Failure::Detected { error_type, .. } => Some(error_type),
+            Failure::Step(_) => None,
+        }
+    }
+}
+
+/// What one step did, for `errand recipes try` and the order's diagnosis.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub phase: Phase,
+    pub line: usize,
+    pub action: &'static str,
+    pub elapsed: Duration,
+    /// The text a `read` found, or why the step was skipped.
+    pub note: Option<String>,
+}
+
+/// A value a `read` step took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    One(Value),
+    List(Vec<Value>),
+}
+
+/// A recipe at work on one page.
+pub struct Runner<'a> {
+    page: &'a Page,
+    recipe: &'a Recipe,
+    base_url: &'a url::Url,
+    inputs: &'a OrderInputs<'a>,
+    step_timeout: Duration,
+    /// The text of every read, by name (templates use them as `values.<name>`).
+    texts: BTreeMap<String, String>,
+    /// Every read's parsed value, by name.
+    pub values: BTreeMap<String, Read>,
+    pub screenshots: Vec<(String, Vec<u8>)>,
+    pub report: Vec<StepReport>,
+}
+
+/// Where in the order's loops a step runs.
+#[derive(Clone, Copy, Default)]
+struct Scope {
+    item: Option<usize>,
+    variant: Option<usize>,
+}
+
+/// Why an action did not happen (yet).
+enum ActError {
+    /// The element, URL or text it waits for did not come in time.
+    Timeout(String),
+    /// The page answered, but not as the step needs.
+    Wrong(String),
+}
+
+impl ActError {
+    fn message(self) -> String {
+        match self {
+            ActError::Timeout(m) | ActError::Wrong(m) => m,
+        }
+    }
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        page: &'a Page,
+        recipe: &'a Recipe,
+        base_url: &'a url::Url,
+        inputs: &'a OrderInputs<'a>,
+        step_timeout: Duration,
+    ) -> Runner<'a> {
+        Runner {
+            page,
+            recipe,
+            base_url,
+            inputs,
+            step_timeout,
+            texts: BTreeMap::new(),
+            values: BTreeMap::new(),
+            screenshots: vec![],
+            report: vec![],
+        }
+    }
+
+    /// Runs a phase; `item` is the item the `product` phase is about.
+    pub async fn run_phase(&mut self, phase: Phase, item: Option<usize>) -> Result<(), Failure> {
+        let Some(steps) = self.recipe.phase(phase) else {
+            return Ok(());
+        };
+        let scope = Scope {
+            item,
+            variant: None,
+        };
+        self.run_steps(phase, steps, scope).await?;
+        // A store that says no on the page a phase ends on has still said no.
+        match self.detect(phase).await {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+
+    /// A money value read by a phase, in minor units.
+    pub fn money(&self, name: &str) -> Option<i64> {
+        match self.values.get(name) {
+            Some(Read::One(Value::Money(cents))) => Some(*cents),
+            _ => None,
+        }
+    }
+
+    /// A text value read by a phase.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.texts
+            .get(name)
+            .map(String::as_str)
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The page as it is now, for the order's diagnosis.
+    pub async fn page_html(&self) -> Option<String> {
+        self.page.content().await.ok()
+    }
+
+    fn run_steps<'s>(
+        &'s mut self,
+        phase: Phase,
+        steps: &'s [Step],
+        scope: Scope,
+    ) -> BoxFuture<'s, Result<(), Failure>> {
+        async move {
+            for step in steps {
+                self.run_step(phase, step, scope).await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    async fn run_step(&mut self, phase: Phase, step: &Step, scope: Scope) -> Result<(), Failure> {
+        let started = Instant::now();
+        let skip = |why: &str| Some(format!("skipped: {why}"));
+        let note = if let Some(var) = &step.if_set
+            && self.context(scope).get(var).is_none()
+        {
+            skip(&format!("{var} has no value"))
+        } else if let Some(target) = &step.if_present
+            && !self.present(target, scope).await?
+        {
+            skip("the element is not on the page")
+        } else {
+            let mut attempt = 0;
+            loop {
+                match self.act(phase, step, scope).await {
+                    Ok(note) => break note,
+                    Err(_) if attempt < step.retries => attempt += 1,
+                    Err(error) if step.optional => break skip(&error.message()),
+                    Err(error) => {
+                        let failure = self.explain(phase, step, error.message()).await;
+                        self.note(phase, step, started, Some(failure.to_string()));
+                        return Err(failure);
+                    }
+                }
+            }
+        };
+        self.note(phase, step, started, note);
+        Ok(())
+    }
+
+    fn note(&mut self, phase: Phase, step: &Step, started: Instant, note: Option<String>) {
+        self.report.push(StepReport {
+            phase,
+            line: step.location.line,
+            action: step.action.key(),
+            elapsed: started.elapsed(),
+            note,
+        });
+    }
+
+    /// Does what the step says; returns a note for the report (what a read found).
+    async fn act(
+        &mut self,
+        phase: Phase,
+        step: &Step,
+        scope: Scope,
+    ) -> Result<Option<String>, ActError> {
+        let timeout = step
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.step_timeout);
+        match &step.action {
+            Action::Goto(template) => {
+                let target = self.render(template, scope, Escape::None)?;
+                let url = self
+                    .base_url
+                    .join(&target)
+                    .map_err(|e| ActError::Wrong(format!("{target:?} is not a URL: {e}")))?;
+                tokio::time::timeout(timeout, self.page.goto(url.as_str()))
+                    .await
+                    .map_err(|_| ActError::Timeout(format!("{url} did not load in time")))?
+                    .map_err(|e| ActError::Wrong(format!("cannot open {url}: {e}")))?;
+                Ok(None)
+            }
+            Action::Click(target) => {
+                let token = rand::random::<u64>().to_string();
+                let script = format!(
+                    "markDocument(); window.__errandToken = {token:?};
+                     el.scrollIntoView({{block: 'center'}}); el.click();
+                     return {{may_navigate: !!el.closest('a[href]') || (!!el.form && (el.type === 'submit' || el.type === 'image'))}};"
+                );
+                let result = self.on_element(target, scope, &script, timeout).await?;
+                if result["may_navigate"].as_bool() == Some(true) {
+                    self.settle(&token, timeout).await?;
+                }
+                Ok(None)
+            }
+            Action::Fill { target, value } => {
+                let value = self.render(value, scope, Escape::None)?;
+                let script = format!("el.focus(); setValue(el, {}); return true;", json!(value));
+                self.on_element(target, scope, &script, timeout).await?;
+                Ok(None)
+            }
+            Action::Select { target, value } => {
+                let value = self.render(value, scope, Escape::None)?;
+                let script = format!(
+                    "const want = norm({});
+                     const option = [...el.options].find(o => norm(o.value) === want || norm(o.text) === want);
+                     if (!option) return {{missing: [...el.options].map(o => o.text)}};
+                     setValue(el, option.value); return {{}};",
+                    json!(value)
+                );
+                let result = self.on_element(target, scope, &script, timeout).await?;
+                if let Some(options) = result.get("missing") {
+                    return Err(ActError::Wrong(format!(
+                        "no option {value:?} (there are {options})"
+                    )));
+                }
+                Ok(None)
+            }
+            Action::Check(target) | Action::Uncheck(target) => {
+                let want = matches!(step.action, Action::Check(_));
+                let script = format!("if (el.checked !== {want}) el.click(); return true;");
+                self.on_element(target, scope, &script, timeout).await?;
+                Ok(None)
+            }
+            Action::WaitFor(WaitFor::Element(target)) => {
+                self.on_element(target, scope, "return true;", timeout)
+                    .await?;
+                Ok(None)
+            }
+            Action::WaitFor(WaitFor::UrlContains(template)) => {
+                let want = self.render(template, scope, Escape::None)?;
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let url = self.page.url().await.ok().flatten().unwrap_or_default();
+                    if url.contains(&want) && self.loaded().await {
+                        return Ok(None);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(ActError::Timeout(format!(
+                            "the page's URL did not come to contain {want:?} (it is {url})"
+                        )));
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Action::Read(read) => {
+                let attribute = json!(read.attribute);
+                let texts: Vec<String> = if read.all {
+                    let target = self.target_json(&read.target, scope)?;
+                    let script =
+                        format!("return findAll({target}).map(el => textOf(el, {attribute}));");
+                    serde_json::from_value(self.eval(&script).await.unwrap_or_default())
+                        .unwrap_or_default()
+                } else {
+                    let script = format!("return [textOf(el, {attribute})];");
+                    let found = self
+                        .on_element(&read.target, scope, &script, timeout)
+                        .await?;
+                    serde_json::from_value(found).unwrap_or_default()
+                };
+                let mut parsed = Vec::with_capacity(texts.len());
+                for text in &texts {
+                    parsed.push(
+                        values::parse(read.parse, text, self.recipe.currency)
+                            .map_err(|e| ActError::Wrong(e.to_string()))?,
+                    );
+                }
+                let joined = texts
+                    .iter()
+                    .map(|t| values::normalise_text(t))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                self.texts.insert(read.into.clone(), joined.clone());
+                let value = if read.all {
+                    Read::List(parsed)
+                } else {
+                    Read::One(parsed.remove(0))
+                };
+                self.values.insert(read.into.clone(), value);
+                Ok(Some(format!("{} = {joined:?}", read.into)))
+            }
+            Action::Assert { target, expect } => {
+                let (kind, want) = match expect {
+                    Expectation::Present => ("present", String::new()),
+                    Expectation::Equals(t) => ("equals", self.render(t, scope, Escape::None)?),
+                    Expectation::Contains(t) => ("contains", self.render(t, scope, Escape::None)?),
+                };
+                let script = format!(
+                    "const text = norm(textOf(el)); const want = norm({});
+                     return {{ok: {kind:?} === 'present' || ({kind:?} === 'equals' ? text === want : text.includes(want)), text}};",
+                    json!(want)
+                );
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let result = self.on_element(target, scope, &script, left).await?;
+                    if result["ok"].as_bool() == Some(true) {
+                        return Ok(None);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(ActError::Wrong(format!(
+                            "the element's text is {} where {kind} {want:?} was expected",
+                            result["text"]
+                        )));
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Action::Screenshot(name) => {
+                let png = self
+                    .page
+                    .screenshot(
+                        ScreenshotParams::builder()
+                            .format(CaptureScreenshotFormat::Png)
+                            .full_page(true)
+                            .build(),
+                    )
+                    .await
+                    .map_err(|e| ActError::Wrong(format!("cannot take a screenshot: {e}")))?;
+                let name = match scope.item {
+                    Some(i) if i > 0 => format!("{name}-{}", i + 1),
+                    _ => name.clone(),
+                };
+                self.screenshots.retain(|(n, _)| *n != name);
+                self.screenshots.push((name, png));
+                Ok(None)
+            }
+            Action::ForEachItem(steps) => {
+                for item in 0..self.inputs.items.len() {
+                    let scope = Scope {
+                        item: Some(item),
+                        variant: None,
+                    };
+                    self.run_steps(phase, steps, scope)
+                        .await
+                        .map_err(|f| ActError::Wrong(f.to_string()))?;
+                }
+                Ok(None)
+            }
+            Action::ForEachVariant(steps) => {
+                let item = scope.item.map(|i| &self.inputs.items[i]);
+                for variant in 0..item.map_or(0, |i| i.variant.len()) {
+                    let scope = Scope {
+                        variant: Some(variant),
+                        ..scope
+                    };
+                    self.run_steps(phase, steps, scope)
+                        .await
+                        .map_err(|f| ActError::Wrong(f.to_string()))?;
+                }
+                Ok(None)
+            }
+            Action::Do(steps) => {
+                self.run_steps(phase, steps, scope)
+                    .await
+                    .map_err(|f| ActError::Wrong(f.to_string()))?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs `body` (a script that sees the element as `el`) once the target is on the
+    /// page, waiting for it up to `timeout`.
+    async fn on_element(
+        &self,
+        target: &Target,
+        scope: Scope,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<Json, ActError> {
+        let target_json = self.target_json(target, scope)?;
+        let script = format!("const el = find({target_json}); if (!el) return null; {body}");
+        let deadline = Instant::now() + timeout;
+        loop {
+            // A page being replaced cannot run scripts: that is "not yet".
+            if let Some(result) = self.eval(&script).await
+                && !result.is_null()
+            {
+                return Ok(result);
+            }
+            if Instant::now() > deadline {
+                return Err(ActError::Timeout(format!(
+                    "no {} within {} ms",
+                    describe(target),
+                    timeout.as_millis()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether the target is on the page right now.
+    async fn present(&self, target: &Target, scope: Scope) -> Result<bool, Failure> {
+        let target = self
+            .target_json(target, scope)
+            .map_err(|e| Failure::Step(e.message()))?;
+        Ok(self.eval(&format!("return find({target}) !== null;")).await == Some(json!(true)))
+    }
+
+    /// After a click that may leave the page: waits for the next page to load, or
+    /// for the grace period to pass without a navigation beginning.
+    async fn settle(&self, token: &str, timeout: Duration) -> Result<(), ActError> {
+        let started = Instant::now();
+        let script = format!(
+            "return {{same: window.__errandToken === {token:?}, leaving: !!window.__errandNavigating, ready: document.readyState}};"
+        );
+        let mut navigating = false;
+        loop {
+            match self.eval(&script).await {
+                Some(state) if state["same"] == json!(true) => {
+                    navigating |= state["leaving"] == json!(true);
+                    if !navigating && started.elapsed() > NAVIGATION_GRACE {
+                        return Ok(());
+                    }
+                }
+                Some(state) if state["ready"] == json!("complete") => return Ok(()),
+                _ => navigating = true,
+            }
+            if started.elapsed() > timeout {
+                return Err(ActError::Timeout(format!(
+                    "the next page did not load within {} ms",
+                    timeout.as_millis()
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether the page has finished loading.
+    async fn loaded(&self) -> bool {
+        self.eval("return document.readyState;").await == Some(json!("complete"))
+    }
+
+    /// The first detector of the phase that matches the page, as a failure.
+    async fn detect(&self, phase: Phase) -> Option<Failure> {
+        let detectors: Vec<Json> = self
+            .recipe
+            .detectors_for(phase)
+            .map(|d| json!({"css": d.css, "text": d.text}))
+            .collect();
+        if detectors.is_empty() {
+            return None;
+        }
+        let script = format!(
+            "const detectors = {};
+             return detectors.findIndex(d => {{
+               if (d.css === null) return norm(document.body.innerText).includes(norm(d.text));
+               return [...document.querySelectorAll(d.css)].some(el =>
+                 d.text === null || norm(el.innerText).includes(norm(d.text)));
+             }});",
+            Json::Array(detectors)
+        );
+        let index = self.eval(&script).await?.as_i64()?;
+        let detector = self
+            .recipe
+            .detectors_for(phase)
+            .nth(usize::try_from(index).ok()?)?;
+        let said = self
+            .eval(&format!(
+                "const el = {}; return el ? el.innerText.trim().slice(0, 300) : '';",
+                match &detector.css {
+                    Some(css) => format!("document.querySelector({})", json!(css)),
+                    None => "null".into(),
+                }
+            ))
+            .await
+            .and_then(|v| v.as_str().map(str::to_string))
+            .filter(|s| !s.is_empty());
+        Some(Failure::Detected {
+            error_type: detector.error_type,
+            message: match said {
+                Some(said) => format!("the store says: {said}"),
+                None => format!(
+                    "the store's page matches the {} detector ({}:{})",
+                    detector.error_type, self.recipe.file, detector.location
+                ),
+            },
+        })
+    }
+
+    /// Why a step failed: what the store says (a detector), else the step's own
+    /// `error_type`, else the step itself.
+    async fn explain(&self, phase: Phase, step: &Step, error: String) -> Failure {
+        let at = format!(
+            "{} step `{}` at {}:{}",
+            phase,
+            step.action.key(),
+            self.recipe.file,
+            step.location
+        );
+        if let Some(Failure::Detected {
+            error_type,
+            message,
+        }) = self.detect(phase).await
+        {
+            return Failure::Detected {
+                error_type,
+                message: format!("{message} ({at})"),
+            };
+        }
+        match step.error_type {
+            Some(error_type) => Failure::Detected {
+                error_type,
+                message: format!("{error} ({at})"),
+            },
+            None => Failure::Step(format!("{error} ({at})")),
+        }
+    }
+
+    /// Runs a script (with the page helpers) and returns what it returns; `None` when
+    /// the page could not run it (it is being replaced).
+    async fn eval(&self, body: &str) -> Option<Json> {
+        // (The leading comment keeps the CDP crate from taking it for a function.)
+        let script = format!("/* errand */ (() => {{ {PAGE_JS}\n{body} }})()");
+        let result = self.page.evaluate(script).await.ok()?;
+        Some(result.value().cloned().unwrap_or(Json::Null))
+    }
+
+    fn target_json(&self, target: &Target, scope: Scope) -> Result<Json, ActError> {
+        Ok(match target {
+            Target::Css(t) => json!({"css": self.render(t, scope, Escape::CssString)?}),
+            Target::Text(t) => json!({"text": self.render(t, scope, Escape::None)?}),
+            Target::Label(t) => json!({"label": self.render(t, scope, Escape::None)?}),
+        })
+    }
+
+    fn render(
+        &self,
+        template: &Template,
+        scope: Scope,
+        escape: Escape,
+    ) -> Result<String, ActError> {
+        template
+            .render(&self.context(scope), escape)
+            .map_err(|e| ActError::Wrong(e.to_string()))
+    }
+
+    fn context(&self, scope: Scope) -> Context<'_> {
+        let inputs = self.inputs;
+        let item = scope.item.and_then(|i| inputs.items.get(i));
+        Context {
+            shipping: inputs.shipping,
+            order: OrderValues {
+                reference: inputs.reference,
+                gift_message: inputs.gift_message,
+                merchant_order_id: inputs.merchant_order_id,
+            },
+            account: AccountValues {
+                email: inputs.email,
+                password: inputs.password,
+                totp: inputs.totp_secret.and_then(current_totp),
+            },
+            item: item.map(|i| ItemValues {
+                url: i.url,
+                quantity: i.quantity,
+                variant: i.variant,
+            }),
+            variant: item.zip(scope.variant).and_then(|(i, v)| i.variant.get(v)),
+            values: &self.texts,
+        }
+    }
+}
+
+/// The one-time code of an authenticator secret right now.
+fn current_totp(secret: &str) -> Option<String> {
+    let key = crate::retailers::totp::decode_base32(secret)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(crate::retailers::totp::code(&key, now))
+}
+
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Css(t) => format!("element matching {:?}", t.source()),
+        Target::Text(t) => format!("element with the text {:?}", t.source()),
+        Target::Label(t) => format!("field labelled {:?}", t.source()),
+    }
+}
