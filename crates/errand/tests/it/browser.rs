@@ -129,7 +129,7 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
     })
     .await
     .unwrap();
-    let recipe = demo_recipe();
+    let recipe = std::sync::Arc::new(demo_recipe());
     let chromium = Chromium::new(&chromium_path(), 2);
     let base = url::Url::parse(&store.base_url()).unwrap();
     let address = shipping();
@@ -139,25 +139,25 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
         errand_demo_store::FIRST_RUN_PRODUCT
     );
     let inputs = OrderInputs {
-        shipping: &address,
-        reference: "ord-browser-1",
+        shipping: address,
+        reference: "ord-browser-1".into(),
         gift_message: None,
         merchant_order_id: None,
-        email: errand_demo_store::DEMO_EMAIL,
-        password: Some(errand_demo_store::DEMO_PASSWORD),
+        email: errand_demo_store::DEMO_EMAIL.into(),
+        password: Some(errand_demo_store::DEMO_PASSWORD.into()),
         totp_secret: None,
         items: vec![ItemInput {
-            url: &product,
+            url: product,
             quantity: 2,
-            variant: &[],
+            variant: vec![],
         }],
     };
     let checkout = chromium.checkout().await.unwrap();
     let mut runner = Runner::new(
-        &checkout.page,
-        &recipe,
-        &base,
-        &inputs,
+        checkout.page.clone(),
+        recipe.clone(),
+        base.clone(),
+        inputs.clone(),
         Duration::from_secs(10),
     );
     for (phase, item) in [
@@ -211,10 +211,10 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
     // A fresh context (as after a crash) signs in and finds the order by reference.
     let checkout = chromium.checkout().await.unwrap();
     let mut lookup = Runner::new(
-        &checkout.page,
-        &recipe,
-        &base,
-        &inputs,
+        checkout.page.clone(),
+        recipe.clone(),
+        base.clone(),
+        inputs,
         Duration::from_secs(10),
     );
     for phase in [Phase::SignIn, Phase::Lookup] {

@@ -3,6 +3,7 @@
 //! wrong into an `error_type` (the recipe's detectors, or the failing step's own).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chromiumoxide::Page;
@@ -28,22 +29,24 @@ const POLL: Duration = Duration::from_millis(25);
 const NAVIGATION_GRACE: Duration = Duration::from_millis(1000);
 
 /// What the order gives the recipe's templates.
-pub struct OrderInputs<'a> {
-    pub shipping: &'a Address,
-    pub reference: &'a str,
-    pub gift_message: Option<&'a str>,
-    pub merchant_order_id: Option<&'a str>,
-    pub email: &'a str,
-    pub password: Option<&'a str>,
+#[derive(Clone)]
+pub struct OrderInputs {
+    pub shipping: Address,
+    pub reference: String,
+    pub gift_message: Option<String>,
+    pub merchant_order_id: Option<String>,
+    pub email: String,
+    pub password: Option<String>,
     /// The account's authenticator secret (base32), for `account.totp`.
-    pub totp_secret: Option<&'a str>,
-    pub items: Vec<ItemInput<'a>>,
+    pub totp_secret: Option<String>,
+    pub items: Vec<ItemInput>,
 }
 
-pub struct ItemInput<'a> {
-    pub url: &'a str,
+#[derive(Clone)]
+pub struct ItemInput {
+    pub url: String,
     pub quantity: i32,
-    pub variant: &'a [Variant],
+    pub variant: Vec<Variant>,
 }
 
 /// Why a phase could not finish.
@@ -88,12 +91,12 @@ pub enum Read {
     List(Vec<Value>),
 }
 
-/// A recipe at work on one page.
-pub struct Runner<'a> {
-    page: &'a Page,
-    recipe: &'a Recipe,
-    base_url: &'a url::Url,
-    inputs: &'a OrderInputs<'a>,
+/// A recipe at work on one page, keeping what it read from phase to phase.
+pub struct Runner {
+    page: Page,
+    recipe: Arc<Recipe>,
+    base_url: url::Url,
+    pub inputs: OrderInputs,
     step_timeout: Duration,
     /// The text of every read, by name (templates use them as `values.<name>`).
     texts: BTreeMap<String, String>,
@@ -126,14 +129,14 @@ impl ActError {
     }
 }
 
-impl<'a> Runner<'a> {
+impl Runner {
     pub fn new(
-        page: &'a Page,
-        recipe: &'a Recipe,
-        base_url: &'a url::Url,
-        inputs: &'a OrderInputs<'a>,
+        page: Page,
+        recipe: Arc<Recipe>,
+        base_url: url::Url,
+        inputs: OrderInputs,
         step_timeout: Duration,
-    ) -> Runner<'a> {
+    ) -> Runner {
         Runner {
             page,
             recipe,
@@ -149,7 +152,8 @@ impl<'a> Runner<'a> {
 
     /// Runs a phase; `item` is the item the `product` phase is about.
     pub async fn run_phase(&mut self, phase: Phase, item: Option<usize>) -> Result<(), Failure> {
-        let Some(steps) = self.recipe.phase(phase) else {
+        let recipe = self.recipe.clone();
+        let Some(steps) = recipe.phase(phase) else {
             return Ok(());
         };
         let scope = Scope {
@@ -620,24 +624,24 @@ impl<'a> Runner<'a> {
     }
 
     fn context(&self, scope: Scope) -> Context<'_> {
-        let inputs = self.inputs;
+        let inputs = &self.inputs;
         let item = scope.item.and_then(|i| inputs.items.get(i));
         Context {
-            shipping: inputs.shipping,
+            shipping: &inputs.shipping,
             order: OrderValues {
-                reference: inputs.reference,
-                gift_message: inputs.gift_message,
-                merchant_order_id: inputs.merchant_order_id,
+                reference: &inputs.reference,
+                gift_message: inputs.gift_message.as_deref(),
+                merchant_order_id: inputs.merchant_order_id.as_deref(),
             },
             account: AccountValues {
-                email: inputs.email,
-                password: inputs.password,
-                totp: inputs.totp_secret.and_then(current_totp),
+                email: &inputs.email,
+                password: inputs.password.as_deref(),
+                totp: inputs.totp_secret.as_deref().and_then(current_totp),
             },
             item: item.map(|i| ItemValues {
-                url: i.url,
+                url: &i.url,
                 quantity: i.quantity,
-                variant: i.variant,
+                variant: &i.variant,
             }),
             variant: item.zip(scope.variant).and_then(|(i, v)| i.variant.get(v)),
             values: &self.texts,
