@@ -340,7 +340,10 @@ fn start_workers(settings: &Settings, db: &Db, vault: &Vault) -> anyhow::Result<
     if settings.worker_concurrency == 0 {
         return Ok(None);
     }
-    let retailers = Arc::new(Registry::new(&settings.retailers)?);
+    let retailers = Arc::new(Registry::with_browser(
+        &settings.retailers,
+        &crate::retailers::browser::BrowserOptions::from_settings(settings),
+    )?);
     let engine = Engine::new(db.clone(), retailers, vault.clone(), settings)?;
     Ok(Some(engine.start_workers(settings)))
 }

@@ -50,6 +50,13 @@ pub struct Settings {
     /// Webhook deliveries run at once by each process that runs workers (a pool of
     /// their own, so that they never wait behind checkouts).
     pub webhook_concurrency: usize,
+    /// The Chromium the `browser` driver runs (Debian's `chromium` package).
+    pub chromium_path: PathBuf,
+    /// Browser checkouts open at once in each process (each an isolated context in one
+    /// Chromium).
+    pub browser_concurrency: usize,
+    /// How long a recipe step waits for its element, URL or page.
+    pub browser_step_timeout_seconds: f64,
     /// How long a job's claim lasts without a heartbeat: a crashed process's jobs run
     /// again after this.
     pub job_lease_seconds: f64,
@@ -126,6 +133,9 @@ impl Default for Settings {
             retailers: vec![],
             worker_concurrency: 16,
             webhook_concurrency: 8,
+            chromium_path: PathBuf::from("/usr/bin/chromium"),
+            browser_concurrency: 4,
+            browser_step_timeout_seconds: 15.0,
             job_lease_seconds: 30.0,
             job_retry_base_seconds: 1.0,
             job_retry_max_seconds: 600.0,
@@ -196,6 +206,14 @@ impl Settings {
         if self.worker_concurrency > 1000 {
             bail!("invalid configuration: worker_concurrency must be at most 1000");
         }
+        if !(1..=64).contains(&self.browser_concurrency) {
+            bail!("invalid configuration: browser_concurrency must be between 1 and 64");
+        }
+        if !(0.1..=600.0).contains(&self.browser_step_timeout_seconds) {
+            bail!(
+                "invalid configuration: browser_step_timeout_seconds must be between 0.1 and 600"
+            );
+        }
         if !(1..=1000).contains(&self.webhook_concurrency) {
             bail!("invalid configuration: webhook_concurrency must be between 1 and 1000");
         }
@@ -230,7 +248,10 @@ impl Settings {
         if !(1..=100).contains(&self.placement_max_attempts) {
             bail!("invalid configuration: placement_max_attempts must be between 1 and 100");
         }
-        crate::retailers::Registry::new(&self.retailers)?;
+        crate::retailers::Registry::with_browser(
+            &self.retailers,
+            &crate::retailers::browser::BrowserOptions::from_settings(self),
+        )?;
         if let Some(url) = &self.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {

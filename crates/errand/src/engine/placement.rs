@@ -141,7 +141,6 @@ async fn checkout(
     account: &HeldAccount,
     unresolved: Option<Attempt>,
 ) -> Result<Outcome, sqlx::Error> {
-    let db = engine.db();
     let credentials = match engine.credentials(account) {
         Ok(c) => c,
         Err(message) => {
@@ -173,9 +172,34 @@ async fn checkout(
         Ok(session) => session,
         Err(e) => return failed_call(engine, job, order, e, unresolved.is_some()).await,
     };
+    let outcome = checkout_in_session(
+        engine, job, order, retailer, account, &session, &request, unresolved,
+    )
+    .await;
+    let kept = driver.release(&session).await;
+    if !kept.is_empty() {
+        tracing::debug!(order_id = %order.id, artifacts = kept.len(), "the checkout kept screenshots");
+    }
+    outcome
+}
 
+/// Checks out in a signed-in session: settles an earlier attempt first, quotes,
+/// checks the price cap, records the attempt, places.
+#[allow(clippy::too_many_arguments)]
+async fn checkout_in_session(
+    engine: &Engine,
+    job: &Job,
+    order: &EngineOrder,
+    retailer: &Retailer,
+    account: &HeldAccount,
+    session: &Session,
+    request: &CheckoutRequest,
+    unresolved: Option<Attempt>,
+) -> Result<Outcome, sqlx::Error> {
+    let db = engine.db();
+    let driver = &retailer.driver;
     if let Some(attempt) = unresolved {
-        match resume(engine, job, order, retailer, account, &session, &attempt).await? {
+        match resume(engine, job, order, retailer, account, session, &attempt).await? {
             Some(outcome) => return Ok(outcome),
             None if is_expired(order) => {
                 return fail(engine, order, "expired", &expiry_message(order), None).await;
@@ -184,7 +208,7 @@ async fn checkout(
         }
     }
 
-    let quote = match driver.quote(&session, &request).await {
+    let quote = match driver.quote(session, request).await {
         Ok(quote) => quote,
         Err(e) => return failed_call(engine, job, order, e, false).await,
     };
@@ -217,7 +241,7 @@ async fn checkout(
     )
     .await?;
     tracing::info!(order_id = %order.id, attempt = attempt.attempt, total = price.total, "placing the order at the retailer");
-    match driver.place(&session, &request, price.total).await {
+    match driver.place(session, request, price.total).await {
         Ok(placed_order) => {
             placed(
                 engine,

@@ -64,7 +64,11 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
     };
     let driver = &retailer.driver;
     let looked_up = match driver.sign_in(&credentials).await {
-        Ok(session) => driver.order(&session, &placed.merchant_order_id).await,
+        Ok(session) => {
+            let order = driver.order(&session, &placed.merchant_order_id).await;
+            driver.release(&session).await;
+            order
+        }
         Err(e) => Err(e),
     };
     let retailer_order = match looked_up {

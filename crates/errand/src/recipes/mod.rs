@@ -15,6 +15,9 @@ use std::fmt;
 use std::path::Path;
 
 pub use format::AccountMode;
+
+/// The demo store's recipe, built in (`recipe = "builtin:demo"`).
+pub const DEMO_RECIPE: &str = include_str!("../../recipes/demo.toml");
 pub use model::{
     Action, Detector, Expectation, Location, Phase, Read, Recipe, Step, Target, WaitFor,
 };

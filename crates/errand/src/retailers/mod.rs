@@ -128,6 +128,34 @@ pub struct Shipment {
     pub delivered: bool,
 }
 
+/// A screenshot or page a driver kept from a session, for the order's record.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// `product`, `cart`, `review`, `confirmation`, `failure`, … (the recipe's names).
+    pub name: String,
+    /// `image/png` or `text/html; charset=utf-8`.
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl Artifact {
+    pub fn png(name: &str, bytes: Vec<u8>) -> Artifact {
+        Artifact {
+            name: name.to_string(),
+            content_type: "image/png",
+            bytes,
+        }
+    }
+
+    pub fn html(name: &str, html: String) -> Artifact {
+        Artifact {
+            name: name.to_string(),
+            content_type: "text/html; charset=utf-8",
+            bytes: html.into_bytes(),
+        }
+    }
+}
+
 /// How a retailer call failed. The engine's retry rules depend on the kind.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DriverError {
@@ -194,4 +222,8 @@ pub trait Driver: Send + Sync {
         merchant_order_id: &str,
     ) -> Result<RetailerOrder, DriverError>;
     async fn cancel(&self, session: &Session, merchant_order_id: &str) -> Result<(), DriverError>;
+    /// Ends a session, returning what it kept for the order's record (screenshots).
+    async fn release(&self, _session: &Session) -> Vec<Artifact> {
+        vec![]
+    }
 }

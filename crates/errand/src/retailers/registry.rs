@@ -8,7 +8,11 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Driver;
+use super::browser::BrowserOptions;
+use super::browser::chromium::Chromium;
+use super::browser::driver::BrowserDriver;
 use super::demo_http::DemoHttpDriver;
+use crate::recipes::Recipe;
 
 /// One `[[retailers]]` entry of the configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,7 +20,8 @@ use super::demo_http::DemoHttpDriver;
 pub struct RetailerSettings {
     /// The name orders and retailer accounts use, e.g. `demo`.
     pub name: String,
-    /// Which driver talks to it: `demo-http` (the demo retailer's JSON API).
+    /// Which driver talks to it: `demo-http` (the demo retailer's JSON API) or
+    /// `browser` (its web pages, through `recipe`, in headless Chromium).
     pub driver: String,
     /// Where the driver reaches the store.
     pub base_url: String,
@@ -36,6 +41,12 @@ pub struct RetailerSettings {
     /// Per-request timeout for calls to the store.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
+    /// The `browser` driver's recipe: a file, or `builtin:demo` for the demo store's.
+    #[serde(default)]
+    pub recipe: Option<String>,
+    /// The e-mail a guest-checkout recipe gives the store.
+    #[serde(default)]
+    pub guest_email: Option<String>,
 }
 
 fn default_tracking_interval() -> f64 {
@@ -62,6 +73,8 @@ impl RetailerSettings {
             tracking_interval_seconds: (3600.0 / time_scale).max(0.05),
             tracking_max_interval_seconds: (86400.0 / time_scale).max(0.05),
             timeout_seconds: default_timeout(),
+            recipe: None,
+            guest_email: None,
         }
     }
 
@@ -100,7 +113,17 @@ fn host_key(url: &url::Url) -> Option<String> {
 }
 
 impl Registry {
+    /// The retailers, with browser retailers sharing a Chromium with default options.
     pub fn new(retailers: &[RetailerSettings]) -> anyhow::Result<Registry> {
+        Registry::with_browser(retailers, &BrowserOptions::default())
+    }
+
+    /// The retailers; `browser` retailers share one Chromium, started on first use.
+    pub fn with_browser(
+        retailers: &[RetailerSettings],
+        browser: &BrowserOptions,
+    ) -> anyhow::Result<Registry> {
+        let chromium = Chromium::new(&browser.chromium_path, browser.concurrency);
         let mut registry = Registry::default();
         for settings in retailers {
             let name = &settings.name;
@@ -121,8 +144,30 @@ impl Registry {
                 "demo-http" => {
                     Arc::new(DemoHttpDriver::new(name, base.clone(), settings.timeout())?)
                 }
+                "browser" => {
+                    let Some(source) = &settings.recipe else {
+                        bail!(
+                            "invalid configuration: retailer {name:?} uses the browser driver and needs a recipe (a file, or builtin:demo)"
+                        );
+                    };
+                    let recipe = match source.as_str() {
+                        "builtin:demo" => Recipe::parse(source, crate::recipes::DEMO_RECIPE),
+                        path => Recipe::load(std::path::Path::new(path)),
+                    }
+                    .map_err(|e| {
+                        anyhow::anyhow!("invalid configuration: retailer {name:?}: {e}")
+                    })?;
+                    Arc::new(BrowserDriver::new(
+                        name,
+                        recipe,
+                        base.clone(),
+                        chromium.clone(),
+                        browser.step_timeout,
+                        settings.guest_email.clone(),
+                    ))
+                }
                 other => bail!(
-                    "invalid configuration: retailer {name:?} has unknown driver {other:?} (known: demo-http)"
+                    "invalid configuration: retailer {name:?} has unknown driver {other:?} (known: demo-http, browser)"
                 ),
             };
             let retailer = Arc::new(Retailer {

@@ -226,3 +226,38 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
     checkout.close().await;
     chromium.shutdown().await;
 }
+
+/// The engine with the demo retailer bought through its web pages (the browser driver
+/// running the built-in demo recipe) instead of its JSON API.
+async fn spawn_browser_engine(backend: crate::harness::Backend) -> crate::harness::TestApp {
+    crate::harness::TestApp::spawn_engine_with(backend, |settings| {
+        let demo = &mut settings.retailers[0];
+        demo.driver = "browser".into();
+        demo.recipe = Some("builtin:demo".into());
+        settings.chromium_path = chromium_path();
+    })
+    .await
+}
+
+crate::on_both_databases! {
+    async fn an_order_is_placed_through_the_store_pages(app: TestApp) {
+        let app = spawn_browser_engine(app.backend).await;
+        let mut body = crate::harness::order_body();
+        body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 2}]);
+        body["max_price"] = serde_json::json!(20_000);
+        let created = app.created(&body).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let order = app.wait_until_settled(&id).await;
+        assert_eq!(order["status"], "order_placed", "{order:#}");
+        let at_store = app.store_orders_for(&id).await;
+        assert_eq!(at_store.len(), 1, "exactly one purchase: {at_store:?}");
+        let bought = &at_store[0];
+        let result = &order["job_result"];
+        assert_eq!(result["merchant_order_ids"][0]["merchant_order_id"], bought["id"]);
+        let price = &result["price_components"];
+        for part in ["subtotal", "shipping", "tax", "discount", "total"] {
+            assert_eq!(price[part], bought[part], "{part}");
+        }
+        assert_eq!(bought["lines"][0]["quantity"], 2);
+    }
+}

@@ -184,6 +184,27 @@ impl Runner {
             .filter(|t| !t.is_empty())
     }
 
+    /// The screenshots taken so far, handed over (each once).
+    pub fn take_artifacts(&mut self) -> Vec<crate::retailers::Artifact> {
+        self.screenshots
+            .drain(..)
+            .map(|(name, png)| crate::retailers::Artifact::png(&name, png))
+            .collect()
+    }
+
+    /// A screenshot of the whole page as it is now.
+    pub async fn screenshot(&self) -> Option<Vec<u8>> {
+        self.page
+            .screenshot(
+                ScreenshotParams::builder()
+                    .format(CaptureScreenshotFormat::Png)
+                    .full_page(true)
+                    .build(),
+            )
+            .await
+            .ok()
+    }
+
     /// The page as it is now, for the order's diagnosis.
     pub async fn page_html(&self) -> Option<String> {
         self.page.content().await.ok()
@@ -396,15 +417,9 @@ impl Runner {
             }
             Action::Screenshot(name) => {
                 let png = self
-                    .page
-                    .screenshot(
-                        ScreenshotParams::builder()
-                            .format(CaptureScreenshotFormat::Png)
-                            .full_page(true)
-                            .build(),
-                    )
+                    .screenshot()
                     .await
-                    .map_err(|e| ActError::Wrong(format!("cannot take a screenshot: {e}")))?;
+                    .ok_or_else(|| ActError::Wrong("cannot take a screenshot".into()))?;
                 let name = match scope.item {
                     Some(i) if i > 0 => format!("{name}-{}", i + 1),
                     _ => name.clone(),

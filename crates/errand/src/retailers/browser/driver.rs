@@ -1,0 +1,527 @@
+//! The `browser` driver: buys by running a recipe in headless Chromium.
+//!
+//! A session is a browser context: `sign_in` opens one (and runs the recipe's sign-in),
+//! `quote` runs the phases up to the review page in it, `place` clicks the final
+//! button on that page after checking the total it read, and `find_by_reference` and
+//! `order` run `lookup` and `tracking`. `release` closes the context and hands back its
+//! screenshots (and, after a failure, the page's HTML) for the engine to keep.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::chromium::{Checkout, Chromium};
+use super::runner::{Failure, ItemInput, OrderInputs, Read, Runner};
+use crate::orders::address::Address;
+use crate::recipes::AccountMode;
+use crate::recipes::Recipe;
+use crate::recipes::model::Phase;
+use crate::recipes::values::Value;
+use crate::retailers::{
+    Artifact, CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, ProductInfo,
+    ProductVariant, Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+};
+use crate::storage::Timestamp;
+
+pub struct BrowserDriver {
+    retailer: String,
+    recipe: Arc<Recipe>,
+    base_url: url::Url,
+    chromium: Chromium,
+    step_timeout: Duration,
+    /// The e-mail a guest checkout gives the store.
+    guest_email: Option<String>,
+    sessions: Mutex<HashMap<String, Arc<Mutex<Live>>>>,
+}
+
+/// A session's browser context and what has run in it.
+struct Live {
+    checkout: Checkout,
+    credentials: Option<Credentials>,
+    /// The runner of the last quote, standing on the review page for `place`.
+    quoted: Option<Runner>,
+    artifacts: Vec<Artifact>,
+}
+
+impl BrowserDriver {
+    pub fn new(
+        retailer: &str,
+        recipe: Recipe,
+        base_url: url::Url,
+        chromium: Chromium,
+        step_timeout: Duration,
+        guest_email: Option<String>,
+    ) -> BrowserDriver {
+        BrowserDriver {
+            retailer: retailer.to_string(),
+            recipe: Arc::new(recipe),
+            base_url,
+            chromium,
+            step_timeout,
+            guest_email,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn live(&self, session: &Session) -> Result<Arc<Mutex<Live>>, DriverError> {
+        self.sessions
+            .lock()
+            .await
+            .get(&session.0)
+            .cloned()
+            .ok_or_else(|| DriverError::Transient {
+                message: format!("{}: the browser session is gone", self.retailer),
+                retry_after: None,
+            })
+    }
+
+    /// The order's values for the recipe's templates.
+    fn inputs(
+        &self,
+        live: &Live,
+        checkout: Option<&CheckoutRequest>,
+        reference: &str,
+        merchant_order_id: Option<&str>,
+    ) -> OrderInputs {
+        let credentials = live.credentials.as_ref();
+        OrderInputs {
+            shipping: checkout
+                .map(|c| c.shipping_address.clone())
+                .unwrap_or_else(empty_address),
+            reference: reference.to_string(),
+            gift_message: None,
+            merchant_order_id: merchant_order_id.map(str::to_string),
+            email: credentials
+                .map(|c| c.email.clone())
+                .or_else(|| self.guest_email.clone())
+                .unwrap_or_default(),
+            password: credentials.map(|c| c.password.clone()),
+            totp_secret: credentials.and_then(|c| c.totp_secret.clone()),
+            items: checkout
+                .map(|c| {
+                    c.lines
+                        .iter()
+                        .map(|l| ItemInput {
+                            url: l.url.clone(),
+                            quantity: l.quantity,
+                            variant: l.variant.clone().unwrap_or_default(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Runs phases in the session's page. A failure keeps a screenshot and the page's
+    /// HTML, and becomes the driver error the engine acts on.
+    async fn run(
+        &self,
+        live: &mut Live,
+        runner: &mut Runner,
+        phases: &[(Phase, Option<usize>)],
+    ) -> Result<(), DriverError> {
+        for &(phase, item) in phases {
+            if let Err(failure) = runner.run_phase(phase, item).await {
+                tracing::info!(retailer = %self.retailer, %phase, error = %failure, "a recipe phase failed");
+                live.artifacts.extend(runner.take_artifacts());
+                if let Some(png) = runner.screenshot().await {
+                    live.artifacts.push(Artifact::png("failure", png));
+                }
+                if let Some(html) = runner.page_html().await {
+                    live.artifacts.push(Artifact::html("failure", html));
+                }
+                return Err(driver_error(&self.retailer, failure, phase));
+            }
+        }
+        live.artifacts.extend(runner.take_artifacts());
+        Ok(())
+    }
+
+    fn runner(&self, live: &Live, inputs: OrderInputs) -> Runner {
+        Runner::new(
+            live.checkout.page.clone(),
+            self.recipe.clone(),
+            self.base_url.clone(),
+            inputs,
+            self.step_timeout,
+        )
+    }
+
+    /// The order the last run read, from the values its phases took.
+    fn order_from(
+        &self,
+        runner: &Runner,
+        merchant_order_id: String,
+        price: PriceComponents,
+    ) -> RetailerOrder {
+        let status = status_of(runner.text("status"));
+        let carriers = texts(runner, "carriers");
+        let skus: Vec<String> = runner
+            .inputs
+            .items
+            .iter()
+            .filter_map(|i| url::Url::parse(&i.url).ok())
+            .filter_map(|u| self.product_id(&u))
+            .collect();
+        RetailerOrder {
+            merchant_order_id,
+            status,
+            price,
+            placed_at: Timestamp::now(),
+            estimated_delivery: match runner.values.get("estimated_delivery") {
+                Some(Read::One(Value::Date(date))) => {
+                    Some(Timestamp::from_datetime(date.midnight().assume_utc()))
+                }
+                _ => None,
+            },
+            lines: skus
+                .iter()
+                .map(|id| RetailerLine {
+                    product_id: id.clone(),
+                    sku: id.clone(),
+                })
+                .collect(),
+            shipments: texts(runner, "tracking_numbers")
+                .into_iter()
+                .enumerate()
+                .map(|(i, tracking_number)| Shipment {
+                    carrier: carriers.get(i).cloned().unwrap_or_default(),
+                    tracking_number,
+                    skus: skus.clone(),
+                    delivered: status == RetailerOrderStatus::Delivered,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for BrowserDriver {
+    /// Any page of the store may be a product page; its last path segment names it.
+    fn product_id(&self, url: &url::Url) -> Option<String> {
+        url.path_segments()?
+            .rfind(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    async fn product(&self, url: &url::Url) -> Result<ProductInfo, DriverError> {
+        let session = self.sign_in_as(None).await?;
+        let result = async {
+            let live = self.live(&session).await?;
+            let mut live = live.lock().await;
+            let request = CheckoutRequest {
+                lines: vec![crate::retailers::LineRequest {
+                    url: url.to_string(),
+                    quantity: 1,
+                    variant: None,
+                }],
+                shipping_address: empty_address(),
+                reference: String::new(),
+            };
+            let inputs = self.inputs(&live, Some(&request), "", None);
+            let mut runner = self.runner(&live, inputs);
+            self.run(&mut live, &mut runner, &[(Phase::Product, Some(0))])
+                .await?;
+            Ok(ProductInfo {
+                product_id: self.product_id(url).unwrap_or_default(),
+                title: runner.text("title").unwrap_or_default().to_string(),
+                currency: self.recipe.currency.code().to_string(),
+                variants: vec![ProductVariant {
+                    options: vec![],
+                    price: runner.money("price").unwrap_or_default(),
+                    in_stock: !runner
+                        .text("availability")
+                        .is_some_and(|a| a.to_ascii_lowercase().contains("out of stock")),
+                }],
+            })
+        }
+        .await;
+        self.release(&session).await;
+        result
+    }
+
+    async fn sign_in(&self, credentials: &Credentials) -> Result<Session, DriverError> {
+        self.sign_in_as(Some(credentials)).await
+    }
+
+    async fn quote(
+        &self,
+        session: &Session,
+        checkout: &CheckoutRequest,
+    ) -> Result<Quote, DriverError> {
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        let inputs = self.inputs(&live, Some(checkout), &checkout.reference, None);
+        let mut runner = self.runner(&live, inputs);
+        let mut phases: Vec<(Phase, Option<usize>)> = (0..checkout.lines.len())
+            .map(|i| (Phase::Product, Some(i)))
+            .collect();
+        phases.extend([
+            (Phase::Cart, None),
+            (Phase::Checkout, None),
+            (Phase::Review, None),
+        ]);
+        self.run(&mut live, &mut runner, &phases).await?;
+        let price = price_of(&runner, self.recipe.currency.code()).ok_or_else(|| {
+            DriverError::Transient {
+                message: format!("{}: the review page showed no total", self.retailer),
+                retry_after: None,
+            }
+        })?;
+        live.quoted = Some(runner);
+        Ok(Quote {
+            price,
+            delivery_days: None,
+        })
+    }
+
+    async fn place(
+        &self,
+        session: &Session,
+        _checkout: &CheckoutRequest,
+        expected_total: i64,
+    ) -> Result<RetailerOrder, DriverError> {
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        let Some(mut runner) = live.quoted.take() else {
+            return Err(DriverError::Transient {
+                message: format!("{}: nothing was quoted in this session", self.retailer),
+                retry_after: None,
+            });
+        };
+        let currency = self.recipe.currency.code();
+        // The page shows the total the quote read; the final click buys at it.
+        let price = price_of(&runner, currency).filter(|p| p.total == expected_total);
+        let Some(price) = price else {
+            return Err(DriverError::PriceChanged);
+        };
+        self.run(
+            &mut live,
+            &mut runner,
+            &[(Phase::Place, None), (Phase::Confirm, None)],
+        )
+        .await?;
+        let merchant_order_id = runner
+            .text("merchant_order_id")
+            .map(str::to_string)
+            .ok_or_else(|| DriverError::Ambiguous {
+                message: format!(
+                    "{}: the confirmation page showed no order number",
+                    self.retailer
+                ),
+            })?;
+        Ok(self.order_from(&runner, merchant_order_id, price))
+    }
+
+    async fn find_by_reference(
+        &self,
+        session: &Session,
+        reference: &str,
+    ) -> Result<Option<RetailerOrder>, DriverError> {
+        if self.recipe.phase(Phase::Lookup).is_none() {
+            return Err(DriverError::permanent(
+                "order_probably_placed",
+                format!(
+                    "the final click may have bought the order, and the {} recipe has no lookup phase to ask the store: check the store's order history (the screenshots show the last page)",
+                    self.retailer
+                ),
+            ));
+        }
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        let inputs = self.inputs(&live, None, reference, None);
+        let mut runner = self.runner(&live, inputs);
+        self.run(&mut live, &mut runner, &[(Phase::Lookup, None)])
+            .await?;
+        let Some(merchant_order_id) = runner.text("merchant_order_id").map(str::to_string) else {
+            return Ok(None);
+        };
+        let price = PriceComponents {
+            subtotal: 0,
+            shipping: 0,
+            tax: 0,
+            discount: 0,
+            total: 0,
+            currency: self.recipe.currency.code().to_string(),
+        };
+        Ok(Some(self.order_from(&runner, merchant_order_id, price)))
+    }
+
+    async fn order(
+        &self,
+        session: &Session,
+        merchant_order_id: &str,
+    ) -> Result<RetailerOrder, DriverError> {
+        if self.recipe.phase(Phase::Tracking).is_none() {
+            return Err(DriverError::permanent(
+                "tracking_unavailable",
+                format!("the {} recipe has no tracking phase", self.retailer),
+            ));
+        }
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        let inputs = self.inputs(&live, None, "", Some(merchant_order_id));
+        let mut runner = self.runner(&live, inputs);
+        self.run(&mut live, &mut runner, &[(Phase::Tracking, None)])
+            .await?;
+        let price = price_of(&runner, self.recipe.currency.code()).unwrap_or(PriceComponents {
+            subtotal: 0,
+            shipping: 0,
+            tax: 0,
+            discount: 0,
+            total: 0,
+            currency: self.recipe.currency.code().to_string(),
+        });
+        Ok(self.order_from(&runner, merchant_order_id.to_string(), price))
+    }
+
+    async fn cancel(
+        &self,
+        _session: &Session,
+        _merchant_order_id: &str,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::permanent(
+            "cancellation_unsupported",
+            format!("the {} recipe cannot cancel orders", self.retailer),
+        ))
+    }
+
+    async fn release(&self, session: &Session) -> Vec<Artifact> {
+        let Some(live) = self.sessions.lock().await.remove(&session.0) else {
+            return vec![];
+        };
+        let Ok(live) = Arc::try_unwrap(live) else {
+            return vec![];
+        };
+        let live = live.into_inner();
+        live.checkout.close().await;
+        live.artifacts
+    }
+}
+
+impl BrowserDriver {
+    /// Opens a context and, for recipes that sign in, signs in with `credentials`.
+    async fn sign_in_as(&self, credentials: Option<&Credentials>) -> Result<Session, DriverError> {
+        let checkout = self
+            .chromium
+            .checkout()
+            .await
+            .map_err(|e| DriverError::Transient {
+                message: format!("{}: {e}", self.retailer),
+                retry_after: None,
+            })?;
+        let session = Session(uuid::Uuid::now_v7().to_string());
+        let live = Arc::new(Mutex::new(Live {
+            checkout,
+            credentials: credentials.cloned(),
+            quoted: None,
+            artifacts: vec![],
+        }));
+        self.sessions
+            .lock()
+            .await
+            .insert(session.0.clone(), live.clone());
+        if credentials.is_some() && self.recipe.account == AccountMode::SignIn {
+            let mut live = live.lock().await;
+            let inputs = self.inputs(&live, None, "", None);
+            let mut runner = self.runner(&live, inputs);
+            let signed_in = self
+                .run(&mut live, &mut runner, &[(Phase::SignIn, None)])
+                .await;
+            drop(live);
+            if let Err(e) = signed_in {
+                self.release(&session).await;
+                return Err(e);
+            }
+        }
+        Ok(session)
+    }
+}
+
+/// What a failed phase means to the engine.
+fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
+    match failure {
+        Failure::Detected {
+            error_type: "temporarily_unavailable",
+            message,
+        } => DriverError::Transient {
+            message: format!("{retailer}: {message}"),
+            retry_after: None,
+        },
+        Failure::Detected {
+            error_type: "price_changed",
+            ..
+        } => DriverError::PriceChanged,
+        Failure::Detected {
+            error_type,
+            message,
+        } => DriverError::permanent(error_type, format!("{retailer}: {message}")),
+        // After the final click, an unexplained failure may hide a purchase.
+        Failure::Step(message) if matches!(phase, Phase::Place | Phase::Confirm) => {
+            DriverError::Ambiguous {
+                message: format!("{retailer}: {message}"),
+            }
+        }
+        Failure::Step(message) => DriverError::Transient {
+            message: format!("{retailer}: the page is not what the recipe expects: {message}"),
+            retry_after: None,
+        },
+    }
+}
+
+fn price_of(runner: &Runner, currency: &str) -> Option<PriceComponents> {
+    let total = runner.money("total")?;
+    let part = |name: &str| runner.money(name).unwrap_or(0);
+    Some(PriceComponents {
+        subtotal: runner.money("subtotal").unwrap_or(total),
+        shipping: part("shipping"),
+        tax: part("tax"),
+        discount: part("discount").abs(),
+        total,
+        currency: currency.to_string(),
+    })
+}
+
+/// A list (or single) text value read by the last run.
+fn texts(runner: &Runner, name: &str) -> Vec<String> {
+    let text = |v: &Value| match v {
+        Value::Text(t) => Some(t.clone()),
+        _ => None,
+    };
+    match runner.values.get(name) {
+        Some(Read::List(values)) => values.iter().filter_map(text).collect(),
+        Some(Read::One(value)) => text(value).into_iter().collect(),
+        None => vec![],
+    }
+}
+
+/// The order's status from the store's words for it.
+fn status_of(text: Option<&str>) -> RetailerOrderStatus {
+    let text = text.unwrap_or_default().to_ascii_lowercase();
+    if text.contains("cancel") {
+        RetailerOrderStatus::Cancelled
+    } else if text.contains("delivered") {
+        RetailerOrderStatus::Delivered
+    } else if text.contains("ship") || text.contains("transit") || text.contains("out for") {
+        RetailerOrderStatus::Shipped
+    } else {
+        RetailerOrderStatus::Placed
+    }
+}
+
+/// Phases that need no address (sign-in, lookup, tracking) render none.
+fn empty_address() -> Address {
+    Address {
+        first_name: String::new(),
+        last_name: String::new(),
+        address_line1: String::new(),
+        address_line2: None,
+        city: String::new(),
+        state: None,
+        postal_code: String::new(),
+        phone_number: String::new(),
+        country: String::new(),
+    }
+}
