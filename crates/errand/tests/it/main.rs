@@ -18,6 +18,7 @@ mod queue;
 mod receiver;
 mod retailers;
 mod schema;
+mod screenshots;
 mod validation;
 mod webhook_delivery;
 mod webhooks;
