@@ -18,6 +18,11 @@ use crate::storage::{DbOptions, SqliteDurability};
 pub struct Settings {
     /// Address the API listens on (`ERRAND_LISTEN`).
     pub listen: String,
+    /// The address clients reach the API at, e.g. `https://errand.example.com` (a path
+    /// prefix is kept), for the absolute URLs Errand hands out (screenshots). Unset, a
+    /// response takes it from the request (`Host`, and `X-Forwarded-Proto` for the
+    /// scheme), and webhook payloads, which have no request, list no screenshots.
+    pub public_url: Option<String>,
     /// Where the embedded SQLite database (and later files) live (`ERRAND_DATA_DIR`).
     pub data_dir: PathBuf,
     /// `postgres://…` for PostgreSQL; unset means SQLite in `data_dir`
@@ -120,6 +125,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             listen: "127.0.0.1:8080".into(),
+            public_url: None,
             data_dir: PathBuf::from("errand-data"),
             database_url: None,
             database_pool_size: None,
@@ -191,6 +197,9 @@ impl Settings {
                 self.listen
             )
         })?;
+        if let Some(url) = &self.public_url {
+            parse_public_url(url)?;
+        }
         if self
             .database_pool_size
             .is_some_and(|n| !(1..=1000).contains(&n))
@@ -263,6 +272,13 @@ impl Settings {
         Ok(())
     }
 
+    /// `public_url` without its trailing slash, ready to have paths appended.
+    pub fn public_base(&self) -> Option<String> {
+        self.public_url
+            .as_deref()
+            .and_then(|url| parse_public_url(url).ok())
+    }
+
     pub fn webhook_retry_schedule(&self) -> Vec<std::time::Duration> {
         self.webhook_retry_schedule_seconds
             .iter()
@@ -286,6 +302,24 @@ impl Settings {
             sqlite_durability: self.sqlite_durability,
         }
     }
+}
+
+/// An `http(s)` URL with a host and nothing after its path, as a base without the
+/// trailing slash.
+fn parse_public_url(text: &str) -> anyhow::Result<String> {
+    let invalid = |why: &str| {
+        anyhow::anyhow!(
+            "invalid configuration: public_url = {text:?} {why}; expected e.g. https://errand.example.com"
+        )
+    };
+    let url = url::Url::parse(text.trim()).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid("must be an http or https URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid("must not have a query, fragment or user name"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -323,6 +357,27 @@ mod tests {
         let error = s.validate().unwrap_err().to_string();
         assert!(error.contains("master_key"), "{error}");
         assert!(!format!("{s:?}").contains("not-a-key"));
+        for bad in [
+            "errand.example.com",
+            "ftp://errand.example.com",
+            "https://h/?a=1",
+        ] {
+            let s = Settings {
+                public_url: Some(bad.into()),
+                ..Settings::default()
+            };
+            let error = s.validate().unwrap_err().to_string();
+            assert!(error.contains("public_url"), "{error}");
+        }
+        let s = Settings {
+            public_url: Some("https://errand.example.com/api/".into()),
+            ..Settings::default()
+        };
+        s.validate().unwrap();
+        assert_eq!(
+            s.public_base().as_deref(),
+            Some("https://errand.example.com/api")
+        );
         let s = Settings {
             database_url: Some("mysql://x".into()),
             ..Settings::default()

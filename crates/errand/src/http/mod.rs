@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 mod openapi;
 mod ops;
+pub mod public_base;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub orders: OrderWriter,
     pub settings: Arc<Settings>,
     pub retailers: Arc<Registry>,
+    /// `public_url`, checked and without its trailing slash.
+    pub public_base: Option<String>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -111,6 +114,7 @@ pub async fn start(settings: Settings, db: Db) -> anyhow::Result<RunningServer> 
         db: db.clone(),
         vault,
         retailers: Arc::new(Registry::new(&settings.retailers)?),
+        public_base: settings.public_base(),
         settings: Arc::new(settings),
     };
     let app = router(state);

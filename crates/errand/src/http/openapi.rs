@@ -24,6 +24,8 @@ use crate::returns;
         orders::http::get_order,
         orders::http::cancel_order,
         orders::http::get_timeline,
+        orders::http::get_screenshot,
+        orders::http::get_page,
         orders::http::list_test_products,
         accounts::http::list_managed_accounts,
         accounts::http::create_managed_account,

@@ -1,7 +1,7 @@
 //! `/orders` endpoints.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,6 +10,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::artifacts::{self, ArtifactKind};
 use super::model::{Order, OrderStatus};
 use super::request::{NewOrder, OrderCreateDoc};
 use super::store::{self, ListFilter};
@@ -19,6 +20,7 @@ use super::{Created, OrderError};
 use crate::auth::Tenant;
 use crate::http::body::{JsonBody, query_pairs};
 use crate::http::error::ErrorEnvelope;
+use crate::http::public_base::PublicBase;
 use crate::http::{ApiError, AppState};
 use crate::storage::Timestamp;
 use crate::validation::{Errors, Loc, ValidationErrors, int_in_range};
@@ -34,6 +36,8 @@ pub fn routes() -> Router<AppState> {
         .route("/orders/{order_id}", get(get_order))
         .route("/orders/{order_id}/timeline", get(get_timeline))
         .route("/orders/{order_id}/cancel", post(cancel_order))
+        .route("/orders/{order_id}/screenshots/{name}", get(get_screenshot))
+        .route("/orders/{order_id}/pages/{name}", get(get_page))
 }
 
 impl From<OrderError> for ApiError {
@@ -81,6 +85,7 @@ impl From<OrderError> for ApiError {
 pub async fn create_order(
     State(state): State<AppState>,
     tenant: Tenant,
+    PublicBase(base): PublicBase,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let new = NewOrder::parse(&body)?;
@@ -100,7 +105,8 @@ pub async fn create_order(
             tracing::info!(order_id = %order.id, items = order.items.len(), "order created");
             (StatusCode::CREATED, Json(order)).into_response()
         }
-        Created::Replayed(order) => {
+        Created::Replayed(mut order) => {
+            order.link_screenshots(&base);
             let mut response = (StatusCode::CREATED, Json(order)).into_response();
             response
                 .headers_mut()
@@ -139,10 +145,13 @@ fn parse_order_id(raw: &str) -> Result<Uuid, ApiError> {
 pub async fn get_order(
     State(state): State<AppState>,
     tenant: Tenant,
+    PublicBase(base): PublicBase,
     Path(order_id): Path<String>,
 ) -> Result<Json<Order>, ApiError> {
     let id = parse_order_id(&order_id)?;
-    Ok(Json(super::get(&state.db, &tenant, id).await?))
+    let mut order = super::get(&state.db, &tenant, id).await?;
+    order.link_screenshots(&base);
+    Ok(Json(order))
 }
 
 /// Get Order Timeline
@@ -267,16 +276,163 @@ pub struct OrderList {
 pub async fn list_orders(
     State(state): State<AppState>,
     tenant: Tenant,
+    PublicBase(base): PublicBase,
     RawQuery(query): RawQuery,
 ) -> Result<Json<OrderList>, ApiError> {
     let filter = parse_list_query(query.as_deref())?;
-    let (orders, total) = store::list(&state.db, &tenant, &filter).await?;
+    let (mut orders, total) = store::list(&state.db, &tenant, &filter).await?;
+    for order in &mut orders {
+        order.link_screenshots(&base);
+    }
     Ok(Json(OrderList {
         orders,
         total,
         limit: filter.limit,
         offset: filter.offset,
     }))
+}
+
+/// The pattern of an artifact's name in a path.
+const ARTIFACT_NAME_PATTERN: &str = "^[a-z][a-z0-9_-]{0,63}$";
+
+/// Get Order Screenshot
+///
+/// A PNG screenshot the browser took while buying the order, as listed in the order's
+/// `screenshots`: `product` (or `product-2`, … per item), `cart`, `review` (just before
+/// the final click), `confirmation`, or `failure`.
+#[utoipa::path(
+    get,
+    path = "/orders/{order_id}/screenshots/{name}",
+    tag = "orders",
+    operation_id = "get_order_screenshot_orders__order_id__screenshots__name__get",
+    params(
+        ("order_id" = Uuid, Path, description = "The order's id"),
+        ("name" = String, Path, pattern = "^[a-z][a-z0-9_-]{0,63}$",
+         description = "The screenshot's name, e.g. `cart` or `product-2`"),
+    ),
+    responses(
+        (status = 200, description = "The screenshot", content(("image/png"))),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "No such order for this account, or no screenshot of that name", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn get_screenshot(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((order_id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    serve_artifact(&state, &tenant, &order_id, &name, ArtifactKind::Screenshot).await
+}
+
+/// Get Order Page
+///
+/// The HTML of the retailer's page where a checkout failed (`failure`), as the browser
+/// had it. Sent as a download with `Content-Security-Policy: sandbox`, so that the
+/// retailer's markup and scripts never run as this API's origin.
+#[utoipa::path(
+    get,
+    path = "/orders/{order_id}/pages/{name}",
+    tag = "orders",
+    operation_id = "get_order_page_orders__order_id__pages__name__get",
+    params(
+        ("order_id" = Uuid, Path, description = "The order's id"),
+        ("name" = String, Path, pattern = "^[a-z][a-z0-9_-]{0,63}$",
+         description = "The page's name, e.g. `failure`"),
+    ),
+    responses(
+        (status = 200, description = "The page's HTML, as an attachment", content(("text/html")),
+         headers(
+             ("Content-Security-Policy" = String, description = "`sandbox`: the page cannot run scripts or act as this origin"),
+             ("Content-Disposition" = String, description = "`attachment; filename=\"<order_id>-<name>.html\"`"),
+         )),
+        (status = 401, description = "Missing, invalid or revoked API key", body = ErrorEnvelope),
+        (status = 404, description = "No such order for this account, or no page of that name", body = ErrorEnvelope),
+        (status = 422, description = "Validation Error", body = ValidationErrors),
+    ),
+    security(("BearerAuth" = []))
+)]
+pub async fn get_page(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((order_id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    serve_artifact(&state, &tenant, &order_id, &name, ArtifactKind::Page).await
+}
+
+async fn serve_artifact(
+    state: &AppState,
+    tenant: &Tenant,
+    order_id: &str,
+    name: &str,
+    kind: ArtifactKind,
+) -> Result<Response, ApiError> {
+    let id = parse_order_id(order_id);
+    let name_ok = artifacts::valid_name(name);
+    if id.is_err() || !name_ok {
+        let mut errors = Errors::default();
+        if let Err(ApiError::Validation(e)) = &id {
+            for error in &e.detail {
+                errors.add(&Loc::path("order_id"), error.kind, error.msg.clone());
+            }
+        }
+        if !name_ok {
+            errors.add(
+                &Loc::path("name"),
+                "string_pattern_mismatch",
+                format!("String should match pattern '{ARTIFACT_NAME_PATTERN}'"),
+            );
+        }
+        return Err(errors.into_rejection().into());
+    }
+    let id = id?;
+    let Some(artifact) = artifacts::get(&state.db, tenant, id, name, kind).await? else {
+        // Another tenant's order is "not found" too: ids do not leak.
+        if !artifacts::order_exists(&state.db, tenant, id).await? {
+            return Err(OrderError::NotFound.into());
+        }
+        let available = artifacts::names_by_order(&state.db, tenant, &[id], kind)
+            .await?
+            .remove(&id)
+            .unwrap_or_default();
+        return Err(
+            ApiError::not_found(format!("Order {id} has no {kind} named {name:?}"))
+                .with_details(serde_json::json!({ "name": name, "available": available })),
+        );
+    };
+    let content_type = HeaderValue::from_str(&artifact.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static(kind.content_type()));
+    let (disposition, extension) = match kind {
+        ArtifactKind::Screenshot => ("inline", "png"),
+        ArtifactKind::Page => ("attachment", "html"),
+    };
+    // The name is checked to be [a-z0-9_-], so it needs no quoting in the header.
+    let disposition = HeaderValue::from_str(&format!(
+        "{disposition}; filename=\"{id}-{name}.{extension}\""
+    ))
+    .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = artifact.content.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if kind == ArtifactKind::Page {
+        // Opened anyway (a browser's "open" on the download), a retailer's page must not
+        // run scripts, submit forms or read this origin's storage.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+    }
+    Ok(response)
 }
 
 fn parse_instant(text: &str) -> Option<Timestamp> {

@@ -1,6 +1,7 @@
 //! Orders: the Zinc-compatible `/orders` API, its storage and the rules of its lifecycle.
 
 pub mod address;
+pub mod artifacts;
 pub mod http;
 pub mod model;
 pub mod request;
@@ -76,6 +77,8 @@ fn build(tenant: &Tenant, new: NewOrder) -> Order {
         expiration: new.expiration,
         created_at: now,
         updated_at: now,
+        screenshots: vec![],
+        screenshot_names: vec![],
     }
 }
 

@@ -171,6 +171,32 @@ pub struct Order {
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Timestamp,
+    /// What the browser saw while buying, in the order it was taken: absolute URLs of
+    /// PNG screenshots, served to the order's owner with the same API key. Always
+    /// present (`[]` when none).
+    #[schema(required = false, default = json!([]))]
+    pub screenshots: Vec<String>,
+    /// The screenshots' names, from which `screenshots` is built once the server's
+    /// public address is known.
+    #[serde(skip)]
+    pub screenshot_names: Vec<String>,
+}
+
+impl Order {
+    /// Fills `screenshots` with the URLs of the order's screenshots under `base` (the
+    /// server's public address, without a trailing slash).
+    pub fn link_screenshots(&mut self, base: &str) {
+        self.screenshots = self
+            .screenshot_names
+            .iter()
+            .map(|name| screenshot_url(base, self.id, name))
+            .collect();
+    }
+}
+
+/// Where a screenshot is served.
+pub fn screenshot_url(base: &str, order_id: Uuid, name: &str) -> String {
+    format!("{base}/orders/{order_id}/screenshots/{name}")
 }
 
 /// What placing the order led to (as the reference API reports it).

@@ -9,6 +9,7 @@ use sqlx::{Database, QueryBuilder};
 use uuid::Uuid;
 
 use super::address::Address;
+use super::artifacts::{self, ArtifactKind};
 use super::model::{
     Expiration, JobResult, Order, OrderItem, OrderItemStatus, OrderStatus, TrackingNumber, Variant,
     events,
@@ -112,6 +113,8 @@ impl OrderRow {
             expiration: self.expiration.map(|e| e.0),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            screenshots: vec![],
+            screenshot_names: vec![],
         })
     }
 }
@@ -186,7 +189,25 @@ pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Option<Order>, sq
         };
         assemble(rows, items, tracking)?
     });
-    Ok(orders.pop())
+    let Some(mut order) = orders.pop() else {
+        return Ok(None);
+    };
+    attach_screenshots(db, tenant, std::slice::from_mut(&mut order)).await?;
+    Ok(Some(order))
+}
+
+/// Sets the orders' `screenshot_names`, with one query for all of them.
+async fn attach_screenshots(
+    db: &Db,
+    tenant: &Tenant,
+    orders: &mut [Order],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
+    let mut names = artifacts::names_by_order(db, tenant, &ids, ArtifactKind::Screenshot).await?;
+    for order in orders {
+        order.screenshot_names = names.remove(&order.id).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// Filters of `GET /orders`, already validated.
@@ -241,6 +262,16 @@ fn push_list_conditions<DB: Database>(
 
 /// One page of the tenant's orders, newest first, and how many match in all.
 pub async fn list(
+    db: &Db,
+    tenant: &Tenant,
+    filter: &ListFilter,
+) -> Result<(Vec<Order>, i64), sqlx::Error> {
+    let (mut orders, total) = list_page(db, tenant, filter).await?;
+    attach_screenshots(db, tenant, &mut orders).await?;
+    Ok((orders, total))
+}
+
+async fn list_page(
     db: &Db,
     tenant: &Tenant,
     filter: &ListFilter,

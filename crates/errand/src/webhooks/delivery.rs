@@ -38,6 +38,9 @@ pub struct DeliveryPolicy {
     /// An endpoint whose attempts have all failed for this long is disabled.
     pub disable_after: Duration,
     pub allow_private: bool,
+    /// `public_url`: payloads list the order's screenshot URLs under it (without it a
+    /// delivery has no address to give them).
+    pub public_base: Option<String>,
 }
 
 impl DeliveryPolicy {
@@ -47,6 +50,7 @@ impl DeliveryPolicy {
             timeout: Duration::from_secs_f64(settings.webhook_timeout_seconds),
             disable_after: Duration::from_secs_f64(settings.webhook_disable_after_failing_seconds),
             allow_private: settings.webhooks_allow_private_addresses,
+            public_base: settings.public_base(),
         }
     }
 }
@@ -225,10 +229,14 @@ impl Deliverer {
         tenant: &Tenant,
         delivery: &DeliveryRow,
     ) -> Result<Option<String>, sqlx::Error> {
-        let Some(order) = crate::orders::store::get(&self.db, tenant, delivery.order_id.0).await?
+        let Some(mut order) =
+            crate::orders::store::get(&self.db, tenant, delivery.order_id.0).await?
         else {
             return Ok(None);
         };
+        if let Some(base) = &self.policy.public_base {
+            order.link_screenshots(base);
+        }
         let body = json!({
             "id": delivery.id,
             "event": delivery.event,

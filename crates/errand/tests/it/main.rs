@@ -19,6 +19,7 @@ mod queue;
 mod receiver;
 mod retailers;
 mod schema;
+mod screenshots;
 mod validation;
 mod webhook_delivery;
 mod webhooks;

@@ -97,6 +97,7 @@ const EXTENSIONS: &[(&str, &str)] = &[
     ("OrderCreate", "expiration"),
     ("OrderResponse", "expiration"),
     ("OrderResponse", "job_result"),
+    ("OrderResponse", "screenshots"),
 ];
 
 /// Every difference between the contract's schema `name` and the generated one.
