@@ -13,10 +13,14 @@ use uuid::Uuid;
 
 use super::store::{self, AccountChoice, Acquired, Attempt, Change, EngineOrder, HeldAccount};
 use super::{Engine, TRACK_ORDER, expiry_message, fail};
+use crate::auth::Tenant;
+use crate::orders::artifacts::{self, ArtifactKind};
 use crate::orders::model::{JobResult, MerchantOrder, OrderItemStatus, OrderStatus, events};
 use crate::queue::{Job, NewJob, Outcome};
 use crate::retailers::registry::Retailer;
-use crate::retailers::{CheckoutRequest, DriverError, LineRequest, RetailerOrder, Session};
+use crate::retailers::{
+    Artifact, CheckoutRequest, DriverError, LineRequest, RetailerOrder, Session,
+};
 use crate::storage::Timestamp;
 
 /// How soon an order waiting for a busy retailer account looks again.
@@ -177,10 +181,37 @@ async fn checkout(
     )
     .await;
     let kept = driver.release(&session).await;
-    if !kept.is_empty() {
-        tracing::debug!(order_id = %order.id, artifacts = kept.len(), "the checkout kept screenshots");
-    }
+    keep_artifacts(engine, order, kept).await;
     outcome
+}
+
+/// Stores what the checkout kept (screenshots, a failed page's HTML) with the order.
+/// Losing one is not worth failing the order over: it is logged.
+async fn keep_artifacts(engine: &Engine, order: &EngineOrder, artifacts: Vec<Artifact>) {
+    let tenant = Tenant {
+        account_id: order.account_id,
+        livemode: order.livemode,
+        key_id: Uuid::nil(),
+    };
+    for artifact in artifacts {
+        let kind = if artifact.content_type == "image/png" {
+            ArtifactKind::Screenshot
+        } else {
+            ArtifactKind::Page
+        };
+        let saved = artifacts::save(
+            engine.db(),
+            &tenant,
+            order.id,
+            &artifact.name,
+            kind,
+            &artifact.bytes,
+        )
+        .await;
+        if let Err(e) = saved {
+            tracing::warn!(order_id = %order.id, name = %artifact.name, error = %e, "a screenshot of the checkout was not kept");
+        }
+    }
 }
 
 /// Checks out in a signed-in session: settles an earlier attempt first, quotes,
@@ -208,7 +239,11 @@ async fn checkout_in_session(
         }
     }
 
-    let quote = match driver.quote(session, request).await {
+    // Kept before any outcome is recorded, so that an order's screenshots are there
+    // when its change is seen.
+    let quoted = driver.quote(session, request).await;
+    keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
+    let quote = match quoted {
         Ok(quote) => quote,
         Err(e) => return failed_call(engine, job, order, e, false).await,
     };
@@ -241,7 +276,9 @@ async fn checkout_in_session(
     )
     .await?;
     tracing::info!(order_id = %order.id, attempt = attempt.attempt, total = price.total, "placing the order at the retailer");
-    match driver.place(session, request, price.total).await {
+    let placing = driver.place(session, request, price.total).await;
+    keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
+    match placing {
         Ok(placed_order) => {
             placed(
                 engine,

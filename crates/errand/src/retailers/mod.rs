@@ -222,7 +222,12 @@ pub trait Driver: Send + Sync {
         merchant_order_id: &str,
     ) -> Result<RetailerOrder, DriverError>;
     async fn cancel(&self, session: &Session, merchant_order_id: &str) -> Result<(), DriverError>;
-    /// Ends a session, returning what it kept for the order's record (screenshots).
+    /// What the session kept for the order's record since the last call (screenshots,
+    /// a failed page's HTML).
+    async fn take_artifacts(&self, _session: &Session) -> Vec<Artifact> {
+        vec![]
+    }
+    /// Ends a session, returning what it kept and was not taken yet.
     async fn release(&self, _session: &Session) -> Vec<Artifact> {
         vec![]
     }

@@ -259,5 +259,17 @@ crate::on_both_databases! {
             assert_eq!(price[part], bought[part], "{part}");
         }
         assert_eq!(bought["lines"][0]["quantity"], 2);
+
+        // What the browser saw is kept with the order: product, review (before the
+        // final click) and confirmation.
+        let shots: Vec<String> = order["screenshots"].as_array().expect("screenshots").iter().map(|u| u.as_str().unwrap().to_string()).collect();
+        for name in ["product", "review", "confirmation"] {
+            assert!(shots.iter().any(|u| u.ends_with(&format!("/screenshots/{name}"))), "{name} in {shots:?}");
+        }
+        let review = shots.iter().find(|u| u.ends_with("/screenshots/review")).unwrap();
+        let response = app.client.get(review).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "image/png");
+        assert!(response.bytes().await.unwrap().starts_with(b"\x89PNG"));
     }
 }

@@ -388,6 +388,13 @@ impl Driver for BrowserDriver {
         ))
     }
 
+    async fn take_artifacts(&self, session: &Session) -> Vec<Artifact> {
+        match self.live(session).await {
+            Ok(live) => std::mem::take(&mut live.lock().await.artifacts),
+            Err(_) => vec![],
+        }
+    }
+
     async fn release(&self, session: &Session) -> Vec<Artifact> {
         let Some(live) = self.sessions.lock().await.remove(&session.0) else {
             return vec![];
