@@ -86,6 +86,9 @@ impl StoreError {
     fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -397,12 +400,37 @@ pub(crate) async fn add_line(
         StoreError::unprocessable("invalid_offer", "No such offer for this product")
     })?;
     let cart = state.db.cart(customer.id).await?;
-    let in_cart: i64 = cart
-        .iter()
-        .filter(|l| l.product_id == product.id)
-        .map(|l| l.quantity)
-        .sum();
-    if in_cart + add.quantity > product.purchase_limit {
+    let units = |keep: &dyn Fn(&CartLine) -> bool| -> i64 {
+        cart.iter().filter(|l| keep(l)).map(|l| l.quantity).sum()
+    };
+    check_units(
+        state,
+        product,
+        &variant.sku,
+        units(&|l| l.product_id == product.id) + add.quantity,
+        units(&|l| l.sku == variant.sku) + add.quantity,
+    )
+    .await?;
+    let line = CartLine {
+        product_id: product.id.clone(),
+        sku: variant.sku.clone(),
+        offer_id: offer.offer_id.clone(),
+        quantity: add.quantity,
+    };
+    let quantity = state.db.cart_add(customer.id, &line).await?;
+    Ok((line, quantity))
+}
+
+/// The store's limits on what one cart holds of a product: `product_units` of it in all,
+/// `sku_units` of this variant (from any seller, as they share the stock).
+async fn check_units(
+    state: &AppState,
+    product: &Product,
+    sku: &str,
+    product_units: i64,
+    sku_units: i64,
+) -> ApiResult<()> {
+    if product_units > product.purchase_limit {
         return Err(StoreError::unprocessable(
             "purchase_limit_exceeded",
             format!(
@@ -411,13 +439,8 @@ pub(crate) async fn add_line(
             ),
         ));
     }
-    let same_sku: i64 = cart
-        .iter()
-        .filter(|l| l.sku == variant.sku)
-        .map(|l| l.quantity)
-        .sum();
-    let stock = state.db.stock(&variant.sku).await?;
-    if same_sku + add.quantity > stock {
+    let stock = state.db.stock(sku).await?;
+    if sku_units > stock {
         return Err(StoreError {
             details: Some(json!({ "available": stock })),
             ..StoreError::new(
@@ -427,14 +450,61 @@ pub(crate) async fn add_line(
             )
         });
     }
-    let line = CartLine {
-        product_id: product.id.clone(),
-        sku: variant.sku.clone(),
-        offer_id: offer.offer_id.clone(),
-        quantity: add.quantity,
-    };
-    let quantity = state.db.cart_add(customer.id, &line).await?;
-    Ok((line, quantity))
+    Ok(())
+}
+
+/// Changes a cart line's quantity (0 removes it), with the same checks as adding.
+pub(crate) async fn set_line_quantity(
+    state: &AppState,
+    customer: &Customer,
+    sku: &str,
+    offer_id: &str,
+    quantity: i64,
+) -> ApiResult<()> {
+    if quantity < 0 {
+        return Err(StoreError::unprocessable(
+            "invalid_quantity",
+            "Quantity cannot be negative",
+        ));
+    }
+    let cart = state.db.cart(customer.id).await?;
+    let line = cart
+        .iter()
+        .find(|l| l.sku == sku && l.offer_id == offer_id)
+        .ok_or_else(|| {
+            StoreError::new(
+                StatusCode::NOT_FOUND,
+                "line_not_found",
+                "That item is no longer in your cart",
+            )
+        })?;
+    if quantity == 0 {
+        state.db.cart_remove(customer.id, sku, offer_id).await?;
+        return Ok(());
+    }
+    if let Some(product) = Catalogue::get().product(&line.product_id) {
+        // The other lines' units, plus this line's new quantity.
+        let units = |keep: &dyn Fn(&CartLine) -> bool| -> i64 {
+            cart.iter()
+                .filter(|l| keep(l) && !(l.sku == sku && l.offer_id == offer_id))
+                .map(|l| l.quantity)
+                .sum::<i64>()
+                + quantity
+        };
+        check_units(
+            state,
+            product,
+            sku,
+            units(&|l| l.product_id == product.id),
+            units(&|l| l.sku == sku),
+        )
+        .await?;
+    }
+    state
+        .db
+        .cart_set_quantity(customer.id, sku, offer_id, quantity)
+        .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]

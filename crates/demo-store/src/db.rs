@@ -366,6 +366,44 @@ impl Db {
         .await
     }
 
+    /// Sets a line's quantity; false when the cart has no such line.
+    pub async fn cart_set_quantity(
+        &self,
+        customer_id: i64,
+        sku: &str,
+        offer_id: &str,
+        quantity: i64,
+    ) -> Result<bool, sqlx::Error> {
+        let updated = sqlx::query(
+            "UPDATE cart_lines SET quantity = $1 WHERE customer_id = $2 AND sku = $3 AND offer_id = $4",
+        )
+        .bind(quantity)
+        .bind(customer_id)
+        .bind(sku)
+        .bind(offer_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    /// Removes one line; false when the cart has no such line.
+    pub async fn cart_remove(
+        &self,
+        customer_id: i64,
+        sku: &str,
+        offer_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let removed = sqlx::query(
+            "DELETE FROM cart_lines WHERE customer_id = $1 AND sku = $2 AND offer_id = $3",
+        )
+        .bind(customer_id)
+        .bind(sku)
+        .bind(offer_id)
+        .execute(&self.writer)
+        .await?;
+        Ok(removed.rows_affected() == 1)
+    }
+
     pub async fn cart_clear(&self, customer_id: i64) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM cart_lines WHERE customer_id = $1")
             .bind(customer_id)

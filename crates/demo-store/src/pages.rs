@@ -1,7 +1,9 @@
-//! The store's HTML face (so far the catalogue): the home page, product pages at
-//! `/dp/{id}` (also `/{slug}/dp/{id}`), search at `/search?q=` and categories at
-//! `/c/{slug}`. Search and category pages are not product pages, and say so in their
-//! markup (`data-page`).
+//! The store's HTML face for the catalogue: the home page, product pages at `/dp/{id}`
+//! (also `/{slug}/dp/{id}`; `?opt_{Label}=` chooses a variant and `?offer=` a seller),
+//! search at `/search?q=` and categories at `/c/{slug}`. Search and category pages are
+//! not product pages, and say so in their markup (`data-page`).
+
+use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -11,7 +13,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use crate::api::AppState;
-use crate::catalogue::{Catalogue, Product};
+use crate::catalogue::{Catalogue, Offer, Product, Variant};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -41,7 +43,7 @@ header{background:#16324f;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5re
 header a{color:#fff;text-decoration:none;font-weight:600}main{max-width:64rem;margin:1.5rem auto;padding:0 1rem}\
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:1rem}\
 .card{background:#fff;border-radius:.5rem;padding:1rem;box-shadow:0 1px 3px #0002}.price{font-weight:700;color:#0b6e3a}\
-.swatch{border:1px solid #889;border-radius:.3rem;padding:.3rem .7rem;background:#fff;margin:.2rem}\
+.swatch{display:inline-block;border:1px solid #889;border-radius:.3rem;padding:.3rem .7rem;background:#fff;margin:.2rem;color:inherit;text-decoration:none}\
 .swatch.selected{border:2px solid #16324f;font-weight:700}.error{background:#fde8e8;color:#8a1c1c;padding:.6rem;border-radius:.4rem}\
 #cookie-banner{position:fixed;bottom:1rem;left:1rem;right:1rem;z-index:9}label{display:block;margin-top:.5rem}\
 input,select,textarea{padding:.35rem;min-width:16rem}button{padding:.45rem 1rem;margin-top:.6rem}\
@@ -166,38 +168,148 @@ pub(crate) fn not_found() -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ErrorQuery {
-    error: Option<String>,
-}
-
 async fn product_page_with_slug(
+    State(state): State<AppState>,
     Path((_slug, id)): Path<(String, String)>,
-    Query(q): Query<ErrorQuery>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    render_product(&id, q.error.as_deref())
+    render_product(&state, &id, &q).await
 }
 
-async fn product_page(Path(id): Path<String>, Query(q): Query<ErrorQuery>) -> Response {
-    render_product(&id, q.error.as_deref())
+async fn product_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    render_product(&state, &id, &q).await
 }
 
-/// An error box (`#error`) when there is a message.
-pub(crate) fn error_box(message: Option<&str>) -> String {
-    message
-        .map(|m| {
+/// Percent-encodes text for a URL's path or query.
+pub(crate) fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An error box (`#error`) when there is one: `data-error` holds the store's error code
+/// (the JSON API's `error.code`), the text its message.
+pub(crate) fn error_box(error: Option<(&str, &str)>) -> String {
+    error
+        .map(|(code, message)| {
             format!(
-                r#"<div id="error" role="alert" class="error">{}</div>"#,
-                esc(m)
+                r#"<div id="error" role="alert" class="error" data-error="{}">{}</div>"#,
+                esc(code),
+                esc(message)
             )
         })
         .unwrap_or_default()
 }
 
-fn render_product(id: &str, error: Option<&str>) -> Response {
+/// The `?error=<code>&message=<text>` a page was redirected to after a failed form.
+pub(crate) fn error_from_query(q: &HashMap<String, String>) -> Option<(&str, &str)> {
+    let code = q
+        .get("error")
+        .map(String::as_str)
+        .filter(|c| !c.is_empty())?;
+    Some((code, q.get("message").map(String::as_str).unwrap_or(code)))
+}
+
+/// The query that shows an error after a redirect.
+pub(crate) fn error_query(code: &str, message: &str) -> String {
+    format!("error={}&message={}", url_encode(code), url_encode(message))
+}
+
+/// What the product page shows chosen: one value per dimension (from `opt_<Label>`, as
+/// the add-to-cart form names them) and the seller (`offer`).
+struct Selection<'a> {
+    options: Vec<(&'a str, &'a str)>,
+    offer: &'a Offer,
+}
+
+impl<'a> Selection<'a> {
+    fn from_query(p: &'a Product, q: &HashMap<String, String>) -> Self {
+        let options = p
+            .dimensions
+            .iter()
+            .filter_map(|d| {
+                let wanted = q.iter().find_map(|(k, v)| {
+                    k.strip_prefix("opt_")
+                        .filter(|l| l.eq_ignore_ascii_case(&d.label))
+                        .map(|_| v)
+                })?;
+                // Unknown values are ignored: the shopper chooses again.
+                let value = d.values.iter().find(|v| v.eq_ignore_ascii_case(wanted))?;
+                Some((d.label.as_str(), value.as_str()))
+            })
+            .collect();
+        let offer = q
+            .get("offer")
+            .and_then(|o| p.offer(Some(o)))
+            .or_else(|| p.offer(None))
+            .unwrap_or(&p.offers[0]);
+        Selection { options, offer }
+    }
+
+    fn value(&self, label: &str) -> Option<&'a str> {
+        self.options
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, v)| *v)
+    }
+
+    /// The variant, once every dimension is chosen.
+    fn variant(&self, p: &'a Product) -> Option<&'a Variant> {
+        let choice: Vec<(String, String)> = self
+            .options
+            .iter()
+            .map(|(l, v)| (l.to_string(), v.to_string()))
+            .collect();
+        p.variant(&choice).ok()
+    }
+
+    /// The product page with this selection, one dimension changed or another seller.
+    fn url(&self, p: &Product, change: Option<(&str, &str)>, offer: Option<&str>) -> String {
+        let mut params: Vec<String> = p
+            .dimensions
+            .iter()
+            .filter_map(|d| {
+                let value = match change {
+                    Some((label, value)) if label == d.label => Some(value),
+                    _ => self.value(&d.label),
+                }?;
+                Some(format!(
+                    "opt_{}={}",
+                    url_encode(&d.label),
+                    url_encode(value)
+                ))
+            })
+            .collect();
+        let offer = offer.unwrap_or(&self.offer.offer_id);
+        if offer != p.buy_box_offer_id {
+            params.push(format!("offer={}", url_encode(offer)));
+        }
+        if params.is_empty() {
+            format!("/dp/{}", url_encode(&p.id))
+        } else {
+            format!("/dp/{}?{}", url_encode(&p.id), params.join("&"))
+        }
+    }
+}
+
+/// The product page. Swatches and sellers are links that show the page again with that
+/// choice, so `#price` and `#availability` are always the chosen variant's, rendered by
+/// the server.
+async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>) -> Response {
     let Some(p) = Catalogue::get().product(id) else {
         return not_found();
     };
+    let selection = Selection::from_query(p, q);
+    let variant = selection.variant(p);
     let dimensions: String = p
         .dimensions
         .iter()
@@ -205,24 +317,80 @@ fn render_product(id: &str, error: Option<&str>) -> Response {
             let swatches: String = d
                 .values
                 .iter()
-                .map(|v| format!(r#"<button type="button" class="swatch" data-dimension="{l}" data-value="{v}">{v}</button>"#, l = esc(&d.label), v = esc(v)))
+                .map(|v| {
+                    let selected = selection.value(&d.label) == Some(v.as_str());
+                    format!(
+                        r#"<a class="swatch{class}" data-dimension="{l}" data-value="{v}" href="{href}"{current}>{v}</a>"#,
+                        class = if selected { " selected" } else { "" },
+                        current = if selected { r#" aria-current="true""# } else { "" },
+                        l = esc(&d.label),
+                        v = esc(v),
+                        href = esc(&selection.url(p, Some((&d.label, v)), None)),
+                    )
+                })
                 .collect();
-            format!(r#"<fieldset id="variant-{l}"><legend>{l}</legend>{swatches}</fieldset>"#, l = esc(&d.label))
+            format!(
+                r#"<fieldset id="variant-{l}" data-selected="{chosen}"><legend>{l}</legend>{swatches}</fieldset>"#,
+                l = esc(&d.label),
+                chosen = esc(selection.value(&d.label).unwrap_or(""))
+            )
         })
         .collect();
+    // Until every option is chosen, prices are the cheapest variant's.
+    let base = variant
+        .map(|v| v.price_cents)
+        .unwrap_or_else(|| p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0));
+    let price = base + selection.offer.price_delta_cents;
+    let availability = match variant {
+        Some(v) => {
+            let stock = state.db.stock(&v.sku).await.unwrap_or(0);
+            format!(
+                r#"<p id="availability" data-available="{}" data-stock="{stock}">{}</p>"#,
+                stock > 0,
+                if stock > 0 {
+                    "In stock"
+                } else {
+                    "Out of stock"
+                }
+            )
+        }
+        None => {
+            let missing: Vec<&str> = p
+                .dimensions
+                .iter()
+                .filter(|d| selection.value(&d.label).is_none())
+                .map(|d| d.label.as_str())
+                .collect();
+            format!(
+                r#"<p id="availability" data-missing="{}">Choose a {} to see availability</p>"#,
+                esc(&missing.join(",")),
+                esc(&missing.join(" and "))
+            )
+        }
+    };
     let offers: String = p
         .offers
         .iter()
         .map(|o| {
-            let base = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
+            let selected = o.offer_id == selection.offer.offer_id;
             format!(
-                r#"<tr data-offer-id="{id}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td></tr>"#,
+                r#"<tr class="offer{class}" data-offer-id="{id}" data-price-cents="{cents}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td><td>{choose}</td></tr>"#,
+                class = if selected { " selected" } else { "" },
                 id = esc(&o.offer_id),
+                cents = base + o.price_delta_cents,
                 seller = esc(&o.seller_name),
                 cond = esc(&o.condition),
                 price = money(base + o.price_delta_cents),
                 rating = if o.first_party { String::new() } else { format!("{}% positive ({} ratings)", o.positive_pct, o.rating_count) },
                 ship = if o.ships_from_abroad { "Ships from abroad".to_string() } else if o.fast_shipping { "Fast shipping".into() } else { format!("Ships in {} days", o.handling_days) },
+                choose = if selected {
+                    "Chosen".to_string()
+                } else {
+                    format!(
+                        r#"<a class="choose-offer" href="{}">Choose</a>"#,
+                        esc(&selection.url(p, None, Some(&o.offer_id)))
+                    )
+                },
             )
         })
         .collect();
@@ -231,8 +399,9 @@ fn render_product(id: &str, error: Option<&str>) -> Response {
         .iter()
         .map(|d| {
             format!(
-                r#"<input type="hidden" name="opt_{l}" id="opt-{l}" value="">"#,
-                l = esc(&d.label)
+                r#"<input type="hidden" name="opt_{l}" id="opt-{l}" value="{v}">"#,
+                l = esc(&d.label),
+                v = esc(selection.value(&d.label).unwrap_or(""))
             )
         })
         .collect();
@@ -240,38 +409,46 @@ fn render_product(id: &str, error: Option<&str>) -> Response {
         .offers
         .iter()
         .map(|o| {
-            let selected = if o.offer_id == p.buy_box_offer_id {
+            let selected = if o.offer_id == selection.offer.offer_id {
                 " selected"
             } else {
                 ""
             };
             format!(
-                r#"<option value="{id}"{selected}>{seller} ({cond})</option>"#,
+                r#"<option value="{id}" data-href="{href}"{selected}>{seller} ({cond})</option>"#,
                 id = esc(&o.offer_id),
+                href = esc(&selection.url(p, None, Some(&o.offer_id))),
                 seller = esc(&o.seller_name),
                 cond = esc(&o.condition)
             )
         })
         .collect();
-    let from = p.variants.iter().map(|v| v.price_cents).min().unwrap_or(0);
+    let quantity = q
+        .get("quantity")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1);
     let body = format!(
         r#"<article class="card" itemscope itemtype="https://schema.org/Product" data-product-id="{id}">{img}
 <h1 id="product-title" itemprop="name">{title}</h1><p>by <span itemprop="brand">{brand}</span></p>
-<p id="price" class="price">{price}</p><p>{desc}</p>{dimensions}
+<p id="price" class="price" data-price-cents="{price_cents}"{sku} data-offer-id="{offer_id}">{price}</p>{availability}<p>{desc}</p>{dimensions}
 <p>Limit {limit} per order.{final_sale}</p>
 {error}<form id="add-to-cart-form" method="post" action="/cart/add"><input type="hidden" name="product_id" value="{id}">{hidden}
-<label for="quantity">Quantity</label><input id="quantity" name="quantity" type="number" min="1" value="1">
+<label for="quantity">Quantity</label><input id="quantity" name="quantity" type="number" min="1" value="{quantity}">
 <label for="offer">Seller</label><select id="offer" name="offer_id">{offer_options}</select>
 <button id="add-to-cart" type="submit">Add to cart</button></form>
-<script>document.querySelectorAll('.swatch').forEach(b=>b.addEventListener('click',()=>{{
-document.getElementById('opt-'+b.dataset.dimension).value=b.dataset.value;
-b.parentElement.querySelectorAll('.swatch').forEach(x=>x.classList.remove('selected'));b.classList.add('selected');}}));</script>
-<h2>Offers</h2><table id="offers"><tr><th>Seller</th><th>Condition</th><th>Price</th><th>Rating</th><th>Shipping</th></tr>{offers}</table></article>"#,
+<script>document.getElementById('offer').addEventListener('change',e=>{{location.href=e.target.selectedOptions[0].dataset.href;}});</script>
+<h2>Offers</h2><table id="offers"><tr><th>Seller</th><th>Condition</th><th>Price</th><th>Rating</th><th>Shipping</th><th></th></tr>{offers}</table></article>"#,
         id = esc(&p.id),
         img = product_image(p, 240),
         title = esc(&p.title),
         brand = esc(&p.brand),
-        price = money(from),
+        price_cents = price,
+        sku = variant
+            .map(|v| format!(r#" data-sku="{}""#, esc(&v.sku)))
+            .unwrap_or_default(),
+        offer_id = esc(&selection.offer.offer_id),
+        price = money(price),
         desc = esc(&p.description),
         limit = p.purchase_limit,
         final_sale = if p.final_sale {
@@ -279,7 +456,7 @@ b.parentElement.querySelectorAll('.swatch').forEach(x=>x.classList.remove('selec
         } else {
             ""
         },
-        error = error_box(error),
+        error = error_box(error_from_query(q)),
     );
     page(&p.title, "product", &body).into_response()
 }

@@ -1,7 +1,9 @@
 //! The HTML shopping path, for people and browser drivers: sign in (cookie session),
-//! add to cart from the product page, cart, a three-page checkout (address → delivery →
-//! review, whose total appears after a short client-side delay), confirmation, and order
-//! history searchable by the buyer reference. It runs on the same logic as the JSON API.
+//! add to cart from the product page, a cart whose lines can be changed, removed or all
+//! emptied, a three-page checkout (address → delivery → review, whose total appears after
+//! a short client-side delay), confirmation, and order history searchable by the buyer
+//! reference. It runs on the same logic as the JSON API, and a refusal shows in `#error`
+//! with the JSON API's error code in `data-error`.
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -16,7 +18,9 @@ use std::collections::HashMap;
 
 use crate::api::{self, AddToCart, AppState, Checkout, VariantChoice};
 use crate::db::{Customer, SignIn};
-use crate::pages::{error_box, esc, money, not_found, page};
+use crate::pages::{
+    error_box, error_from_query, error_query, esc, money, not_found, page, url_encode,
+};
 use crate::pricing::ShippingMethod;
 
 const SESSION_COOKIE: &str = "sid";
@@ -26,6 +30,9 @@ pub fn routes() -> Router<AppState> {
         .route("/signin", get(signin_page).post(signin))
         .route("/cart", get(cart_page))
         .route("/cart/add", post(add_to_cart))
+        .route("/cart/update", post(update_line))
+        .route("/cart/remove", post(remove_line))
+        .route("/cart/empty", post(empty_cart))
         .route(
             "/checkout",
             get(|| async { Redirect::to("/checkout/address") }),
@@ -71,17 +78,6 @@ impl FromRequestParts<AppState> for Shopper {
     }
 }
 
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
 }
@@ -95,7 +91,7 @@ struct NextQuery {
     next: Option<String>,
 }
 
-fn signin_form(next: &str, error: Option<&str>) -> String {
+fn signin_form(next: &str, error: Option<(&str, &str)>) -> String {
     format!(
         r#"<h1>Sign in</h1>{}<form id="signin-form" method="post" action="/signin">
 <input type="hidden" name="next" value="{next}">
@@ -131,7 +127,8 @@ async fn signin(State(state): State<AppState>, Form(f): Form<SigninForm>) -> Res
         .filter(|n| n.starts_with('/') && !n.starts_with("//"))
         .unwrap_or_else(|| "/".into());
     let totp = f.totp.as_deref().map(str::trim).filter(|t| !t.is_empty());
-    let message = match state.db.sign_in(&f.email, &f.password, totp).await {
+    // The codes are the JSON API's, so a page and a response say the same.
+    let error = match state.db.sign_in(&f.email, &f.password, totp).await {
         Ok(SignIn::Ok { token, .. }) => {
             let mut response = see_other(&next);
             let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
@@ -140,16 +137,22 @@ async fn signin(State(state): State<AppState>, Form(f): Form<SigninForm>) -> Res
             }
             return response;
         }
-        Ok(SignIn::BadCredentials) => "Wrong e-mail or password",
-        Ok(SignIn::TotpRequired) => "Enter the code from your authenticator app",
-        Ok(SignIn::BadTotp) => "That code is not right; try the current one",
-        Err(_) => "Something went wrong; try again",
+        Ok(SignIn::BadCredentials) => ("invalid_credentials", "Wrong e-mail or password"),
+        Ok(SignIn::TotpRequired) => (
+            "totp_required",
+            "Enter the code from your authenticator app",
+        ),
+        Ok(SignIn::BadTotp) => (
+            "invalid_totp",
+            "That code is not right; try the current one",
+        ),
+        Err(_) => ("internal_error", "Something went wrong; try again"),
     };
     error_page(
         StatusCode::UNAUTHORIZED,
         "Sign in",
         "signin",
-        signin_form(&next, Some(message)),
+        signin_form(&next, Some(error)),
     )
 }
 
@@ -159,31 +162,92 @@ async fn add_to_cart(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let product_id = form.get("product_id").cloned().unwrap_or_default();
+    let quantity = form
+        .get("quantity")
+        .and_then(|q| q.trim().parse().ok())
+        .unwrap_or(1);
+    let variant: Vec<VariantChoice> = form
+        .iter()
+        .filter_map(|(k, v)| {
+            let label = k.strip_prefix("opt_")?;
+            (!v.trim().is_empty()).then(|| VariantChoice {
+                label: label.to_string(),
+                value: v.clone(),
+            })
+        })
+        .collect();
+    let offer_id = form.get("offer_id").cloned().filter(|o| !o.is_empty());
+    // Back on the product page after a refusal, the shopper's choices are kept.
+    let mut back: Vec<String> = variant
+        .iter()
+        .map(|v| format!("opt_{}={}", url_encode(&v.label), url_encode(&v.value)))
+        .collect();
+    if let Some(offer) = &offer_id {
+        back.push(format!("offer={}", url_encode(offer)));
+    }
+    back.push(format!("quantity={quantity}"));
     let add = AddToCart {
         product_id: product_id.clone(),
-        quantity: form
-            .get("quantity")
-            .and_then(|q| q.trim().parse().ok())
-            .unwrap_or(1),
-        variant: form
-            .iter()
-            .filter_map(|(k, v)| {
-                let label = k.strip_prefix("opt_")?;
-                (!v.trim().is_empty()).then(|| VariantChoice {
-                    label: label.to_string(),
-                    value: v.clone(),
-                })
-            })
-            .collect(),
-        offer_id: form.get("offer_id").cloned().filter(|o| !o.is_empty()),
+        quantity,
+        variant,
+        offer_id,
     };
     match api::add_line(&state, &customer, add).await {
         Ok(_) => see_other("/cart"),
         Err(e) => see_other(&format!(
-            "/dp/{}?error={}",
+            "/dp/{}?{}&{}",
             url_encode(&product_id),
-            url_encode(&e.message)
+            back.join("&"),
+            error_query(e.code, &e.message)
         )),
+    }
+}
+
+#[derive(Deserialize)]
+struct LineForm {
+    sku: String,
+    offer_id: String,
+    quantity: Option<String>,
+}
+
+/// Back to the cart, with the error if there is one.
+fn to_cart(result: Result<(), api::StoreError>) -> Response {
+    match result {
+        Ok(()) => see_other("/cart"),
+        Err(e) => see_other(&format!("/cart?{}", error_query(e.code, &e.message))),
+    }
+}
+
+async fn update_line(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Form(form): Form<LineForm>,
+) -> Response {
+    let Some(quantity) = form
+        .quantity
+        .as_deref()
+        .and_then(|q| q.trim().parse::<i64>().ok())
+    else {
+        return see_other(&format!(
+            "/cart?{}",
+            error_query("invalid_quantity", "Enter a quantity")
+        ));
+    };
+    to_cart(api::set_line_quantity(&state, &customer, &form.sku, &form.offer_id, quantity).await)
+}
+
+async fn remove_line(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Form(form): Form<LineForm>,
+) -> Response {
+    to_cart(api::set_line_quantity(&state, &customer, &form.sku, &form.offer_id, 0).await)
+}
+
+async fn empty_cart(State(state): State<AppState>, Shopper(customer): Shopper) -> Response {
+    match state.db.cart_clear(customer.id).await {
+        Ok(()) => see_other("/cart"),
+        Err(e) => to_cart(Err(e.into())),
     }
 }
 
@@ -206,38 +270,88 @@ fn lines_table(lines: &[crate::pricing::Line]) -> String {
     )
 }
 
-async fn cart_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Response {
+/// The cart, each line with its own quantity and Remove controls. `#cart` (visible, so a
+/// browser can wait for it) says how many lines (`data-line-count`) and units
+/// (`data-item-count`) it holds, empty or not.
+async fn cart_page(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Ok(cart) = state.db.cart(customer.id).await else {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Cart",
-            "cart",
-            "<h1>Something went wrong</h1>".into(),
-        );
+        return something_went_wrong("Cart", "cart");
     };
     let lines: Vec<_> = api::price_lines(&cart)
         .into_iter()
         .map(|(l, _)| l)
         .collect();
+    let error = error_box(error_from_query(&q));
+    let units: i64 = lines.iter().map(|l| l.quantity).sum();
+    let section = format!(
+        r#"<section id="cart" data-line-count="{}" data-item-count="{units}">"#,
+        lines.len()
+    );
     if lines.is_empty() {
         return page(
             "Cart",
             "cart",
-            r#"<h1>Your cart is empty</h1><p><a href="/">Keep shopping</a></p>"#,
+            &format!(
+                r#"{section}<h1 id="cart-empty">Your cart is empty</h1>{error}<p><a href="/">Keep shopping</a></p></section>"#
+            ),
         )
         .into_response();
     }
+    let line_key = |l: &crate::pricing::Line| {
+        format!(
+            r#"<input type="hidden" name="sku" value="{}"><input type="hidden" name="offer_id" value="{}">"#,
+            esc(&l.sku),
+            esc(&l.offer_id)
+        )
+    };
+    let rows: String = lines
+        .iter()
+        .map(|l| {
+            format!(
+                r#"<tr class="cart-line" data-product-id="{product}" data-sku="{sku}" data-offer-id="{offer}" data-quantity="{q}"><td class="title">{title}</td><td class="sku">{sku}</td>
+<td><form class="update-line-form" method="post" action="/cart/update">{key}<input class="line-quantity" name="quantity" type="number" min="0" value="{q}" aria-label="Quantity of {title}"><button class="update-line" type="submit">Update</button></form></td>
+<td class="unit-price">{unit}</td><td class="line-total">{total}</td>
+<td><form class="remove-line-form" method="post" action="/cart/remove">{key}<button class="remove-line" type="submit">Remove</button></form></td></tr>"#,
+                product = esc(&l.product_id),
+                sku = esc(&l.sku),
+                offer = esc(&l.offer_id),
+                title = esc(&l.title),
+                key = line_key(l),
+                q = l.quantity,
+                unit = money(l.unit_price),
+                total = money(l.line_total)
+            )
+        })
+        .collect();
     let subtotal: i64 = lines.iter().map(|l| l.line_total).sum();
     page(
         "Cart",
         "cart",
         &format!(
-            r#"<h1>Your cart</h1>{}<p>Subtotal: <span id="cart-subtotal">{}</span></p><a id="proceed-to-checkout" href="/checkout/address">Proceed to checkout</a>"#,
-            lines_table(&lines),
+            r#"{section}<h1>Your cart</h1>{error}<table id="lines"><tr><th>Item</th><th>SKU</th><th>Qty</th><th>Price</th><th>Total</th><th></th></tr>{rows}</table>
+<p>Subtotal: <span id="cart-subtotal">{}</span></p>
+<form id="empty-cart-form" method="post" action="/cart/empty"><button id="empty-cart" type="submit">Empty cart</button></form>
+<a id="proceed-to-checkout" href="/checkout/address">Proceed to checkout</a></section>"#,
             money(subtotal)
         ),
     )
     .into_response()
+}
+
+fn something_went_wrong(title: &str, kind: &str) -> Response {
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        title,
+        kind,
+        format!(
+            "<h1>Something went wrong</h1>{}",
+            error_box(Some(("internal_error", "Something went wrong on our side")))
+        ),
+    )
 }
 
 async fn draft(state: &AppState, customer: &Customer) -> Value {
@@ -250,7 +364,7 @@ async fn draft(state: &AppState, customer: &Customer) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-fn address_form(address: &Value, error: Option<&str>) -> String {
+fn address_form(address: &Value, error: Option<(&str, &str)>) -> String {
     let field = |name: &str| esc(address.get(name).and_then(Value::as_str).unwrap_or(""));
     let input = |name: &str, label: &str| {
         format!(
@@ -274,7 +388,11 @@ fn address_form(address: &Value, error: Option<&str>) -> String {
     )
 }
 
-async fn address_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Html<String> {
+async fn address_page(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Query(q): Query<HashMap<String, String>>,
+) -> Html<String> {
     let draft = draft(&state, &customer).await;
     let mut address = draft
         .get("shipping_address")
@@ -286,7 +404,7 @@ async fn address_page(State(state): State<AppState>, Shopper(customer): Shopper)
     page(
         "Checkout: address",
         "checkout-address",
-        &address_form(&address, None),
+        &address_form(&address, error_from_query(&q)),
     )
 }
 
@@ -309,7 +427,7 @@ async fn save_address(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Checkout: address",
             "checkout-address",
-            address_form(&address, Some(&e.message)),
+            address_form(&address, Some((e.code, &e.message))),
         );
     }
     let _ = state.db.save_checkout_draft(customer.id, &draft).await;
@@ -350,7 +468,7 @@ async fn delivery_form(
     state: &AppState,
     customer: &Customer,
     draft: &Value,
-    error: Option<&str>,
+    error: Option<(&str, &str)>,
 ) -> String {
     let checkout = checkout_from(draft);
     let subtotal: i64 = match state.db.cart(customer.id).await {
@@ -422,7 +540,7 @@ async fn save_delivery(
         draft["shipping_method"] = json!("standard");
     }
     if let Err(e) = api::checkout_quote(&state, &customer, &checkout_from(&draft)).await {
-        let body = delivery_form(&state, &customer, &draft, Some(&e.message)).await;
+        let body = delivery_form(&state, &customer, &draft, Some((e.code, &e.message))).await;
         return error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Checkout: delivery",
@@ -434,23 +552,23 @@ async fn save_delivery(
     see_other("/checkout/review")
 }
 
-async fn review(state: &AppState, customer: &Customer, error: Option<&str>) -> Response {
+async fn review(state: &AppState, customer: &Customer, error: Option<(&str, &str)>) -> Response {
     let draft = draft(state, customer).await;
     let checkout = checkout_from(&draft);
     let (lines, totals, _) = match api::checkout_quote(state, customer, &checkout).await {
         Ok(quote) => quote,
         Err(e) => {
             return see_other(&format!(
-                "/checkout/address?error={}",
-                url_encode(&e.message)
+                "/checkout/address?{}",
+                error_query(e.code, &e.message)
             ));
         }
     };
     let body = format!(
         r#"<h1>Review your order</h1><p>Step 3 of 3</p>{error}{lines}
-<table id="totals"><tr><td>Items</td><td id="subtotal">{subtotal}</td></tr><tr><td>Shipping</td><td id="shipping">{shipping}</td></tr>
-<tr><td>Tax</td><td id="tax">{tax}</td></tr><tr><td>Discount</td><td id="discount">-{discount}</td></tr>
-<tr><th>Order total</th><th><span id="total-loading">Calculating…</span><span id="order-total" hidden>{total}</span></th></tr></table>
+<table id="totals"><tr><td>Items</td><td id="subtotal" data-cents="{subtotal_cents}">{subtotal}</td></tr><tr><td>Shipping</td><td id="shipping" data-cents="{shipping_cents}">{shipping}</td></tr>
+<tr><td>Tax</td><td id="tax" data-cents="{tax_cents}">{tax}</td></tr><tr><td>Discount</td><td id="discount" data-cents="{discount_cents}">-{discount}</td></tr>
+<tr><th>Order total</th><th><span id="total-loading">Calculating…</span><span id="order-total" hidden data-cents="{total_cents}">{total}</span></th></tr></table>
 <p>Reference: <span id="review-reference">{reference}</span></p>
 <p id="payment">Paying with the card ending {card}{gift}</p>
 <form id="place-order-form" method="post" action="/checkout/place"><input type="hidden" name="expected_total" value="{total_cents}">
@@ -463,6 +581,10 @@ async fn review(state: &AppState, customer: &Customer, error: Option<&str>) -> R
         tax = money(totals.tax),
         discount = money(totals.discount),
         total = money(totals.total),
+        subtotal_cents = totals.subtotal,
+        shipping_cents = totals.shipping,
+        tax_cents = totals.tax,
+        discount_cents = totals.discount,
         total_cents = totals.total,
         reference = esc(checkout.buyer_reference.as_deref().unwrap_or("")),
         card = esc(&customer.card_last4),
@@ -509,13 +631,19 @@ async fn place(
             see_other(&format!("/orders/{}/confirmation", order.id))
         }
         Err(e) => {
-            let mut response = review(&state, &customer, Some(&e.message)).await;
+            // The review again, with the error and the JSON API's status for it.
+            let mut response = review(&state, &customer, Some((e.code, &e.message))).await;
             if response.status() == StatusCode::OK {
-                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+                *response.status_mut() = e.status();
             }
             response
         }
     }
+}
+
+/// The date part of a timestamp (`2026-11-24T…` → `2026-11-24`).
+fn date_of(timestamp: &str) -> &str {
+    timestamp.get(..10).unwrap_or(timestamp)
 }
 
 async fn confirmation_page(
@@ -531,10 +659,15 @@ async fn confirmation_page(
         "confirmation",
         &format!(
             r#"<h1>Thank you, your order is placed</h1><p>Order number: <strong id="merchant-order-id">{id}</strong></p>
-<p>Total charged: <span id="confirmation-total">{total}</span></p><p>Estimated delivery: {eta}</p><p><a href="/orders/{id}">Track this order</a></p>"#,
+<p>Total charged: <span id="confirmation-total" data-cents="{cents}">{total}</span></p>
+<p>Estimated delivery: <time id="estimated-delivery" datetime="{eta_full}">{eta}</time></p>
+<p>Your reference: <span id="confirmation-reference">{reference}</span></p><p><a id="track-order" href="/orders/{id}">Track this order</a></p>"#,
             id = esc(&order.id),
+            cents = order.total,
             total = money(order.total),
-            eta = esc(&order.estimated_delivery)
+            eta_full = esc(&order.estimated_delivery),
+            eta = esc(date_of(&order.estimated_delivery)),
+            reference = esc(order.buyer_reference.as_deref().unwrap_or(""))
         ),
     )
     .into_response()
@@ -545,6 +678,8 @@ struct HistoryQuery {
     reference: Option<String>,
 }
 
+/// The shopper's orders; `?reference=` keeps those placed with that buyer reference
+/// (exactly). Each row carries `data-order-id`, `data-reference` and `data-status`.
 async fn history_page(
     State(state): State<AppState>,
     Shopper(customer): Shopper,
@@ -556,18 +691,13 @@ async fn history_page(
         .map(str::trim)
         .filter(|r| !r.is_empty());
     let Ok(orders) = state.db.orders(Some(customer.id), reference, None).await else {
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Orders",
-            "orders",
-            "<h1>Something went wrong</h1>".into(),
-        );
+        return something_went_wrong("Orders", "orders");
     };
     let rows: String = orders
         .iter()
         .map(|o| {
             format!(
-                r#"<tr class="order-row" data-order-id="{id}"><td><a href="/orders/{id}">{id}</a></td><td>{placed}</td><td class="reference">{reference}</td><td>{total}</td><td class="status">{status}</td></tr>"#,
+                r#"<tr class="order-row" data-order-id="{id}" data-reference="{reference}" data-status="{status}"><td class="order-id"><a href="/orders/{id}">{id}</a></td><td class="placed">{placed}</td><td class="reference">{reference}</td><td class="total">{total}</td><td class="status">{status}</td></tr>"#,
                 id = esc(&o.id),
                 placed = esc(&o.placed_at),
                 reference = esc(o.buyer_reference.as_deref().unwrap_or("")),
@@ -581,14 +711,18 @@ async fn history_page(
         "orders",
         &format!(
             r#"<h1>Your orders</h1><form id="order-search" action="/orders"><label for="reference">Find by your reference</label><input id="reference" name="reference" value="{}"><button type="submit">Search</button></form>
-<table id="orders"><tr><th>Order</th><th>Placed</th><th>Reference</th><th>Total</th><th>Status</th></tr>{rows}</table>{}"#,
+<table id="orders" data-count="{}"><tr><th>Order</th><th>Placed</th><th>Reference</th><th>Total</th><th>Status</th></tr>{rows}</table>{}"#,
             esc(reference.unwrap_or("")),
+            orders.len(),
             if orders.is_empty() { r#"<p id="no-orders">No orders found.</p>"# } else { "" }
         ),
     )
     .into_response()
 }
 
+/// One order: its status (`placed`, `shipped`, `delivered` or `cancelled`, also in
+/// `data-status`), why it was cancelled, and a `.shipment` per parcel with its carrier
+/// and tracking number (as text and in `data-carrier` / `data-tracking-number`).
 async fn order_page(
     State(state): State<AppState>,
     Shopper(customer): Shopper,
@@ -601,24 +735,54 @@ async fn order_page(
         .shipments
         .iter()
         .map(|s| {
+            let delivered = s.delivered_at.is_some();
             format!(
-                r#"<li class="shipment"><span class="carrier">{}</span> <span class="tracking-number">{}</span> — {}</li>"#,
-                esc(&s.carrier),
-                esc(&s.tracking_number),
-                if s.delivered_at.is_some() { "delivered" } else { "in transit" }
+                r#"<li class="shipment" data-shipment-id="{id}" data-carrier="{carrier}" data-tracking-number="{number}" data-status="{status}"><span class="carrier">{carrier}</span> <span class="tracking-number">{number}</span> — <span class="shipment-status">{label}</span></li>"#,
+                id = esc(&s.id),
+                carrier = esc(&s.carrier),
+                number = esc(&s.tracking_number),
+                status = if delivered { "delivered" } else { "in_transit" },
+                label = if delivered { "delivered" } else { "in transit" }
             )
         })
         .collect();
+    let cancelled = order
+        .cancel_reason
+        .as_deref()
+        .map(|reason| {
+            format!(
+                r#"<p id="cancel-reason" data-reason="{}">{}</p>"#,
+                esc(reason),
+                match reason {
+                    "retailer_cancelled" => "We cancelled this order: we could not ship it.",
+                    "cancelled_by_customer" => "You cancelled this order.",
+                    _ => "This order was cancelled.",
+                }
+            )
+        })
+        .unwrap_or_default();
     page(
         "Order",
         "order",
         &format!(
-            r#"<h1>Order <span id="merchant-order-id">{id}</span></h1><p>Status: <strong id="order-status">{status}</strong></p>{lines}
-<p>Total: {total}</p><h2>Shipments</h2><ul id="shipments">{shipments}</ul>"#,
+            r#"<h1>Order <span id="merchant-order-id">{id}</span></h1><p>Status: <strong id="order-status" data-status="{status}">{status}</strong></p>{cancelled}
+<p>Your reference: <span id="order-reference">{reference}</span></p>
+<p>Estimated delivery: <time id="estimated-delivery" datetime="{eta_full}">{eta}</time></p>{lines}
+<p>Total: <span id="order-total-charged" data-cents="{cents}">{total}</span></p><h2>Shipments</h2><ul id="shipments" data-count="{count}">{shipments}</ul>{none}"#,
             id = esc(&order.id),
             status = esc(&order.status),
+            reference = esc(order.buyer_reference.as_deref().unwrap_or("")),
+            eta_full = esc(&order.estimated_delivery),
+            eta = esc(date_of(&order.estimated_delivery)),
             lines = lines_table(&order.lines),
-            total = money(order.total)
+            cents = order.total,
+            total = money(order.total),
+            count = order.shipments.len(),
+            none = if order.shipments.is_empty() {
+                r#"<p id="no-shipments">Not shipped yet.</p>"#
+            } else {
+                ""
+            }
         ),
     )
     .into_response()

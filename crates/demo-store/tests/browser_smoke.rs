@@ -1,7 +1,9 @@
 //! A person's purchase in a real headless Chromium (Debian's `chromium`, driven by
-//! playwright-core from `tests/browser`): sign in, pick a variant, check out, place the
-//! order; then the order ships and arrives on the store clock. Screenshots of the
-//! product, review and confirmation pages are saved under the target directory.
+//! playwright-core from `tests/browser`): sign in, empty a cart holding a line from an
+//! earlier attempt, pick a variant, check out, place the order; then the order ships and
+//! arrives on the store clock, and a test product's declined card shows in `#error`.
+//! Screenshots of the product, review, confirmation, delivered and declined pages are
+//! saved under the target directory.
 //!
 //! Needs `chromium` and `npm ci` in `tests/browser`; `scripts/test` provides both.
 
@@ -64,6 +66,16 @@ async fn a_person_buys_in_headless_chromium_and_the_order_arrives() {
     );
     let result: Value =
         serde_json::from_slice(output.stdout.trim_ascii()).expect("the walk prints its result");
+    assert_eq!(result["leftover"], "1", "a line was left in the cart");
+    assert_eq!(result["emptied"], "Your cart is empty");
+    assert_eq!(
+        (&result["priceXL"], &result["priceM"]),
+        (&Value::from("$24.99"), &Value::from("$19.99")),
+        "the chosen size's price"
+    );
+    assert_eq!(result["availability"], "In stock");
+    assert_eq!(result["declined"]["code"], "payment_declined");
+    assert_eq!(result["declined"]["message"], "Your card was declined");
     let order_id = result["orderId"].as_str().unwrap().to_string();
     assert_eq!(
         result["status"], "delivered",
@@ -74,7 +86,7 @@ async fn a_person_buys_in_headless_chromium_and_the_order_arrives() {
         "with its tracking numbers"
     );
 
-    for name in ["product", "review", "confirmation", "delivered"] {
+    for name in ["product", "review", "confirmation", "delivered", "declined"] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,
@@ -99,10 +111,15 @@ async fn a_person_buys_in_headless_chromium_and_the_order_arrives() {
         assert_eq!(
             truth["orders"].as_array().unwrap().len(),
             1,
-            "exactly one order"
+            "exactly one order: the declined card bought nothing"
         );
         assert_eq!(order["id"], order_id.as_str());
         assert_eq!(order["buyer_reference"], "browser-smoke-1");
+        assert_eq!(
+            order["lines"].as_array().unwrap().len(),
+            1,
+            "the leftover line was not bought"
+        );
         assert_eq!(order["lines"][0]["quantity"], 2);
         assert!(
             order["lines"][0]["sku"].as_str().unwrap().ends_with("-M"),

@@ -213,3 +213,408 @@ async fn a_shopper_buys_through_the_html_pages() {
     assert_eq!(order["lines"][0]["quantity"], 2);
     store.stop().await.unwrap();
 }
+
+async fn open_store(time_scale: f64) -> (tempfile::TempDir, errand_demo_store::RunningStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = start(StoreOptions {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().into(),
+        admin_token: Some("admin".into()),
+        time_scale,
+    })
+    .await
+    .unwrap();
+    (dir, store)
+}
+
+/// A new account (created through the admin API), signed in through the pages.
+async fn shopper(store: &errand_demo_store::RunningStore, email: &str) -> Browser {
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/admin/customers", store.base_url()))
+        .bearer_auth("admin")
+        .json(&serde_json::json!({"email": email, "password": "pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    signed_in(store, email, "pw", None).await
+}
+
+async fn signed_in(
+    store: &errand_demo_store::RunningStore,
+    email: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> Browser {
+    let mut browser = Browser {
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: store.base_url(),
+        cookie: None,
+    };
+    let (status, html, _) = browser
+        .post(
+            "/signin",
+            &[
+                ("email", email),
+                ("password", password),
+                ("totp", totp.unwrap_or("")),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{email} signs in: {html}");
+    browser
+}
+
+/// The `data-error` of the page's `#error`, if it has one.
+fn error_code(html: &str) -> Option<&str> {
+    html.contains(r#"id="error""#)
+        .then(|| between(html, r#"class="error" data-error=""#, "\""))
+}
+
+/// Adds one unit to the cart from the product page's form; the page it ends on.
+async fn add(browser: &mut Browser, product: &str, options: &[(&str, &str)]) -> String {
+    let mut form = vec![("product_id", product), ("quantity", "1")];
+    form.extend_from_slice(options);
+    let (_, _, location) = browser.post("/cart/add", &form).await;
+    browser.get(&location.unwrap()).await.1
+}
+
+const ADDRESS: &[(&str, &str)] = &[
+    ("first_name", "Ada"),
+    ("last_name", "Lovelace"),
+    ("address_line1", "1 Main St"),
+    ("city", "Austin"),
+    ("state", "TX"),
+    ("postal_code", "78701"),
+    ("country", "US"),
+    ("phone_number", "5125550134"),
+];
+
+/// Where a checkout through the pages ended.
+#[derive(Debug)]
+enum Outcome {
+    /// Refused on a page, with that status and `#error`'s code.
+    Refused(&'static str, StatusCode, String),
+    /// Placed: the order id and the total the review showed.
+    Placed(String, i64),
+}
+
+/// Address, delivery, review and place, as a shopper does (for the cart as it is).
+async fn check_out(browser: &mut Browser, reference: &str) -> Outcome {
+    let (status, html, _) = browser.post("/checkout/address", ADDRESS).await;
+    if status != StatusCode::SEE_OTHER {
+        return Outcome::Refused("address", status, error_code(&html).unwrap().into());
+    }
+    let (status, html, _) = browser
+        .post(
+            "/checkout/delivery",
+            &[
+                ("shipping_method", "standard"),
+                ("buyer_reference", reference),
+            ],
+        )
+        .await;
+    if status != StatusCode::SEE_OTHER {
+        return Outcome::Refused("delivery", status, error_code(&html).unwrap().into());
+    }
+    let (_, review, _) = browser.get("/checkout/review").await;
+    let total: i64 = between(&review, r#"name="expected_total" value=""#, "\"")
+        .parse()
+        .unwrap();
+    let (status, html, location) = browser
+        .post("/checkout/place", &[("expected_total", &total.to_string())])
+        .await;
+    if status != StatusCode::SEE_OTHER {
+        return Outcome::Refused("place", status, error_code(&html).unwrap().into());
+    }
+    let (_, confirmation, _) = browser.get(&location.unwrap()).await;
+    let id = between(&confirmation, r#"<strong id="merchant-order-id">"#, "<").to_string();
+    Outcome::Placed(id, total)
+}
+
+#[tokio::test]
+async fn the_product_page_shows_the_chosen_variant_and_seller() {
+    let (_dir, store) = open_store(1.0).await;
+    let browser = shopper(&store, "variants@example.com").await;
+
+    // Nothing chosen: the cheapest price, and what to choose.
+    let (_, html, _) = browser.get("/dp/B0DEMO0010").await;
+    assert_eq!(between(&html, r#"data-price-cents=""#, "\""), "1999");
+    assert!(
+        html.contains(r#"<p id="availability" data-missing="Color,Size">"#),
+        "{html}"
+    );
+    assert!(!html.contains("data-sku="), "no variant is chosen yet");
+    // Each swatch links to the page with its choice; the XL costs more.
+    let xl = between(
+        &html,
+        r#"data-dimension="Size" data-value="XL" href=""#,
+        "\"",
+    )
+    .replace("&amp;", "&");
+    assert_eq!(xl, "/dp/B0DEMO0010?opt_Size=XL");
+    let (_, html, _) = browser.get(&format!("{xl}&opt_Color=sand")).await;
+    assert!(html.contains(r#"data-sku="B0DEMO0010-SAND-XL""#), "{html}");
+    assert!(html.contains(r#"id="price" class="price" data-price-cents="2499""#));
+    assert!(html.contains(">$24.99</p>"));
+    assert!(html.contains(r#"data-available="true" data-stock="50">In stock</p>"#));
+    assert!(
+        html.contains(r#"name="opt_Color" id="opt-Color" value="Sand""#),
+        "the form carries the choice (in the catalogue's spelling)"
+    );
+    // Another seller: its price, here $1.50 less.
+    let (_, html, _) = browser
+        .get("/dp/B0DEMO0010?opt_Color=Sand&opt_Size=XL&offer=B0DEMO0010-BRIG")
+        .await;
+    assert!(html.contains(r#"data-price-cents="2349""#) && html.contains(">$23.49</p>"));
+    assert!(html.contains(r#"<option value="B0DEMO0010-BRIG" data-href="/dp/B0DEMO0010?opt_Color=Sand&amp;opt_Size=XL&amp;offer=B0DEMO0010-BRIG" selected>"#));
+    // A sold-out size.
+    let (_, html, _) = browser
+        .get("/dp/B0DEMO0010?opt_Color=Forest+Green&opt_Size=L")
+        .await;
+    assert!(html.contains(r#"data-available="false" data-stock="0">Out of stock</p>"#));
+
+    // A refused add comes back to the page with the choice kept and the error's code.
+    let mut browser = browser;
+    let html = add(
+        &mut browser,
+        "B0DEMO0010",
+        &[("opt_Color", "Forest Green"), ("opt_Size", "L")],
+    )
+    .await;
+    assert_eq!(error_code(&html), Some("out_of_stock"));
+    assert!(html.contains("Only 0 left in stock"));
+    assert!(html.contains(r#"data-sku="B0DEMO0010-FORE-L""#));
+    let html = add(&mut browser, "B0DEMO0010", &[("opt_Color", "Sand")]).await;
+    assert_eq!(error_code(&html), Some("insufficient_variants"));
+    store.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_cart_page_changes_quantities_removes_lines_and_empties() {
+    let (_dir, store) = open_store(1.0).await;
+    let mut browser = shopper(&store, "cart@example.com").await;
+    let tee = [("opt_Color", "Sand"), ("opt_Size", "M")];
+    add(&mut browser, "B0DEMO0010", &tee).await;
+    add(&mut browser, "B0TEST0003", &[]).await;
+    let (_, cart, _) = browser.get("/cart").await;
+    assert!(cart.contains(r#"<section id="cart" data-line-count="2" data-item-count="2">"#));
+    assert!(
+        cart.contains(r#"id="empty-cart""#) && cart.matches(r#"class="remove-line""#).count() == 2
+    );
+
+    let line = [("sku", "B0DEMO0010-SAND-M"), ("offer_id", "B0DEMO0010-1P")];
+    let (_, _, location) = browser
+        .post("/cart/update", &[line[0], line[1], ("quantity", "3")])
+        .await;
+    assert_eq!(location.as_deref(), Some("/cart"));
+    let (_, cart, _) = browser.get("/cart").await;
+    assert!(cart.contains(
+        r#"data-sku="B0DEMO0010-SAND-M" data-offer-id="B0DEMO0010-1P" data-quantity="3""#
+    ));
+    assert!(cart.contains(r#"data-item-count="4""#));
+
+    // The same limits as adding: the tee's purchase limit is 10.
+    let (_, _, location) = browser
+        .post("/cart/update", &[line[0], line[1], ("quantity", "11")])
+        .await;
+    let (_, cart, _) = browser.get(&location.unwrap()).await;
+    assert_eq!(error_code(&cart), Some("purchase_limit_exceeded"));
+    assert!(cart.contains(r#"data-quantity="3""#), "nothing changed");
+
+    let (_, _, location) = browser.post("/cart/remove", &line).await;
+    assert_eq!(location.as_deref(), Some("/cart"));
+    let (_, cart, _) = browser.get("/cart").await;
+    assert!(cart.contains(r#"data-line-count="1""#) && !cart.contains("B0DEMO0010-SAND-M"));
+    let (_, _, location) = browser.post("/cart/remove", &line).await;
+    let (_, cart, _) = browser.get(&location.unwrap()).await;
+    assert_eq!(error_code(&cart), Some("line_not_found"));
+
+    let (_, _, location) = browser.post("/cart/empty", &[]).await;
+    assert_eq!(location.as_deref(), Some("/cart"));
+    let (_, cart, _) = browser.get("/cart").await;
+    assert!(cart.contains(r#"<h1 id="cart-empty">"#) && cart.contains(r#"data-line-count="0""#));
+    store.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn test_products_end_through_the_pages_as_through_the_api() {
+    let (_dir, store) = open_store(864_000.0).await;
+
+    let mut browser = shopper(&store, "t1@example.com").await;
+    let (_, html, _) = browser.get("/dp/B0TEST0001").await;
+    assert!(html.contains(r#"data-available="false" data-stock="0">Out of stock</p>"#));
+    let html = add(&mut browser, "B0TEST0001", &[]).await;
+    assert_eq!(error_code(&html), Some("out_of_stock"));
+
+    // The price rise: the review's total is $20.00 above the listed price.
+    let mut browser = shopper(&store, "t2@example.com").await;
+    let (_, html, _) = browser.get("/dp/B0TEST0002").await;
+    let listed: i64 = between(&html, r#"data-price-cents=""#, "\"")
+        .parse()
+        .unwrap();
+    add(&mut browser, "B0TEST0002", &[]).await;
+    browser.post("/checkout/address", ADDRESS).await;
+    browser
+        .post("/checkout/delivery", &[("shipping_method", "next_day")])
+        .await;
+    let (_, review, _) = browser.get("/checkout/review").await;
+    let subtotal: i64 = between(&review, r#"id="subtotal" data-cents=""#, "\"")
+        .parse()
+        .unwrap();
+    assert_eq!(subtotal, listed + 2000);
+
+    for (product, page, status, code) in [
+        (
+            "B0TEST0005",
+            "place",
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_declined",
+        ),
+        (
+            "B0TEST0006",
+            "place",
+            StatusCode::FORBIDDEN,
+            "checkout_blocked",
+        ),
+        (
+            "B0TEST0007",
+            "address",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "shipping_address_refused",
+        ),
+        (
+            "B0TEST0010",
+            "place",
+            StatusCode::UNAUTHORIZED,
+            "totp_required",
+        ),
+    ] {
+        let mut browser = shopper(&store, &format!("{product}@example.com")).await;
+        add(&mut browser, product, &[]).await;
+        match check_out(&mut browser, product).await {
+            Outcome::Refused(at, got, error) => {
+                assert_eq!((at, got, error.as_str()), (page, status, code), "{product}");
+            }
+            placed => panic!("{product}: {placed:?}"),
+        }
+    }
+
+    // The two-factor account buys what needs two-factor sign-in; without its code, the
+    // sign-in page asks for it.
+    let mut browser = Browser {
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base: store.base_url(),
+        cookie: None,
+    };
+    let (status, html, _) = browser
+        .post(
+            "/signin",
+            &[
+                ("email", errand_demo_store::DEMO_2FA_EMAIL),
+                ("password", DEMO_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&html), Some("totp_required"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let code = errand_demo_store::totp::current_code(errand_demo_store::DEMO_2FA_TOTP_SECRET, now)
+        .unwrap();
+    let mut browser = signed_in(
+        &store,
+        errand_demo_store::DEMO_2FA_EMAIL,
+        DEMO_PASSWORD,
+        Some(&code),
+    )
+    .await;
+    add(&mut browser, "B0TEST0010", &[]).await;
+    assert!(matches!(
+        check_out(&mut browser, "2fa").await,
+        Outcome::Placed(..)
+    ));
+
+    // The first place fails with 503 and says to try again; placing again buys.
+    let mut browser = shopper(&store, "flaky@example.com").await;
+    add(&mut browser, "B0TEST0004", &[]).await;
+    let Outcome::Refused("place", StatusCode::SERVICE_UNAVAILABLE, code) =
+        check_out(&mut browser, "flaky").await
+    else {
+        panic!("the first attempt fails");
+    };
+    assert_eq!(code, "service_unavailable");
+    assert!(matches!(
+        check_out(&mut browser, "flaky").await,
+        Outcome::Placed(..)
+    ));
+
+    let mut browser = shopper(&store, "slow@example.com").await;
+    add(&mut browser, "B0TEST0003", &[]).await;
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        check_out(&mut browser, "slow").await,
+        Outcome::Placed(..)
+    ));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+
+    // Cancelled by the store when it would ship; and never shipped, while another order
+    // arrives. Found by the reference given at checkout.
+    let mut browser = shopper(&store, "later@example.com").await;
+    add(&mut browser, "B0TEST0008", &[]).await;
+    let Outcome::Placed(cancelled, _) = check_out(&mut browser, "ref-cancel").await else {
+        panic!("placed");
+    };
+    add(&mut browser, "B0TEST0009", &[]).await;
+    let Outcome::Placed(never, _) = check_out(&mut browser, "ref-never").await else {
+        panic!("placed");
+    };
+    add(
+        &mut browser,
+        "B0DEMO0010",
+        &[("opt_Color", "Sand"), ("opt_Size", "S")],
+    )
+    .await;
+    let Outcome::Placed(normal, total) = check_out(&mut browser, "ref-normal").await else {
+        panic!("placed");
+    };
+    let (_, found, _) = browser.get("/orders?reference=ref-never").await;
+    assert!(found.contains(&format!(
+        r#"<tr class="order-row" data-order-id="{never}" data-reference="ref-never" data-status="placed">"#
+    )));
+    assert!(found.contains(r#"<table id="orders" data-count="1">"#));
+
+    let mut order = String::new();
+    for _ in 0..200 {
+        order = browser.get(&format!("/orders/{normal}")).await.1;
+        if order.contains(r#"data-status="delivered">delivered</strong>"#) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        order.contains(r#"id="order-status" data-status="delivered""#),
+        "{order}"
+    );
+    assert!(order.contains(r#"<span id="order-reference">ref-normal</span>"#));
+    assert!(order.contains(&format!(
+        r#"<span id="order-total-charged" data-cents="{total}">"#
+    )));
+    let number = between(&order, r#"data-tracking-number=""#, "\"");
+    assert!(order.contains(&format!(r#"<span class="tracking-number">{number}</span>"#)));
+
+    let (_, order, _) = browser.get(&format!("/orders/{cancelled}")).await;
+    assert!(order.contains(r#"data-status="cancelled""#), "{order}");
+    assert!(order.contains(r#"<p id="cancel-reason" data-reason="retailer_cancelled">"#));
+    let (_, order, _) = browser.get(&format!("/orders/{never}")).await;
+    assert!(order.contains(r#"data-status="placed""#) && order.contains(r#"id="no-shipments""#));
+    store.stop().await.unwrap();
+}

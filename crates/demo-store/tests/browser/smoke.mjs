@@ -1,6 +1,8 @@
-// Walks the demo store like a shopper in headless Chromium: sign in, pick a variant,
-// add to cart, check out over three pages, place the order, see the confirmation.
-// Saves screenshots of the product, review and confirmation pages.
+// Walks the demo store like a shopper in headless Chromium: sign in, empty a cart that
+// holds a line from an earlier attempt, pick a variant (its price shows), add to cart,
+// check out over three pages, place the order, see the confirmation, follow the order
+// until it arrives; then try a test product whose card is declined.
+// Saves screenshots of the product, review, confirmation, delivered and declined pages.
 //   node smoke.mjs <store base URL> <screenshot dir> <email> <password>
 import { chromium } from "playwright-core";
 
@@ -14,15 +16,34 @@ try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   page.setDefaultTimeout(15000);
 
-  await page.goto(`${base}/signin?next=/dp/B0DEMO0010`);
+  await page.goto(`${base}/signin?next=/dp/B0TEST0003`);
   await page.fill("#email", email);
   await page.fill("#password", password);
-  await Promise.all([page.waitForURL(/\/dp\/B0DEMO0010/), page.click("#signin-submit")]);
+  await Promise.all([page.waitForURL(/\/dp\/B0TEST0003/), page.click("#signin-submit")]);
   await page.click("#accept-cookies");
 
-  // Variant swatches are buttons; the Size choice is the second fieldset.
-  await page.click('#variant-Color .swatch >> nth=0');
-  await page.click('#variant-Size .swatch[data-value="M"]');
+  // A line left from an earlier attempt; the cart page empties it.
+  await Promise.all([page.waitForURL(/\/cart$/), page.click("#add-to-cart")]);
+  const leftover = await page.getAttribute("#cart", "data-line-count");
+  await page.click("#empty-cart");
+  await page.waitForSelector("#cart[data-line-count='0']");
+  const emptied = (await page.textContent("#cart-empty")).trim();
+
+  // Variant swatches are links: each shows the page again with that choice, and its
+  // price and stock.
+  await page.goto(`${base}/dp/B0DEMO0010`);
+  await Promise.all([page.waitForURL(/opt_Color=/), page.click("#variant-Color .swatch >> nth=0")]);
+  await Promise.all([
+    page.waitForURL(/opt_Size=XL/),
+    page.click('#variant-Size .swatch[data-value="XL"]'),
+  ]);
+  const priceXL = (await page.textContent("#price")).trim();
+  await Promise.all([
+    page.waitForURL(/opt_Size=M/),
+    page.click('#variant-Size .swatch[data-value="M"]'),
+  ]);
+  const priceM = (await page.textContent("#price")).trim();
+  const availability = (await page.textContent("#availability")).trim();
   await page.fill("#quantity", "2");
   await page.screenshot({ path: `${shots}/product.png`, fullPage: true });
   await Promise.all([page.waitForURL(/\/cart$/), page.click("#add-to-cart")]);
@@ -56,7 +77,25 @@ try {
   }
   const tracking = await page.$$eval(".tracking-number", (els) => els.map((e) => e.textContent));
   await page.screenshot({ path: `${shots}/delivered.png`, fullPage: true });
-  console.log(JSON.stringify({ orderId, total, status, tracking }));
+
+  // A test product whose card is declined: the review page comes back with #error.
+  await page.goto(`${base}/dp/B0TEST0005`);
+  await Promise.all([page.waitForURL(/\/cart$/), page.click("#add-to-cart")]);
+  await Promise.all([page.waitForURL(/\/checkout\/address/), page.click("#proceed-to-checkout")]);
+  await Promise.all([page.waitForURL(/\/checkout\/delivery/), page.click("#continue-to-delivery")]);
+  await Promise.all([page.waitForURL(/\/checkout\/review/), page.click("#continue-to-review")]);
+  await page.waitForSelector("#order-total", { state: "visible" });
+  await Promise.all([page.waitForURL(/\/checkout\/place/), page.click("#place-order")]);
+  const error = await page.waitForSelector("#error[data-error]");
+  const declined = {
+    code: await error.getAttribute("data-error"),
+    message: (await error.textContent()).trim(),
+  };
+  await page.screenshot({ path: `${shots}/declined.png`, fullPage: true });
+
+  console.log(JSON.stringify({
+    leftover, emptied, priceXL, priceM, availability, orderId, total, status, tracking, declined,
+  }));
 } finally {
   await browser.close();
 }
