@@ -272,4 +272,46 @@ crate::on_both_databases! {
         assert_eq!(response.headers()["content-type"], "image/png");
         assert!(response.bytes().await.unwrap().starts_with(b"\x89PNG"));
     }
+
+    async fn each_test_product_ends_as_through_the_json_api(app: TestApp) {
+        let app = spawn_browser_engine(app.backend).await;
+        // Outcomes as the `demo-http` driver gets them (engine::each_test_product_ends_as_documented).
+        let cases = [
+            ("B0TEST0001", serde_json::Value::Null, "order_failed", "out_of_stock"),
+            ("B0TEST0002", serde_json::Value::Null, "order_failed", "max_price_exceeded"),
+            ("B0TEST0003", serde_json::Value::Null, "order_placed", ""),
+            ("B0TEST0004", serde_json::Value::Null, "order_placed", ""),
+            ("B0TEST0005", serde_json::Value::Null, "order_failed", "payment_declined"),
+            ("B0TEST0006", serde_json::Value::Null, "order_failed", "checkout_blocked"),
+            ("B0TEST0007", serde_json::Value::Null, "order_failed", "shipping_address_refused"),
+            ("B0TEST0010", serde_json::Value::Null, "order_failed", "login_failed"),
+            ("B0DEMO0010", serde_json::json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]), "order_placed", ""),
+            ("B0DEMO0010", serde_json::json!([{"label": "Size", "value": "M"}]), "order_failed", "insufficient_variants"),
+            ("B0DEMO0010", serde_json::json!([{"label": "Color", "value": "Plaid"}, {"label": "Size", "value": "M"}]), "order_failed", "invalid_variant"),
+        ];
+        let mut ids = vec![];
+        for (product, variant, _, _) in &cases {
+            let mut body = crate::harness::order_body();
+            let mut line = serde_json::json!({"url": app.product_url(product)});
+            if !variant.is_null() {
+                line["variant"] = variant.clone();
+            }
+            body["products"] = serde_json::json!([line]);
+            // Room for the listed $39.99, not for B0TEST0002's $20 rise at checkout.
+            body["max_price"] = serde_json::json!(if *product == "B0TEST0002" { 4_500 } else { 1_000_000 });
+            let created = app.created(&body).await;
+            ids.push(created["id"].as_str().unwrap().to_string());
+        }
+        for ((product, _, status, error), id) in cases.iter().zip(&ids) {
+            let order = app.wait_until_settled(id).await;
+            assert_eq!(order["status"], *status, "{product}: {order:#}");
+            assert_eq!(order["job_result"]["error_type"].as_str().unwrap_or(""), *error, "{product}: {order:#}");
+            let bought = app.store_orders_for(id).await.len();
+            assert_eq!(bought, usize::from(*status == "order_placed"), "{product}");
+        }
+        // A failure keeps the page the store showed.
+        let declined = app.wait_until_settled(&ids[4]).await;
+        let shots = declined["screenshots"].as_array().unwrap();
+        assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/failure")), "{shots:?}");
+    }
 }

@@ -98,6 +98,8 @@ pub struct Runner {
     base_url: url::Url,
     pub inputs: OrderInputs,
     step_timeout: Duration,
+    /// The phase running: its detectors are watched while a step waits.
+    phase: Phase,
     /// The text of every read, by name (templates use them as `values.<name>`).
     texts: BTreeMap<String, String>,
     /// Every read's parsed value, by name.
@@ -119,12 +121,15 @@ enum ActError {
     Timeout(String),
     /// The page answered, but not as the step needs.
     Wrong(String),
+    /// A step inside a loop or group failed, already explained.
+    Nested(Failure),
 }
 
 impl ActError {
     fn message(self) -> String {
         match self {
             ActError::Timeout(m) | ActError::Wrong(m) => m,
+            ActError::Nested(failure) => failure.to_string(),
         }
     }
 }
@@ -143,6 +148,7 @@ impl Runner {
             base_url,
             inputs,
             step_timeout,
+            phase: Phase::Product,
             texts: BTreeMap::new(),
             values: BTreeMap::new(),
             screenshots: vec![],
@@ -156,6 +162,7 @@ impl Runner {
         let Some(steps) = recipe.phase(phase) else {
             return Ok(());
         };
+        self.phase = phase;
         let scope = Scope {
             item,
             variant: None,
@@ -243,6 +250,11 @@ impl Runner {
                     Ok(note) => break note,
                     Err(_) if attempt < step.retries => attempt += 1,
                     Err(error) if step.optional => break skip(&error.message()),
+                    // The inner step said why; the loop or group adds nothing.
+                    Err(ActError::Nested(failure)) => {
+                        self.note(phase, step, started, Some(failure.to_string()));
+                        return Err(failure);
+                    }
                     Err(error) => {
                         let failure = self.explain(phase, step, error.message()).await;
                         self.note(phase, step, started, Some(failure.to_string()));
@@ -344,6 +356,9 @@ impl Runner {
                     if url.contains(&want) && self.loaded().await {
                         return Ok(None);
                     }
+                    if let Some(failure) = self.detect(phase).await {
+                        return Err(ActError::Nested(failure));
+                    }
                     if Instant::now() > deadline {
                         return Err(ActError::Timeout(format!(
                             "the page's URL did not come to contain {want:?} (it is {url})"
@@ -436,7 +451,7 @@ impl Runner {
                     };
                     self.run_steps(phase, steps, scope)
                         .await
-                        .map_err(|f| ActError::Wrong(f.to_string()))?;
+                        .map_err(ActError::Nested)?;
                 }
                 Ok(None)
             }
@@ -449,14 +464,14 @@ impl Runner {
                     };
                     self.run_steps(phase, steps, scope)
                         .await
-                        .map_err(|f| ActError::Wrong(f.to_string()))?;
+                        .map_err(ActError::Nested)?;
                 }
                 Ok(None)
             }
             Action::Do(steps) => {
                 self.run_steps(phase, steps, scope)
                     .await
-                    .map_err(|f| ActError::Wrong(f.to_string()))?;
+                    .map_err(ActError::Nested)?;
                 Ok(None)
             }
         }
@@ -474,12 +489,20 @@ impl Runner {
         let target_json = self.target_json(target, scope)?;
         let script = format!("const el = find({target_json}); if (!el) return null; {body}");
         let deadline = Instant::now() + timeout;
+        let mut looks = 0u32;
         loop {
             // A page being replaced cannot run scripts: that is "not yet".
             if let Some(result) = self.eval(&script).await
                 && !result.is_null()
             {
                 return Ok(result);
+            }
+            // A store that has said no will not show the element: stop waiting.
+            looks += 1;
+            if looks.is_multiple_of(4)
+                && let Some(failure) = self.detect(self.phase).await
+            {
+                return Err(ActError::Nested(failure));
             }
             if Instant::now() > deadline {
                 return Err(ActError::Timeout(format!(
