@@ -275,6 +275,13 @@ crate::on_both_databases! {
 
     async fn each_test_product_ends_as_through_the_json_api(app: TestApp) {
         let app = spawn_browser_engine(app.backend).await;
+        // Three more store customers, so that checkouts run side by side (one per
+        // account at a time).
+        for i in 0..3 {
+            let email = format!("shopper{i}@errand.test");
+            app.store_admin(reqwest::Method::POST, "/api/admin/customers", serde_json::json!({"email": email, "password": errand_demo_store::DEMO_PASSWORD})).await;
+            app.add_retailer_account(&email, None).await;
+        }
         // Outcomes as the `demo-http` driver gets them (engine::each_test_product_ends_as_documented).
         let cases = [
             ("B0TEST0001", serde_json::Value::Null, "order_failed", "out_of_stock"),
