@@ -374,3 +374,44 @@ mod tests {
         );
     }
 }
+
+/// Page size of list routes when `limit` is not given, and its largest value.
+pub const DEFAULT_PAGE_SIZE: i64 = 20;
+pub const MAX_PAGE_SIZE: i64 = 100;
+
+/// The `limit` and `offset` query parameters every list route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page {
+            limit: DEFAULT_PAGE_SIZE,
+            offset: 0,
+        }
+    }
+}
+
+impl Page {
+    /// Takes the query parameter if it is `limit` or `offset` (noting a bad value in
+    /// `errors`); false for any other name.
+    pub fn take(&mut self, name: &str, text: &Value, loc: &Loc, errors: &mut Errors) -> bool {
+        match name {
+            "limit" => {
+                if let Some(n) = int_in_range(text, 1, MAX_PAGE_SIZE, loc, errors) {
+                    self.limit = n;
+                }
+            }
+            "offset" => {
+                if let Some(n) = int_in_range(text, 0, i64::MAX, loc, errors) {
+                    self.offset = n;
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+}

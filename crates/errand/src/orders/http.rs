@@ -23,10 +23,8 @@ use crate::http::error::ErrorEnvelope;
 use crate::http::public_base::PublicBase;
 use crate::http::{ApiError, AppState};
 use crate::storage::Timestamp;
-use crate::validation::{Errors, Loc, ValidationErrors, int_in_range};
+use crate::validation::{Errors, Loc, ValidationErrors};
 
-pub const DEFAULT_PAGE_SIZE: i64 = 20;
-pub const MAX_PAGE_SIZE: i64 = 100;
 const MAX_SEARCH_LEN: usize = 100;
 
 pub fn routes() -> Router<AppState> {
@@ -287,8 +285,8 @@ pub async fn list_orders(
     Ok(Json(OrderList {
         orders,
         total,
-        limit: filter.limit,
-        offset: filter.offset,
+        limit: filter.page.limit,
+        offset: filter.page.offset,
     }))
 }
 
@@ -446,24 +444,12 @@ fn parse_instant(text: &str) -> Option<Timestamp> {
 
 fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
     let mut errors = Errors::default();
-    let mut filter = ListFilter {
-        limit: DEFAULT_PAGE_SIZE,
-        ..ListFilter::default()
-    };
+    let mut filter = ListFilter::default();
     for (name, value) in query_pairs(raw) {
         let loc = Loc::query(&name);
         let text = Value::String(value.clone());
         match name.as_str() {
-            "limit" => {
-                if let Some(n) = int_in_range(&text, 1, MAX_PAGE_SIZE, &loc, &mut errors) {
-                    filter.limit = n;
-                }
-            }
-            "offset" => {
-                if let Some(n) = int_in_range(&text, 0, i64::MAX, &loc, &mut errors) {
-                    filter.offset = n;
-                }
-            }
+            name if filter.page.take(name, &text, &loc, &mut errors) => {}
             "status_filter" => match OrderStatus::parse(value.trim()) {
                 Some(status) => filter.status = Some(status),
                 None => {

@@ -213,8 +213,7 @@ async fn attach_screenshots(
 /// Filters of `GET /orders`, already validated.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    pub limit: i64,
-    pub offset: i64,
+    pub page: crate::validation::Page,
     pub status: Option<OrderStatus>,
     pub created_after: Option<Timestamp>,
     pub created_before: Option<Timestamp>,
@@ -284,8 +283,8 @@ async fn list_page(
         let mut page = QueryBuilder::new(format!("SELECT {ORDER_COLUMNS} FROM orders"));
         push_list_conditions(&mut page, tenant, filter);
         page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(filter.limit);
-        page.push(" OFFSET ").push_bind(filter.offset);
+            .push_bind(filter.page.limit);
+        page.push(" OFFSET ").push_bind(filter.page.offset);
         let rows: Vec<OrderRow> = page.build_query_as().fetch_all(pool).await?;
         if rows.is_empty() {
             return Ok((vec![], total));

@@ -21,11 +21,9 @@ use crate::http::error::ErrorEnvelope;
 use crate::http::{ApiError, AppState};
 use crate::queue::NewJob;
 use crate::storage::{Db, DbId, Timestamp};
-use crate::validation::{Errors, Loc, ValidationErrors, int_in_range};
+use crate::validation::{Errors, Loc, Page, ValidationErrors};
 use crate::{enqueue_in_tx, on_db};
 
-const DEFAULT_PAGE_SIZE: i64 = 20;
-const MAX_PAGE_SIZE: i64 = 100;
 const STATES: [&str; 4] = [
     state::PENDING,
     state::DELIVERED,
@@ -100,8 +98,7 @@ struct Filter {
     order_id: Option<Uuid>,
     event: Option<String>,
     status: Option<String>,
-    limit: i64,
-    offset: i64,
+    page: Page,
 }
 
 fn push_conditions<DB: sqlx::Database>(qb: &mut QueryBuilder<DB>, tenant: &Tenant, f: &Filter)
@@ -135,9 +132,9 @@ async fn list(db: &Db, tenant: &Tenant, f: &Filter) -> Result<(Vec<Delivery>, i6
         );
         push_conditions(&mut page, tenant, f);
         page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(f.limit)
+            .push_bind(f.page.limit)
             .push(" OFFSET ")
-            .push_bind(f.offset);
+            .push_bind(f.page.offset);
         let rows: Vec<Row> = page.build_query_as().fetch_all(pool).await?;
         let mut attempts: HashMap<String, Vec<DeliveryAttempt>> = HashMap::new();
         if !rows.is_empty() {
@@ -174,24 +171,12 @@ async fn list(db: &Db, tenant: &Tenant, f: &Filter) -> Result<(Vec<Delivery>, i6
 
 fn parse_filter(raw: Option<&str>) -> Result<Filter, ValidationErrors> {
     let mut errors = Errors::default();
-    let mut filter = Filter {
-        limit: DEFAULT_PAGE_SIZE,
-        ..Filter::default()
-    };
+    let mut filter = Filter::default();
     for (name, value) in query_pairs(raw) {
         let loc = Loc::query(&name);
         let text = Value::String(value.clone());
         match name.as_str() {
-            "limit" => {
-                if let Some(n) = int_in_range(&text, 1, MAX_PAGE_SIZE, &loc, &mut errors) {
-                    filter.limit = n;
-                }
-            }
-            "offset" => {
-                if let Some(n) = int_in_range(&text, 0, i64::MAX, &loc, &mut errors) {
-                    filter.offset = n;
-                }
-            }
+            name if filter.page.take(name, &text, &loc, &mut errors) => {}
             "order_id" => match Uuid::parse_str(value.trim()) {
                 Ok(id) => filter.order_id = Some(id),
                 Err(e) => errors.add(
@@ -263,8 +248,8 @@ pub async fn list_deliveries(
     Ok(Json(DeliveryList {
         deliveries,
         total,
-        limit: filter.limit,
-        offset: filter.offset,
+        limit: filter.page.limit,
+        offset: filter.page.offset,
     }))
 }
 

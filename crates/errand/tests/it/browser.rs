@@ -32,17 +32,22 @@ async fn eval(page: &chromiumoxide::Page, js: &str) -> String {
         .expect("a string")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkouts_get_isolated_contexts_and_the_browser_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = errand_demo_store::start(errand_demo_store::StoreOptions {
+/// A demo store on real time, its data in `dir`.
+async fn start_store(dir: &std::path::Path) -> errand_demo_store::RunningStore {
+    errand_demo_store::start(errand_demo_store::StoreOptions {
         listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().into(),
+        data_dir: dir.into(),
         admin_token: None,
         time_scale: 1.0,
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkouts_get_isolated_contexts_and_the_browser_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = start_store(dir.path()).await;
     let chromium = Chromium::new(&chromium_path(), 2);
     assert_eq!(chromium.pid().await, None, "started only when first needed");
 
@@ -121,14 +126,7 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
     use errand::retailers::browser::runner::{ItemInput, OrderInputs, Runner};
 
     let dir = tempfile::tempdir().unwrap();
-    let store = errand_demo_store::start(errand_demo_store::StoreOptions {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().into(),
-        admin_token: None,
-        time_scale: 1.0,
-    })
-    .await
-    .unwrap();
+    let store = start_store(dir.path()).await;
     let recipe = std::sync::Arc::new(demo_recipe());
     let chromium = Chromium::new(&chromium_path(), 2);
     let base = url::Url::parse(&store.base_url()).unwrap();
