@@ -52,7 +52,7 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
-    /// Check recipes: the files that say how to buy from a storefront.
+    /// Check and try recipes: the files that say how to buy from a storefront.
     Recipes {
         #[command(subcommand)]
         command: RecipesCommand,
@@ -114,6 +114,57 @@ enum RecipesCommand {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Run a recipe on one product up to the review page in headless Chromium, without
+    /// placing: prints each step with its timing and the values read, and saves the
+    /// screenshots.
+    Try(TryArgs),
+}
+
+#[derive(clap::Args)]
+struct TryArgs {
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// The product page to try it on.
+    #[arg(long)]
+    url: url::Url,
+    /// A variant choice, as the order's `variant` gives it (repeat for each option).
+    #[arg(long = "variant", value_name = "LABEL=VALUE", value_parser = parse_variant)]
+    variants: Vec<crate::orders::model::Variant>,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=100))]
+    quantity: i32,
+    /// The store account to sign in with (or, for a guest checkout, the e-mail to give).
+    #[arg(long)]
+    email: Option<String>,
+    /// The account's password.
+    #[arg(long, env = "ERRAND_RECIPE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// The account's authenticator secret (base32), for stores that ask for a code.
+    #[arg(long, env = "ERRAND_RECIPE_TOTP_SECRET", hide_env_values = true)]
+    totp_secret: Option<String>,
+    /// Where to save the screenshots (and the page after a failure).
+    #[arg(long, default_value = "recipe-try")]
+    output: PathBuf,
+    #[arg(
+        long,
+        env = "ERRAND_CHROMIUM_PATH",
+        default_value = "/usr/bin/chromium"
+    )]
+    chromium: PathBuf,
+    /// How long a step waits for its element, URL or page.
+    #[arg(long, default_value_t = 15.0)]
+    step_timeout_seconds: f64,
+}
+
+fn parse_variant(text: &str) -> Result<crate::orders::model::Variant, String> {
+    match text.split_once('=') {
+        Some((label, value)) if !label.trim().is_empty() && !value.trim().is_empty() => {
+            Ok(crate::orders::model::Variant {
+                label: label.trim().to_string(),
+                value: value.trim().to_string(),
+            })
+        }
+        _ => Err(format!("{text:?} is not LABEL=VALUE (e.g. Size=M)")),
+    }
 }
 
 #[derive(Subcommand)]
@@ -173,7 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             time_scale,
         } => return demo_store(port, data, time_scale).await,
-        Command::Recipes { command } => return run_recipes(command),
+        Command::Recipes { command } => return run_recipes(command).await,
         _ => {}
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -498,10 +549,17 @@ async fn demo_store(port: u16, data_dir: PathBuf, time_scale: f64) -> anyhow::Re
 }
 
 /// `errand recipes …`: needs no configuration or database.
-fn run_recipes(command: RecipesCommand) -> anyhow::Result<()> {
-    let RecipesCommand::Check { files } = command;
+async fn run_recipes(command: RecipesCommand) -> anyhow::Result<()> {
+    match command {
+        RecipesCommand::Check { files } => check_recipes(&files),
+        RecipesCommand::Try(args) => try_recipe(args).await,
+    }
+}
+
+/// `errand recipes check`: every mistake of every file, with its line.
+fn check_recipes(files: &[PathBuf]) -> anyhow::Result<()> {
     let mut failed = 0;
-    for file in &files {
+    for file in files {
         match Recipe::load(file) {
             Ok(recipe) => {
                 let phases: Vec<&str> = recipe.phases.iter().map(|(p, _)| p.as_str()).collect();
@@ -523,6 +581,39 @@ fn run_recipes(command: RecipesCommand) -> anyhow::Result<()> {
         0 => Ok(()),
         1 if files.len() == 1 => anyhow::bail!("the recipe has errors"),
         n => anyhow::bail!("{n} of {} recipes have errors", files.len()),
+    }
+}
+
+/// `errand recipes try`: fails (exit 1) when the recipe does not reach the review page.
+async fn try_recipe(args: TryArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.1..=600.0).contains(&args.step_timeout_seconds),
+        "--step-timeout-seconds must be between 0.1 and 600"
+    );
+    let recipe = Recipe::load(&args.file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outcome = crate::retailers::browser::trial::Trial {
+        output_dir: args.output.join(&recipe.name),
+        recipe,
+        url: args.url,
+        variant: args.variants,
+        quantity: args.quantity,
+        email: args.email,
+        password: args.password,
+        totp_secret: args.totp_secret,
+        chromium_path: args.chromium,
+        step_timeout: std::time::Duration::from_secs_f64(args.step_timeout_seconds),
+    }
+    .run()
+    .await?;
+    match outcome.failure {
+        None => Ok(()),
+        Some((phase, failure)) => anyhow::bail!(
+            "the recipe did not reach the review page: {phase} failed{}",
+            failure
+                .error_type()
+                .map(|t| format!(" with {t}"))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -589,7 +680,7 @@ mod tests {
     fn recipes_check_fails_when_any_recipe_has_mistakes() {
         let demo = crate_file("recipes/demo.toml");
         let mistakes = crate_file("tests/fixtures/recipes/invalid/mistakes.toml");
-        let check = |files: Vec<PathBuf>| run_recipes(RecipesCommand::Check { files });
+        let check = |files: Vec<PathBuf>| check_recipes(&files);
         assert!(check(vec![demo.clone()]).is_ok());
         assert_eq!(
             check(vec![mistakes.clone()]).unwrap_err().to_string(),

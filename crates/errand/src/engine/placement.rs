@@ -126,11 +126,56 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
         }
     };
 
-    let outcome = checkout(engine, job, &order, &retailer, &account, unresolved).await;
+    let hold = engine.inner.lease + retailer.settings.timeout() * 4;
+    let outcome = keeping_hold(
+        db,
+        &account.id,
+        order_id,
+        hold,
+        checkout(engine, job, &order, &retailer, &account, unresolved),
+    )
+    .await;
     // Released whatever happened (placing released it already): a crash instead leaves
     // it to its lease.
     store::release_account(db, &account.id, order_id).await?;
     outcome
+}
+
+/// Runs `checkout` while extending the account's hold, so that a checkout slower than
+/// the hold's lease (a browser on a busy machine) never shares its account: the store
+/// keeps one cart and one checkout per account. If this process dies, the hold runs out
+/// `hold` after the last extension. The extensions run in a task of their own: waiting
+/// for a database connection here must never wait on the checkout, which may hold one.
+async fn keeping_hold<T>(
+    db: &crate::storage::Db,
+    account: &str,
+    order_id: Uuid,
+    hold: Duration,
+    checkout: impl std::future::Future<Output = T>,
+) -> T {
+    let extender = {
+        let (db, account) = (db.clone(), account.to_string());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep((hold / 4).max(Duration::from_millis(50))).await;
+                let until = Timestamp::now().after(hold);
+                if let Err(e) = store::extend_account_hold(&db, &account, order_id, until).await {
+                    tracing::warn!(%order_id, error = %e, "cannot extend the account's hold");
+                }
+            }
+        })
+    };
+    // Stopped however the checkout ends, even if it is dropped.
+    let _stop = AbortOnDrop(extender);
+    checkout.await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn is_expired(order: &EngineOrder) -> bool {
@@ -265,16 +310,28 @@ async fn checkout_in_session(
     // The exactly-once record: committed before the retailer hears of the purchase.
     // Until `settles_at` the request may still be running there even if this process
     // is gone, so a lookup that finds nothing proves nothing before then.
-    let settles_at = Timestamp::now().after(retailer.settings.timeout() + SETTLE_MARGIN);
-    let attempt = store::begin_attempt(
+    let placing_time = driver
+        .placing_time()
+        .unwrap_or_else(|| retailer.settings.timeout());
+    let settles_at = Timestamp::now().after(placing_time + SETTLE_MARGIN);
+    let Some(attempt) = store::begin_attempt(
         db,
+        job,
         order.id,
         &account.id,
         &request.reference,
         price.total,
         settles_at,
     )
-    .await?;
+    .await?
+    else {
+        // This run lost its claim on the job (its lease ran out while it was stalled),
+        // or another run has an attempt under way: that run owns the purchase.
+        // (If it still holds the claim, it looks again shortly; if not, what it records
+        // is ignored.)
+        tracing::warn!(order_id = %order.id, "another run of this order's job owns its placement; this one stops before placing");
+        return Ok(Outcome::Snooze(Duration::from_secs(1)));
+    };
     tracing::info!(order_id = %order.id, attempt = attempt.attempt, total = price.total, "placing the order at the retailer");
     let placing = driver.place(session, request, price.total).await;
     keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
@@ -341,12 +398,6 @@ async fn resume(
     session: &Session,
     attempt: &Attempt,
 ) -> Result<Option<Outcome>, sqlx::Error> {
-    let now = Timestamp::now();
-    if now < attempt.settles_at {
-        // The request may still be running at the retailer: "not found" would prove
-        // nothing yet.
-        return Ok(Some(Outcome::Snooze(attempt.settles_at.since(now))));
-    }
     match retailer
         .driver
         .find_by_reference(session, &attempt.reference)
@@ -358,6 +409,14 @@ async fn resume(
             placed(engine, order, retailer, account, attempt.attempt, found)
                 .await
                 .map(Some)
+        }
+        Ok(None) if Timestamp::now() < attempt.settles_at => {
+            // The purchase may still be under way at the retailer: "not found" proves
+            // nothing yet.
+            tracing::info!(order_id = %order.id, attempt = attempt.attempt, "the retailer has no order from the earlier attempt yet; asking again once that attempt's time is up");
+            Ok(Some(Outcome::Snooze(
+                attempt.settles_at.since(Timestamp::now()),
+            )))
         }
         Ok(None) => {
             tracing::info!(order_id = %order.id, attempt = attempt.attempt, "the earlier attempt did not reach the retailer; checking out again");

@@ -317,19 +317,25 @@ pub async fn unresolved_attempt(db: &Db, order_id: Uuid) -> Result<Option<Attemp
 /// Commits an attempt before the retailer is asked to place (the exactly-once record).
 pub async fn begin_attempt(
     db: &Db,
+    job: &crate::queue::Job,
     order_id: Uuid,
     retailer_account_id: &str,
     reference: &str,
     expected_total: i64,
     settles_at: Timestamp,
-) -> Result<Attempt, sqlx::Error> {
+) -> Result<Option<Attempt>, sqlx::Error> {
     let now = Timestamp::now();
+    // Only while this run still holds its claim on the job (a rescued and reclaimed job
+    // has another attempt number) and no other attempt is unresolved: two runs of one
+    // job can never both place.
     on_db!(db, writer, |pool| {
         sqlx::query_as(
             "INSERT INTO placement_attempts (order_id, attempt, retailer_account_id, reference, expected_total,
                  state, settles_at, created_at, updated_at)
-             VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM placement_attempts WHERE order_id = $1),
-                     $2, $3, $4, $5, $6, $7, $7)
+             SELECT $1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM placement_attempts WHERE order_id = $1),
+                    $2, $3, $4, $5, $6, $7, $7
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $8 AND attempt = $9 AND state = $10)
+               AND NOT EXISTS (SELECT 1 FROM placement_attempts WHERE order_id = $1 AND state = $5)
              RETURNING attempt, retailer_account_id, reference, expected_total, settles_at",
         )
         .bind(DbId(order_id))
@@ -339,7 +345,10 @@ pub async fn begin_attempt(
         .bind(attempt_state::SUBMITTING)
         .bind(settles_at)
         .bind(now)
-        .fetch_one(pool)
+        .bind(job.id)
+        .bind(job.attempt)
+        .bind(crate::queue::RUNNING)
+        .fetch_optional(pool)
         .await
     })
 }
@@ -520,6 +529,28 @@ pub async fn acquire_account(
         Acquired::Busy
     } else {
         Acquired::Missing
+    })
+}
+
+/// Extends `order_id`'s hold on the account (a hold another order has taken since is
+/// left alone).
+pub async fn extend_account_hold(
+    db: &Db,
+    account: &str,
+    order_id: Uuid,
+    until: Timestamp,
+) -> Result<(), sqlx::Error> {
+    on_db!(db, writer, |pool| {
+        sqlx::query(
+            "UPDATE retailer_accounts SET checkout_lease_until = $1
+             WHERE id = $2 AND checkout_order_id = $3",
+        )
+        .bind(until)
+        .bind(account)
+        .bind(DbId(order_id))
+        .execute(pool)
+        .await
+        .map(|_| ())
     })
 }
 

@@ -91,6 +91,15 @@ impl From<ValidationErrors> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            // Overload, not a fault: the client may try again shortly.
+            tracing::warn!("a request waited too long for a database connection");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "The server is too busy to answer now; try again shortly",
+            );
+        }
         ApiError::Internal(anyhow::Error::new(error).context("database error"))
     }
 }

@@ -73,6 +73,11 @@ impl Job {
         self.order_id.map(|id| id.0)
     }
 
+    /// This run's claim on the job: its id and attempt (every claim counts one more).
+    pub fn claim(&self) -> (i64, i32) {
+        (self.id, self.attempt)
+    }
+
     /// Whether a failure now would use up the job's attempts.
     pub fn is_last_attempt(&self) -> bool {
         self.attempt >= self.max_attempts
@@ -199,11 +204,13 @@ pub async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
 const JOB_COLUMNS: &str = "id, kind, order_id, payload, attempt, max_attempts, run_at, created_at";
 
 /// Deletes the finished jobs `worker` still holds, then claims up to `limit` due jobs
-/// for it, oldest due first: one transaction, so one commit for both.
+/// for it, oldest due first: one transaction, so one commit for both. Finished jobs are
+/// named by [`Job::claim`], so that a run whose claim was lost (its lease ran out and
+/// the job was claimed again) deletes nothing.
 pub async fn claim(
     db: &Db,
     worker: &str,
-    finished: &[i64],
+    finished: &[(i64, i32)],
     limit: i64,
     lease: Duration,
     kinds: Option<&[String]>,
@@ -218,9 +225,10 @@ pub async fn claim(
         let mut tx = pool.begin().await?;
         if !finished.is_empty() {
             let mut qb = QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
-            qb.push_bind(worker.to_string()).push(" AND id IN ");
-            qb.push_tuples(finished, |mut b, id| {
-                b.push_bind(*id);
+            qb.push_bind(worker.to_string())
+                .push(" AND (id, attempt) IN ");
+            qb.push_tuples(finished, |mut b, (id, attempt)| {
+                b.push_bind(*id).push_bind(*attempt);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -257,8 +265,9 @@ pub async fn claim(
     })
 }
 
-/// Deletes finished jobs (only while `worker` still holds them).
-pub async fn complete(db: &Db, worker: &str, ids: &[i64]) -> Result<(), sqlx::Error> {
+/// Deletes finished jobs, named by [`Job::claim`] (only while `worker` still holds
+/// them with that claim).
+pub async fn complete(db: &Db, worker: &str, ids: &[(i64, i32)]) -> Result<(), sqlx::Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -277,7 +286,7 @@ pub async fn settle(
 ) -> Result<(), sqlx::Error> {
     let now = Timestamp::now();
     let (state, attempt_change, run_at, error, payload) = match outcome {
-        Outcome::Done => return complete(db, worker, &[job.id]).await,
+        Outcome::Done => return complete(db, worker, &[job.claim()]).await,
         Outcome::Retry { error, after } => {
             let state = if job.is_last_attempt() {
                 DEAD
@@ -298,7 +307,7 @@ pub async fn settle(
             "UPDATE jobs SET state = $1, attempt = attempt + $2, run_at = $3,
                  last_error = COALESCE($4, last_error), payload = COALESCE($5, payload),
                  locked_by = NULL, lease_until = NULL, updated_at = $6
-             WHERE id = $7 AND locked_by = $8",
+             WHERE id = $7 AND locked_by = $8 AND attempt = $9",
         )
         .bind(state)
         .bind(attempt_change)
@@ -308,6 +317,7 @@ pub async fn settle(
         .bind(now)
         .bind(job.id)
         .bind(worker)
+        .bind(job.attempt)
         .execute(pool)
         .await
         .map(|_| ())

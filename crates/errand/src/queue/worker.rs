@@ -23,6 +23,8 @@ pub type Handler = Arc<dyn Fn(Job) -> BoxFuture<'static, Outcome> + Send + Sync>
 /// Longest sleep with nothing due: a safety net for a lost notification, not the way
 /// work is found.
 const SAFETY_POLL: Duration = Duration::from_secs(2);
+/// Longest a free slot waits for a batch to fill before it claims alone.
+const CLAIM_BATCH_WINDOW: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -118,8 +120,12 @@ async fn run(
     let upkeep = tokio::spawn(upkeep(db.clone(), worker_id.clone(), options.lease));
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
     let mut in_flight = 0usize;
-    let mut done: Vec<i64> = Vec::new();
+    let mut done: Vec<(i64, i32)> = Vec::new();
     let concurrency = options.concurrency.max(1);
+    let mut last_claim = tokio::time::Instant::now();
+    // Whether due jobs may be waiting unclaimed: the last claim filled every free slot,
+    // or a wake-up came since.
+    let mut jobs_may_wait = true;
 
     loop {
         while let Ok(f) = finished_rx.try_recv() {
@@ -136,12 +142,24 @@ async fn run(
 
         let free = concurrency - in_flight;
         let mut deadline = tokio::time::Instant::now() + SAFETY_POLL;
-        // Under load, claim in batches (when half the slots are free) rather than one
-        // round trip per finished job; when idle, claim at once. Finished jobs are
-        // deleted in the same transaction.
-        let claiming = free > 0 && (in_flight == 0 || free >= concurrency.div_ceil(2));
+        // Under load, claim in batches (when half the slots are free, or a batch window
+        // after the last claim) rather than one round trip per finished job; when idle,
+        // claim at once. The window bounds how long a free slot stays idle while jobs
+        // wait, however long the running jobs take. Finished jobs are deleted in the
+        // same transaction.
+        let batch_due = last_claim + CLAIM_BATCH_WINDOW;
+        let claiming = free > 0
+            && (in_flight == 0
+                || free >= concurrency.div_ceil(2)
+                || (jobs_may_wait && tokio::time::Instant::now() >= batch_due));
+        if free > 0 && jobs_may_wait && !claiming {
+            deadline = deadline.min(batch_due);
+        }
         if claiming || !done.is_empty() {
             let limit = if claiming { free as i64 } else { 0 };
+            if claiming {
+                last_claim = tokio::time::Instant::now();
+            }
             match super::claim(
                 &db,
                 &worker_id,
@@ -155,6 +173,9 @@ async fn run(
                 Ok(jobs) => {
                     done.clear();
                     let claimed_all = claiming && jobs.len() == free;
+                    if claiming {
+                        jobs_may_wait = claimed_all;
+                    }
                     for job in jobs {
                         in_flight += 1;
                         dispatch(job, &handler, &finished_tx);
@@ -174,12 +195,13 @@ async fn run(
         }
 
         tokio::select! {
-            _ = &mut notified => {}
+            // A job was enqueued, or one comes due (or the safety poll): look again.
+            _ = &mut notified => jobs_may_wait = true,
             Some(f) = finished_rx.recv() => {
                 in_flight -= 1;
                 record(&db, &worker_id, &options.retry, f, &mut done).await;
             }
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(deadline) => jobs_may_wait = true,
             _ = stop.changed() => {}
         }
     }
@@ -244,7 +266,7 @@ async fn record(
     worker_id: &str,
     retry: &RetryPolicy,
     finished: Finished,
-    done: &mut Vec<i64>,
+    done: &mut Vec<(i64, i32)>,
 ) {
     let Finished { job, outcome } = finished;
     let label = match &outcome {
@@ -259,7 +281,7 @@ async fn record(
         .increment(1);
     match &outcome {
         Outcome::Done => {
-            done.push(job.id);
+            done.push(job.claim());
             return;
         }
         Outcome::Retry { error, .. } | Outcome::Dead(error) if label == "dead" => {

@@ -203,6 +203,12 @@ pub trait Driver: Send + Sync {
         session: &Session,
         checkout: &CheckoutRequest,
     ) -> Result<Quote, DriverError>;
+    /// How long after `place` begins the retailer may still be acting on it, when
+    /// `None` answers for the retailer's own time limit: until then, not finding the
+    /// order by its reference proves nothing.
+    fn placing_time(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Places the checkout quoted last, if its total is still `expected_total`.
     async fn place(
         &self,

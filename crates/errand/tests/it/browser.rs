@@ -183,7 +183,7 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
         "nothing is bought before place"
     );
     let names: Vec<&str> = runner.screenshots.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["product", "review"]);
+    assert_eq!(names, ["product", "cart", "review"]);
     assert!(
         runner
             .screenshots
@@ -228,13 +228,38 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
 /// The engine with the demo retailer bought through its web pages (the browser driver
 /// running the built-in demo recipe) instead of its JSON API.
 async fn spawn_browser_engine(backend: crate::harness::Backend) -> crate::harness::TestApp {
+    spawn_browser_engine_with(backend, |_| {}).await
+}
+
+async fn spawn_browser_engine_with(
+    backend: crate::harness::Backend,
+    tweak: impl FnOnce(&mut errand::config::Settings),
+) -> crate::harness::TestApp {
     crate::harness::TestApp::spawn_engine_with(backend, |settings| {
         let demo = &mut settings.retailers[0];
         demo.driver = "browser".into();
         demo.recipe = Some("builtin:demo".into());
         settings.chromium_path = chromium_path();
+        // The suite runs many tests at once on few cores: pages may be slow to come.
+        settings.browser_step_timeout_seconds = 30.0;
+        tweak(settings);
     })
     .await
+}
+
+/// Adds `n` store customers as managed accounts of the test's key, so that as many
+/// checkouts can run side by side (one per account at a time).
+async fn add_shoppers(app: &crate::harness::TestApp, n: usize) {
+    for i in 0..n {
+        let email = format!("shopper{i}@errand.test");
+        app.store_admin(
+            reqwest::Method::POST,
+            "/api/admin/customers",
+            serde_json::json!({"email": email, "password": errand_demo_store::DEMO_PASSWORD}),
+        )
+        .await;
+        app.add_retailer_account(&email, None).await;
+    }
 }
 
 crate::on_both_databases! {
@@ -258,10 +283,10 @@ crate::on_both_databases! {
         }
         assert_eq!(bought["lines"][0]["quantity"], 2);
 
-        // What the browser saw is kept with the order: product, review (before the
-        // final click) and confirmation.
+        // What the browser saw is kept with the order: product, cart, review (before
+        // the final click) and confirmation.
         let shots: Vec<String> = order["screenshots"].as_array().expect("screenshots").iter().map(|u| u.as_str().unwrap().to_string()).collect();
-        for name in ["product", "review", "confirmation"] {
+        for name in ["product", "cart", "review", "confirmation"] {
             assert!(shots.iter().any(|u| u.ends_with(&format!("/screenshots/{name}"))), "{name} in {shots:?}");
         }
         let review = shots.iter().find(|u| u.ends_with("/screenshots/review")).unwrap();
@@ -273,50 +298,248 @@ crate::on_both_databases! {
 
     async fn each_test_product_ends_as_through_the_json_api(app: TestApp) {
         let app = spawn_browser_engine(app.backend).await;
-        // Three more store customers, so that checkouts run side by side (one per
-        // account at a time).
-        for i in 0..3 {
-            let email = format!("shopper{i}@errand.test");
-            app.store_admin(reqwest::Method::POST, "/api/admin/customers", serde_json::json!({"email": email, "password": errand_demo_store::DEMO_PASSWORD})).await;
-            app.add_retailer_account(&email, None).await;
-        }
-        // Outcomes as the `demo-http` driver gets them (engine::each_test_product_ends_as_documented).
+        add_shoppers(&app, 3).await;
+        let no_variant = serde_json::Value::Null;
+        let forest_m = serde_json::json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]);
+        // Outcomes as the `demo-http` driver gets them (engine::each_test_product_ends_as_documented),
+        // with each order's price cap.
         let cases = [
-            ("B0TEST0001", serde_json::Value::Null, "order_failed", "out_of_stock"),
-            ("B0TEST0002", serde_json::Value::Null, "order_failed", "max_price_exceeded"),
-            ("B0TEST0003", serde_json::Value::Null, "order_placed", ""),
-            ("B0TEST0004", serde_json::Value::Null, "order_placed", ""),
-            ("B0TEST0005", serde_json::Value::Null, "order_failed", "payment_declined"),
-            ("B0TEST0006", serde_json::Value::Null, "order_failed", "checkout_blocked"),
-            ("B0TEST0007", serde_json::Value::Null, "order_failed", "shipping_address_refused"),
-            ("B0TEST0010", serde_json::Value::Null, "order_failed", "login_failed"),
-            ("B0DEMO0010", serde_json::json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]), "order_placed", ""),
-            ("B0DEMO0010", serde_json::json!([{"label": "Size", "value": "M"}]), "order_failed", "insufficient_variants"),
-            ("B0DEMO0010", serde_json::json!([{"label": "Color", "value": "Plaid"}, {"label": "Size", "value": "M"}]), "order_failed", "invalid_variant"),
+            ("B0TEST0001", no_variant.clone(), 1_000_000, "order_failed", "out_of_stock"),
+            // Room for the listed $39.99, not for the $20 rise at checkout.
+            ("B0TEST0002", no_variant.clone(), 4_500, "order_failed", "max_price_exceeded"),
+            ("B0TEST0003", no_variant.clone(), 1_000_000, "order_placed", ""),
+            ("B0TEST0004", no_variant.clone(), 1_000_000, "order_placed", ""),
+            ("B0TEST0005", no_variant.clone(), 1_000_000, "order_failed", "payment_declined"),
+            ("B0TEST0006", no_variant.clone(), 1_000_000, "order_failed", "checkout_blocked"),
+            ("B0TEST0007", no_variant.clone(), 1_000_000, "order_failed", "shipping_address_refused"),
+            ("B0TEST0010", no_variant.clone(), 1_000_000, "order_failed", "login_failed"),
+            ("B0DEMO0010", forest_m.clone(), 1_000_000, "order_placed", ""),
+            ("B0DEMO0010", serde_json::json!([{"label": "Size", "value": "M"}]), 1_000_000, "order_failed", "insufficient_variants"),
+            ("B0DEMO0010", serde_json::json!([{"label": "Color", "value": "Plaid"}, {"label": "Size", "value": "M"}]), 1_000_000, "order_failed", "invalid_variant"),
+            // An ordinary product whose review total is a cent above the cap.
+            ("B0DEMO0005", no_variant.clone(), 1, "order_failed", "max_price_exceeded"),
         ];
         let mut ids = vec![];
-        for (product, variant, _, _) in &cases {
+        for (product, variant, max_price, _, _) in &cases {
             let mut body = crate::harness::order_body();
             let mut line = serde_json::json!({"url": app.product_url(product)});
             if !variant.is_null() {
                 line["variant"] = variant.clone();
             }
             body["products"] = serde_json::json!([line]);
-            // Room for the listed $39.99, not for B0TEST0002's $20 rise at checkout.
-            body["max_price"] = serde_json::json!(if *product == "B0TEST0002" { 4_500 } else { 1_000_000 });
+            body["max_price"] = serde_json::json!(max_price);
             let created = app.created(&body).await;
             ids.push(created["id"].as_str().unwrap().to_string());
         }
-        for ((product, _, status, error), id) in cases.iter().zip(&ids) {
+        for ((product, _, max_price, status, error), id) in cases.iter().zip(&ids) {
             let order = app.wait_until_settled(id).await;
             assert_eq!(order["status"], *status, "{product}: {order:#}");
             assert_eq!(order["job_result"]["error_type"].as_str().unwrap_or(""), *error, "{product}: {order:#}");
-            let bought = app.store_orders_for(id).await.len();
-            assert_eq!(bought, usize::from(*status == "order_placed"), "{product}");
+            let bought = app.store_orders_for(id).await;
+            assert_eq!(bought.len(), usize::from(*status == "order_placed"), "{product}");
+            if *error == "max_price_exceeded" {
+                // The review page's total, read before the final click, is the quote.
+                let quoted = order["job_result"]["price_components"]["total"].as_i64().expect("the quoted total");
+                assert!(quoted > *max_price, "{product}: {order:#}");
+                let shots = order["screenshots"].as_array().unwrap();
+                assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/review")), "{product}: {shots:?}");
+            }
         }
+        // The variant chosen on the page is the one bought.
+        let variant_order = &app.store_orders_for(&ids[8]).await[0];
+        let sku = variant_order["lines"][0]["sku"].as_str().unwrap().to_string();
+        let product = app.client.get(format!("{}/api/products/B0DEMO0010", app.store.as_ref().unwrap().base_url())).send().await.unwrap().json::<serde_json::Value>().await.unwrap();
+        let chosen = product["variants"].as_array().unwrap().iter().find(|v| v["sku"] == sku.as_str()).expect("a sku of the product");
+        assert_eq!(chosen["options"], serde_json::json!({"Color": "Forest Green", "Size": "M"}), "{chosen}");
         // A failure keeps the page the store showed.
         let declined = app.wait_until_settled(&ids[4]).await;
         let shots = declined["screenshots"].as_array().unwrap();
         assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/failure")), "{shots:?}");
     }
+
+    async fn an_account_checks_out_one_order_at_a_time_however_long_it_takes(app: TestApp) {
+        // The account's hold lasts 0.3 + 4 × 0.1 s without extension, far less than a
+        // checkout through the pages: the store keeps one cart and one checkout per
+        // account, so a second order sharing it would buy with the first one's state.
+        let app = spawn_browser_engine_with(app.backend, |settings| {
+            settings.job_lease_seconds = 0.3;
+            settings.retailers[0].timeout_seconds = 0.1;
+        })
+        .await;
+        let mut ids = vec![];
+        for product in ["B0DEMO0001", "B0DEMO0002", "B0DEMO0006"] {
+            let mut body = crate::harness::order_body();
+            body["products"] = serde_json::json!([{"url": app.product_url(product), "quantity": 1}]);
+            body["max_price"] = serde_json::json!(1_000_000);
+            ids.push((product, app.created(&body).await["id"].as_str().unwrap().to_string()));
+        }
+        let mut waited = 0;
+        for (product, id) in &ids {
+            let order = app.wait_until_settled(id).await;
+            assert_eq!(order["status"], "order_placed", "{product}: {order:#}");
+            let bought = app.store_orders_for(id).await;
+            assert_eq!(bought.len(), 1, "{product}: one purchase with its reference: {bought:?}");
+            assert_eq!(bought[0]["lines"].as_array().unwrap().len(), 1, "{product}: {bought:?}");
+            assert_eq!(bought[0]["lines"][0]["product_id"], *product);
+            waited += usize::from(app.timeline(id).await.iter().any(|m| m == "waiting_for_account"));
+        }
+        assert!(waited >= 2, "the later orders waited for the account");
+        assert_eq!(app.store_orders().await.len(), 3);
+    }
+
+    async fn eight_browser_checkouts_run_side_by_side(app: TestApp) {
+        let app = spawn_browser_engine_with(app.backend, |settings| {
+            settings.browser_concurrency = 8;
+            settings.worker_concurrency = 8;
+        })
+        .await;
+        add_shoppers(&app, 7).await;
+        let products = ["B0DEMO0001", "B0DEMO0002", "B0DEMO0005", "B0DEMO0006", "B0DEMO0008", "B0DEMO0014", "B0DEMO0016", "B0DEMO0017"];
+        let mut ids = vec![];
+        for product in products {
+            let mut body = crate::harness::order_body();
+            body["products"] = serde_json::json!([{"url": app.product_url(product), "quantity": 1}]);
+            body["max_price"] = serde_json::json!(1_000_000);
+            ids.push(app.created(&body).await["id"].as_str().unwrap().to_string());
+        }
+        let mut merchant_ids = std::collections::HashSet::new();
+        let mut started = vec![];
+        let mut placed = vec![];
+        for (product, id) in products.iter().zip(&ids) {
+            let order = app.wait_until_settled(id).await;
+            assert_eq!(order["status"], "order_placed", "{product}: {order:#}");
+            let bought = app.store_orders_for(id).await;
+            assert_eq!(bought.len(), 1, "{product}: exactly one purchase");
+            assert_eq!(bought[0]["total"], order["job_result"]["price_components"]["total"], "{product}");
+            assert_eq!(bought[0]["lines"][0]["product_id"], *product);
+            merchant_ids.insert(bought[0]["id"].as_str().unwrap().to_string());
+            let events = crate::harness::json_of(app.get(&format!("/orders/{id}/timeline")).send().await.unwrap()).await.1;
+            // Fixed-width UTC RFC 3339 times: as strings, they sort as times.
+            let at = |milestone: &str| events["milestones"].as_array().unwrap().iter().find(|m| m["milestone"] == milestone).and_then(|m| m["occurred_at"].as_str()).map(str::to_string);
+            started.push(at("placement_started").expect("a start"));
+            placed.push(at("order_placed").expect("a placement"));
+        }
+        assert_eq!(merchant_ids.len(), 8, "eight distinct store orders");
+        // Side by side: every checkout had begun before the first one was placed.
+        let first_placed = placed.iter().min().unwrap();
+        assert!(started.iter().all(|s| s < first_placed), "started {started:?}, placed {placed:?}");
+    }
+}
+
+/// `errand recipes try` on the demo store: the steps up to the review page with their
+/// timings and readings, the screenshots saved, and nothing bought; a product that
+/// cannot be bought fails with the recipe's error type and keeps the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipes_try_runs_up_to_the_review_page_and_buys_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = start_store(&dir.path().join("store")).await;
+    let recipe = concat!(env!("CARGO_MANIFEST_DIR"), "/recipes/demo.toml");
+    let try_recipe = |product: &str, extra: &[&str]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_errand"));
+        cmd.args(["recipes", "try", recipe, "--url"])
+            .arg(format!("{}/dp/{product}", store.base_url()))
+            .args(["--email", errand_demo_store::DEMO_EMAIL, "--output"])
+            .arg(dir.path().join("out"))
+            .arg("--chromium")
+            .arg(chromium_path())
+            .args(extra)
+            .env("ERRAND_RECIPE_PASSWORD", errand_demo_store::DEMO_PASSWORD)
+            .env("TMPDIR", dir.path())
+            .kill_on_drop(true);
+        async move {
+            let output = cmd.output().await.expect("run errand recipes try");
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+
+    let (ok, stdout, stderr) = try_recipe(
+        "B0DEMO0010",
+        &[
+            "--variant",
+            "Color=Forest Green",
+            "--variant",
+            "Size=M",
+            "--quantity",
+            "2",
+        ],
+    )
+    .await;
+    assert!(ok, "{stdout}\n{stderr}");
+    for phase in ["sign_in", "product", "cart", "checkout", "review"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(phase) && l.contains(" ms")),
+            "a timed {phase} step in:\n{stdout}"
+        );
+    }
+    assert!(!stdout.lines().any(|l| l.starts_with("place")), "{stdout}");
+    assert!(
+        stdout.contains("title = \"Classic Organic Cotton T-Shirt"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Reached the review page"), "{stdout}");
+    assert!(
+        !stdout.contains(errand_demo_store::DEMO_PASSWORD)
+            && !stderr.contains(errand_demo_store::DEMO_PASSWORD),
+        "the password is never printed"
+    );
+    // The totals it read: two shirts, and a total that adds up.
+    let value = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(name)?
+                    .trim()
+                    .strip_suffix(" USD")
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| panic!("{name} in:\n{stdout}"))
+    };
+    let cents = |text: String| -> i64 { text.replace('.', "").parse().unwrap() };
+    let (price, subtotal, total) = (
+        cents(value("price")),
+        cents(value("subtotal")),
+        cents(value("total")),
+    );
+    assert_eq!(subtotal, 2 * price, "{stdout}");
+    assert_eq!(
+        total,
+        subtotal + cents(value("shipping")) + cents(value("tax")) - cents(value("discount")),
+        "{stdout}"
+    );
+    for name in ["product", "cart", "review"] {
+        let png = std::fs::read(dir.path().join(format!("out/demo/{name}.png"))).expect(name);
+        assert!(png.starts_with(b"\x89PNG"), "{name}");
+    }
+    assert!(store_orders(&store).await.is_empty(), "nothing was bought");
+
+    let (ok, stdout, stderr) = try_recipe("B0TEST0001", &[]).await;
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("(out_of_stock)"), "{stdout}");
+    assert!(stderr.contains("failed with out_of_stock"), "{stderr}");
+    let html =
+        std::fs::read_to_string(dir.path().join("out/demo/failure.html")).expect("the failed page");
+    assert!(
+        html.contains("Always Out of Stock Lamp"),
+        "the product page was kept"
+    );
+    assert!(store_orders(&store).await.is_empty());
+
+    // Without the account's password it says what is missing.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_errand"));
+    let output = cmd
+        .args(["recipes", "try", recipe, "--url"])
+        .arg(format!("{}/dp/B0DEMO0005", store.base_url()))
+        .env_remove("ERRAND_RECIPE_PASSWORD")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--email and --password"));
 }

@@ -23,6 +23,8 @@ struct Cluster {
     api: String,
     store: errand_demo_store::RunningStore,
     client: reqwest::Client,
+    /// Every line the cluster's `errand`s logged, to explain a failure.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _postgres: Option<PgDatabase>,
 }
 
@@ -33,8 +35,21 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// How the cluster's Errand buys from the demo store.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Buying {
+    /// Its JSON API (the `demo-http` driver).
+    Api,
+    /// Its web pages, in headless Chromium (the `browser` driver and the demo recipe).
+    Pages,
+}
+
 impl Cluster {
     async fn new(backend: Backend) -> Cluster {
+        Cluster::buying(backend, Buying::Api).await
+    }
+
+    async fn buying(backend: Backend, buying: Buying) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = errand_demo_store::start(errand_demo_store::StoreOptions {
             listen: "127.0.0.1:0".into(),
@@ -56,6 +71,17 @@ impl Cluster {
         let database = database_url
             .map(|url| format!("database_url = {url:?}\n"))
             .unwrap_or_default();
+        let driver = match buying {
+            Buying::Api => "driver = \"demo-http\"".to_string(),
+            Buying::Pages => "driver = \"browser\"\nrecipe = \"builtin:demo\"".to_string(),
+        };
+        let browser = match buying {
+            Buying::Api => String::new(),
+            Buying::Pages => format!(
+                "chromium_path = {:?}\nbrowser_concurrency = 4\nbrowser_step_timeout_seconds = 10.0\n",
+                crate::browser::chromium_path()
+            ),
+        };
         let config = dir.path().join("errand.toml");
         std::fs::write(
             &config,
@@ -71,10 +97,10 @@ placement_max_attempts = 60
 shutdown_grace_seconds = 2
 webhooks_allow_private_addresses = true
 webhook_retry_schedule_seconds = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-
+{browser}
 [[retailers]]
 name = "demo"
-driver = "demo-http"
+{driver}
 base_url = "{store}"
 sandbox = true
 timeout_seconds = 1.0
@@ -91,6 +117,7 @@ tracking_interval_seconds = 3600.0
             config,
             store,
             client: reqwest::Client::new(),
+            log: Default::default(),
             _postgres: postgres,
         }
     }
@@ -102,9 +129,52 @@ tracking_interval_seconds = 3600.0
             .env_remove("ERRAND_DATABASE_URL")
             .env("RUST_LOG", "info,sqlx=warn")
             .env("ERRAND_LOG_FORMAT", "text")
+            // Chromium's profiles go here too, and its processes inherit it: that is
+            // how `browsers` finds them.
+            .env("TMPDIR", self.dir.path())
             .current_dir(self.dir.path())
             .kill_on_drop(true);
         cmd
+    }
+
+    /// The live processes started by this cluster's `errand`s other than the `errand`s
+    /// themselves: Chromium and its helpers.
+    fn browsers(&self) -> Vec<(u32, String)> {
+        let marker = format!("TMPDIR={}", self.dir.path().display());
+        let mut found = vec![];
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+            let environ = read("environ");
+            if !environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+                continue;
+            }
+            let stat = String::from_utf8_lossy(&read("stat")).into_owned();
+            let command = String::from_utf8_lossy(&read("comm")).trim().to_string();
+            if stat.contains(") Z ") || command == "errand" {
+                continue;
+            }
+            found.push((pid, command));
+        }
+        found
+    }
+
+    /// Waits (up to ten seconds) until none of the cluster's Chromium processes is left.
+    async fn assert_no_browser_survives(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.browsers();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Chromium outlived errand: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Starts a process and returns it with a count of the orders it placed (read
@@ -118,10 +188,12 @@ tracking_interval_seconds = 3600.0
             .expect("spawn errand");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = tokio::sync::watch::channel(0usize);
+        let log = self.log.clone();
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             let mut placed = 0;
             while let Ok(Some(line)) = lines.next_line().await {
+                log.lock().unwrap().push(line.clone());
                 if line.contains("order placed") && !line.contains("placing") {
                     placed += 1;
                     let _ = tx.send(placed);
@@ -284,7 +356,14 @@ tracking_interval_seconds = 3600.0
             if orders.len() == count && open == 0 {
                 return orders;
             }
-            assert!(Instant::now() < deadline, "{open} orders never finished");
+            if Instant::now() > deadline {
+                let log = self.log.lock().unwrap();
+                let tail = &log[log.len().saturating_sub(80)..];
+                panic!(
+                    "{open} orders never finished; the last lines logged:\n{}",
+                    tail.join("\n")
+                );
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -315,16 +394,41 @@ fn kill(child: &mut Child) {
     child.start_kill().expect("kill errand");
 }
 
-/// Checks the ground truth: one purchase per placed order, none for any other.
-fn assert_exactly_once(orders: &HashMap<String, Value>, purchases: &HashMap<String, usize>) {
-    for (id, order) in orders {
-        let bought = purchases.get(id).copied().unwrap_or(0);
-        match order["status"].as_str() {
-            Some("order_placed") => assert_eq!(bought, 1, "order {id}: {order:#}"),
-            Some("order_failed") => assert_eq!(bought, 0, "order {id}: {order:#}"),
-            other => panic!("order {id} ended {other:?}"),
+impl Cluster {
+    /// Checks the ground truth: one purchase per placed order, none for any other. A
+    /// failure shows what Errand logged about the order.
+    fn assert_exactly_once(
+        &self,
+        orders: &HashMap<String, Value>,
+        purchases: &HashMap<String, usize>,
+    ) {
+        for (id, order) in orders {
+            let bought = purchases.get(id).copied().unwrap_or(0);
+            let expected = match order["status"].as_str() {
+                Some("order_placed") => 1,
+                Some("order_failed") => 0,
+                other => panic!("order {id} ended {other:?}"),
+            };
+            if bought != expected {
+                let log = self.log.lock().unwrap();
+                let said: Vec<&String> = log.iter().filter(|l| l.contains(id.as_str())).collect();
+                panic!(
+                    "order {id} was bought {bought} times: {order:#}\nits log:\n{}",
+                    said.iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
         }
+        assert_no_unknown_purchases(orders, purchases);
     }
+}
+
+fn assert_no_unknown_purchases(
+    orders: &HashMap<String, Value>,
+    purchases: &HashMap<String, usize>,
+) {
     let unknown: Vec<&String> = purchases
         .keys()
         .filter(|r| !orders.contains_key(*r))
@@ -366,7 +470,7 @@ async fn crash_test(backend: Backend) {
     }
     let orders = cluster.wait_until_all_final(&key, 220).await;
     let purchases = cluster.purchases_by_reference().await;
-    assert_exactly_once(&orders, &purchases);
+    cluster.assert_exactly_once(&orders, &purchases);
     let placed = orders
         .values()
         .filter(|o| o["status"] == "order_placed")
@@ -396,6 +500,81 @@ async fn exactly_once_through_sigkill_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_through_sigkill_on_postgres() {
     crash_test(Backend::Postgres).await;
+}
+
+/// Exactly-once through crashes when buying through the store's pages: Errand is
+/// killed while its Chromium is in the middle of checkouts (some of them past the final
+/// click, with the store's answer dropped), and Chromium dies with it.
+async fn browser_checkouts_through_sigkill(backend: Backend) {
+    let cluster = Cluster::buying(backend, Buying::Pages).await;
+    let key = cluster.create_key().await;
+    let mut serve = cluster.serve().await;
+    cluster.add_accounts(&key, 6).await;
+    cluster
+        .store_admin(
+            reqwest::Method::PUT,
+            "/api/admin/faults",
+            json!({"drop_after_commit": true}),
+        )
+        .await;
+    let mut products = vec!["B0TEST0009"; 24];
+    products.extend(["B0TEST0005"; 4]);
+    let ids = cluster.submit(&key, &products).await;
+
+    for round in 0..3 {
+        // Long enough for the browser to start and checkouts to get under way.
+        tokio::time::sleep(Duration::from_millis(2500 + 900 * round)).await;
+        let browsers = cluster.browsers();
+        assert!(
+            !browsers.is_empty() || round > 0,
+            "Chromium runs while orders are placed"
+        );
+        kill(&mut serve);
+        let _ = serve.wait().await;
+        cluster.assert_no_browser_survives().await;
+        if round == 1 {
+            cluster
+                .store_admin(reqwest::Method::DELETE, "/api/admin/faults", json!({}))
+                .await;
+        }
+        serve = cluster.serve().await;
+    }
+    let orders = cluster.wait_until_all_final(&key, ids.len()).await;
+    let purchases = cluster.purchases_by_reference().await;
+    cluster.assert_exactly_once(&orders, &purchases);
+    let placed = orders
+        .values()
+        .filter(|o| o["status"] == "order_placed")
+        .count();
+    assert_eq!(placed, 24, "every order the store accepts is placed");
+    for o in orders.values().filter(|o| o["status"] == "order_failed") {
+        assert_eq!(o["job_result"]["error_type"], "payment_declined", "{o:#}");
+    }
+    let resumed = orders
+        .values()
+        .filter(|o| o["attempts"].as_i64().unwrap_or(0) > 1)
+        .count();
+    println!(
+        "{resumed} of {} browser orders needed more than one attempt",
+        ids.len()
+    );
+    assert!(
+        resumed > 0,
+        "the faults and crashes interrupted some checkouts"
+    );
+    kill(&mut serve);
+    let _ = serve.wait().await;
+    cluster.assert_no_browser_survives().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_exactly_once_through_sigkill_on_sqlite() {
+    browser_checkouts_through_sigkill(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_exactly_once_through_sigkill_on_postgres() {
+    browser_checkouts_through_sigkill(Backend::Postgres).await;
 }
 
 /// Webhooks through crashes: Errand is killed while it delivers a burst of order
@@ -503,7 +682,7 @@ async fn three_processes_share_one_postgres_queue() {
     let ids = cluster.submit(&key, &vec!["B0TEST0009"; 500]).await;
     let orders = cluster.wait_until_all_final(&key, ids.len()).await;
     let purchases = cluster.purchases_by_reference().await;
-    assert_exactly_once(&orders, &purchases);
+    cluster.assert_exactly_once(&orders, &purchases);
     for order in orders.values() {
         assert_eq!(order["status"], "order_placed");
         assert_eq!(

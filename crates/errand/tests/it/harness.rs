@@ -393,7 +393,13 @@ impl TestApp {
 }
 
 fn start_workers(settings: &Settings, db: &Db) -> errand::engine::Workers {
-    let retailers = Arc::new(Registry::new(&settings.retailers).expect("retailers"));
+    let retailers = Arc::new(
+        Registry::with_browser(
+            &settings.retailers,
+            &errand::retailers::browser::BrowserOptions::from_settings(settings),
+        )
+        .expect("retailers"),
+    );
     let vault = Vault::load(settings).expect("master key");
     Engine::new(db.clone(), retailers, vault, settings)
         .expect("engine")

@@ -32,9 +32,9 @@ crate::on_both_databases! {
         assert!(queue::claim(db, "w2", &[], 10, LEASE, None).await.unwrap().is_empty());
 
         // Only the worker holding it can finish it.
-        queue::complete(db, "w2", &[claimed[0].id]).await.unwrap();
+        queue::complete(db, "w2", &[claimed[0].claim()]).await.unwrap();
         assert_eq!(queue::list(db, None, 10).await.unwrap().len(), 1);
-        queue::complete(db, "w1", &[claimed[0].id]).await.unwrap();
+        queue::complete(db, "w1", &[claimed[0].claim()]).await.unwrap();
         assert!(queue::list(db, None, 10).await.unwrap().is_empty());
     }
 

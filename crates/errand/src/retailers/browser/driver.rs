@@ -206,6 +206,22 @@ impl Driver for BrowserDriver {
             .map(str::to_string)
     }
 
+    /// Each step of the place phase may wait its whole time limit.
+    fn placing_time(&self) -> Option<Duration> {
+        let steps = self.recipe.phase(Phase::Place).unwrap_or_default();
+        Some(
+            steps
+                .iter()
+                .map(|step| {
+                    step.timeout_ms
+                        .map(Duration::from_millis)
+                        .unwrap_or(self.step_timeout)
+                        * (step.retries + 1)
+                })
+                .sum(),
+        )
+    }
+
     async fn product(&self, url: &url::Url) -> Result<ProductInfo, DriverError> {
         let session = self.sign_in_as(None).await?;
         let result = async {

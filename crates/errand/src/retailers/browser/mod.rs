@@ -4,6 +4,7 @@
 pub mod chromium;
 pub mod driver;
 pub mod runner;
+pub mod trial;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -24,6 +24,10 @@ use crate::recipes::values::{self, Value};
 const PAGE_JS: &str = include_str!("page.js");
 /// How often a step looks again for its element.
 const POLL: Duration = Duration::from_millis(25);
+/// Where Chromium goes when a page cannot be loaded at all (refused, reset, empty
+/// answer): waiting longer for an element there is pointless.
+const BROWSER_ERROR_PAGE: &str = "chrome-error://";
+const NO_ANSWER: &str = "the store did not answer (the browser shows its network error page)";
 /// How long after a click a navigation may take to begin before the click is taken
 /// to have stayed on the page.
 const NAVIGATION_GRACE: Duration = Duration::from_millis(1000);
@@ -106,6 +110,19 @@ pub struct Runner {
     pub values: BTreeMap<String, Read>,
     pub screenshots: Vec<(String, Vec<u8>)>,
     pub report: Vec<StepReport>,
+    /// Told of each step as it starts and ends (`errand recipes try` shows them live).
+    progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+}
+
+/// A step starting or ending, for a live view of a run.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    Started {
+        phase: Phase,
+        line: usize,
+        action: &'static str,
+    },
+    Finished(StepReport),
 }
 
 /// Where in the order's loops a step runs.
@@ -153,7 +170,17 @@ impl Runner {
             values: BTreeMap::new(),
             screenshots: vec![],
             report: vec![],
+            progress: None,
         }
+    }
+
+    /// Sends every step's start and end to `progress`.
+    pub fn with_progress(
+        mut self,
+        progress: tokio::sync::mpsc::UnboundedSender<Progress>,
+    ) -> Runner {
+        self.progress = Some(progress);
+        self
     }
 
     /// Runs a phase; `item` is the item the `product` phase is about.
@@ -234,6 +261,13 @@ impl Runner {
 
     async fn run_step(&mut self, phase: Phase, step: &Step, scope: Scope) -> Result<(), Failure> {
         let started = Instant::now();
+        if let Some(progress) = &self.progress {
+            let _ = progress.send(Progress::Started {
+                phase,
+                line: step.location.line,
+                action: step.action.key(),
+            });
+        }
         let skip = |why: &str| Some(format!("skipped: {why}"));
         let note = if let Some(var) = &step.if_set
             && self.context(scope).get(var).is_none()
@@ -268,13 +302,17 @@ impl Runner {
     }
 
     fn note(&mut self, phase: Phase, step: &Step, started: Instant, note: Option<String>) {
-        self.report.push(StepReport {
+        let report = StepReport {
             phase,
             line: step.location.line,
             action: step.action.key(),
             elapsed: started.elapsed(),
             note,
-        });
+        };
+        if let Some(progress) = &self.progress {
+            let _ = progress.send(Progress::Finished(report.clone()));
+        }
+        self.report.push(report);
     }
 
     /// Does what the step says; returns a note for the report (what a read found).
@@ -355,6 +393,9 @@ impl Runner {
                     let url = self.page.url().await.ok().flatten().unwrap_or_default();
                     if url.contains(&want) && self.loaded().await {
                         return Ok(None);
+                    }
+                    if url.starts_with(BROWSER_ERROR_PAGE) {
+                        return Err(ActError::Wrong(NO_ANSWER.into()));
                     }
                     if let Some(failure) = self.detect(phase).await {
                         return Err(ActError::Nested(failure));
@@ -499,10 +540,14 @@ impl Runner {
             }
             // A store that has said no will not show the element: stop waiting.
             looks += 1;
-            if looks.is_multiple_of(4)
-                && let Some(failure) = self.detect(self.phase).await
-            {
-                return Err(ActError::Nested(failure));
+            if looks.is_multiple_of(4) {
+                if let Some(failure) = self.detect(self.phase).await {
+                    return Err(ActError::Nested(failure));
+                }
+                let url = self.page.url().await.ok().flatten().unwrap_or_default();
+                if url.starts_with(BROWSER_ERROR_PAGE) {
+                    return Err(ActError::Wrong(NO_ANSWER.into()));
+                }
             }
             if Instant::now() > deadline {
                 return Err(ActError::Timeout(format!(
