@@ -75,6 +75,9 @@ enum Command {
     /// Measure webhook delivery: webhooks per second and the delay from a state change
     /// to its receipt, on each database.
     BenchWebhooks(crate::bench::webhooks::WebhooksBenchArgs),
+    /// Measure one checkout through the browser driver, the HTTP driver and a
+    /// hand-written Playwright script, and Chromium's memory per concurrent checkout.
+    BenchCheckout(crate::bench::checkout::CheckoutBenchArgs),
     /// Run the demo retailer on its own (a storefront to buy from).
     DemoStore {
         /// Port to listen on (on 127.0.0.1).
@@ -219,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchQueue(args) => return crate::bench::queue::run(args).await,
         Command::BenchOrders(args) => return crate::bench::orders::run(args).await,
         Command::BenchWebhooks(args) => return crate::bench::webhooks::run(args).await,
+        Command::BenchCheckout(args) => return crate::bench::checkout::run(args).await,
         Command::DemoStore {
             port,
             data,
@@ -270,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::BenchQueue(_)
         | Command::BenchOrders(_)
         | Command::BenchWebhooks(_)
+        | Command::BenchCheckout(_)
         | Command::DemoStore { .. }
         | Command::Recipes { .. } => {
             unreachable!("handled above")

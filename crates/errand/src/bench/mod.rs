@@ -4,8 +4,11 @@
 //! `POST /orders` and `GET /orders/{id}` at several concurrencies, printing requests/s
 //! and latency percentiles. Load comes from this process, over loopback HTTP.
 //! `errand bench-store`: the demo store's checkouts. `errand bench-queue`,
-//! `errand bench-orders` and `errand bench-webhooks`: the engine (see their modules).
+//! `errand bench-orders` and `errand bench-webhooks`: the engine; `errand bench-checkout`:
+//! one checkout through the browser and HTTP drivers and a Playwright script (see their
+//! modules).
 
+pub mod checkout;
 pub mod orders;
 pub mod queue;
 pub mod webhooks;

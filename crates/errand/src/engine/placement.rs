@@ -360,6 +360,16 @@ async fn checkout_in_session(
             )
             .await
         }
+        Err(
+            e @ DriverError::Permanent {
+                error_type: "order_probably_placed",
+                ..
+            },
+        ) => {
+            // The driver cannot tell whether it was bought: the attempt stays unresolved
+            // (the truth is unknown) and the order fails with the evidence kept.
+            failed_call(engine, job, order, e, true).await
+        }
         Err(e @ DriverError::Transient { .. }) => {
             // The store answered, so the request is over; still ask it before retrying.
             store::settle_attempt(
@@ -504,11 +514,14 @@ async fn failed_call(
 ) -> Result<Outcome, sqlx::Error> {
     match error {
         // An earlier purchase may have gone through and can no longer be checked (say,
-        // the account's password changed): say so rather than blame the refusal.
+        // the account's password changed): say so rather than blame the refusal. (A
+        // driver that already says it may be placed has said so.)
         DriverError::Permanent {
             error_type,
             message,
-        } if unresolved && error_type != "duplicate_purchase" => {
+        } if unresolved
+            && !matches!(error_type, "duplicate_purchase" | "order_probably_placed") =>
+        {
             let message = format!(
                 "Whether the order (reference {}) was placed could not be checked at the retailer ({error_type}: {message}): check the retailer account before ordering again",
                 order.id

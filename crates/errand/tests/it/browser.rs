@@ -387,6 +387,52 @@ crate::on_both_databases! {
         assert_eq!(app.store_orders().await.len(), 3);
     }
 
+    async fn a_purchase_whose_answer_was_lost_is_found_in_the_order_history(app: TestApp) {
+        let app = spawn_browser_engine(app.backend).await;
+        // The store takes the order, then hangs up before answering; Chromium sends the
+        // form again, and the store refuses the copy (the cart is empty by then).
+        app.store_admin(reqwest::Method::PUT, "/api/admin/faults", serde_json::json!({"drop_after_commit": true})).await;
+        let mut body = crate::harness::order_body();
+        body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 1}]);
+        body["max_price"] = serde_json::json!(1_000_000);
+        let id = app.created(&body).await["id"].as_str().unwrap().to_string();
+        let order = app.wait_until_settled(&id).await;
+        assert_eq!(order["status"], "order_placed", "{order:#}");
+        let bought = app.store_orders_for(&id).await;
+        assert_eq!(bought.len(), 1, "bought exactly once");
+        assert_eq!(order["job_result"]["merchant_order_ids"][0]["merchant_order_id"], bought[0]["id"]);
+        assert_eq!(order["job_result"]["price_components"]["total"], bought[0]["total"]);
+    }
+
+    async fn without_lookup_an_unanswered_final_click_is_never_repeated(app: TestApp) {
+        // The demo recipe without its lookup phase: the store cannot be asked whether an
+        // order went through.
+        let demo = errand::recipes::DEMO_RECIPE;
+        let (head, rest) = demo.split_once("\nlookup = [").expect("the demo recipe has a lookup phase");
+        let tracking = &rest[rest.find("\ntracking = [").expect("and a tracking phase")..];
+        let dir = tempfile::tempdir().unwrap().keep();
+        let recipe = dir.join("no-lookup.toml");
+        std::fs::write(&recipe, format!("{head}{tracking}")).unwrap();
+        let app = spawn_browser_engine_with(app.backend, |settings| {
+            settings.retailers[0].recipe = Some(recipe.display().to_string());
+        })
+        .await;
+        // The store takes the order, then hangs up before answering.
+        app.store_admin(reqwest::Method::PUT, "/api/admin/faults", serde_json::json!({"drop_after_commit": true})).await;
+        let mut body = crate::harness::order_body();
+        body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 1}]);
+        body["max_price"] = serde_json::json!(1_000_000);
+        let id = app.created(&body).await["id"].as_str().unwrap().to_string();
+        let order = app.wait_until_settled(&id).await;
+        assert_eq!(order["status"], "order_failed", "{order:#}");
+        assert_eq!(order["job_result"]["error_type"], "order_probably_placed", "{order:#}");
+        assert_eq!(app.store_orders_for(&id).await.len(), 1, "bought once, never clicked again");
+        // The evidence: the page the final click led to.
+        let shots = order["screenshots"].as_array().unwrap();
+        assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/review")), "{shots:?}");
+        assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/failure")), "{shots:?}");
+    }
+
     async fn eight_browser_checkouts_run_side_by_side(app: TestApp) {
         let app = spawn_browser_engine_with(app.backend, |settings| {
             settings.browser_concurrency = 8;

@@ -116,7 +116,11 @@ tracking_interval_seconds = 3600.0
             dir,
             config,
             store,
-            client: reqwest::Client::new(),
+            // A request that hangs fails the test instead of hanging the suite.
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
             log: Default::default(),
             _postgres: postgres,
         }
@@ -394,6 +398,16 @@ fn kill(child: &mut Child) {
     child.start_kill().expect("kill errand");
 }
 
+/// SIGKILL, then wait for the process to be gone (bounded, so a lost exit fails the test
+/// instead of hanging it).
+async fn kill_and_reap(child: &mut Child) {
+    kill(child);
+    tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("errand exits within 20 s of SIGKILL")
+        .expect("wait for errand");
+}
+
 impl Cluster {
     /// Checks the ground truth: one purchase per placed order, none for any other. A
     /// failure shows what Errand logged about the order.
@@ -459,8 +473,7 @@ async fn crash_test(backend: Backend) {
     // Kill the process mid-flight four times.
     for round in 0..4 {
         tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
-        kill(&mut serve);
-        let _ = serve.wait().await;
+        kill_and_reap(&mut serve).await;
         if round == 1 {
             cluster
                 .store_admin(reqwest::Method::DELETE, "/api/admin/faults", json!({}))
@@ -529,8 +542,7 @@ async fn browser_checkouts_through_sigkill(backend: Backend) {
             !browsers.is_empty() || round > 0,
             "Chromium runs while orders are placed"
         );
-        kill(&mut serve);
-        let _ = serve.wait().await;
+        kill_and_reap(&mut serve).await;
         cluster.assert_no_browser_survives().await;
         if round == 1 {
             cluster
@@ -562,8 +574,7 @@ async fn browser_checkouts_through_sigkill(backend: Backend) {
         resumed > 0,
         "the faults and crashes interrupted some checkouts"
     );
-    kill(&mut serve);
-    let _ = serve.wait().await;
+    kill_and_reap(&mut serve).await;
     cluster.assert_no_browser_survives().await;
 }
 
@@ -605,8 +616,7 @@ async fn webhooks_through_sigkill(backend: Backend) {
     let ids = cluster.submit(&key, &vec!["B0TEST0009"; 150]).await;
     for round in 0..3 {
         tokio::time::sleep(Duration::from_millis(300 + 200 * round)).await;
-        kill(&mut serve);
-        let _ = serve.wait().await;
+        kill_and_reap(&mut serve).await;
         serve = cluster.serve().await;
     }
     let orders = cluster.wait_until_all_final(&key, ids.len()).await;

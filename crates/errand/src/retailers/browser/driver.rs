@@ -313,12 +313,19 @@ impl Driver for BrowserDriver {
         let Some(price) = price else {
             return Err(DriverError::PriceChanged);
         };
-        self.run(
-            &mut live,
-            &mut runner,
-            &[(Phase::Place, None), (Phase::Confirm, None)],
-        )
-        .await?;
+        let clicked = self
+            .run(
+                &mut live,
+                &mut runner,
+                &[(Phase::Place, None), (Phase::Confirm, None)],
+            )
+            .await;
+        if let Err(refused) = clicked {
+            let reference = runner.inputs.reference.clone();
+            return self
+                .after_final_click(&mut live, refused, &reference, price)
+                .await;
+        }
         let merchant_order_id = runner
             .text("merchant_order_id")
             .map(str::to_string)
@@ -347,13 +354,6 @@ impl Driver for BrowserDriver {
         }
         let live = self.live(session).await?;
         let mut live = live.lock().await;
-        let inputs = self.inputs(&live, None, reference, None);
-        let mut runner = self.runner(&live, inputs);
-        self.run(&mut live, &mut runner, &[(Phase::Lookup, None)])
-            .await?;
-        let Some(merchant_order_id) = runner.text("merchant_order_id").map(str::to_string) else {
-            return Ok(None);
-        };
         let price = PriceComponents {
             subtotal: 0,
             shipping: 0,
@@ -362,7 +362,7 @@ impl Driver for BrowserDriver {
             total: 0,
             currency: self.recipe.currency.code().to_string(),
         };
-        Ok(Some(self.order_from(&runner, merchant_order_id, price)))
+        self.lookup(&mut live, reference, price).await
     }
 
     async fn order(
@@ -425,6 +425,65 @@ impl Driver for BrowserDriver {
 }
 
 impl BrowserDriver {
+    /// Runs `lookup` for `reference` in the session's page: the order, with `price`.
+    async fn lookup(
+        &self,
+        live: &mut Live,
+        reference: &str,
+        price: PriceComponents,
+    ) -> Result<Option<RetailerOrder>, DriverError> {
+        let inputs = self.inputs(live, None, reference, None);
+        let mut runner = self.runner(live, inputs);
+        self.run(live, &mut runner, &[(Phase::Lookup, None)])
+            .await?;
+        Ok(runner
+            .text("merchant_order_id")
+            .map(str::to_string)
+            .map(|id| self.order_from(&runner, id, price)))
+    }
+
+    /// What a failure after the final click means. It may hide a purchase: a browser
+    /// sends a form again when its answer was lost, and the store refuses the copy (an
+    /// empty cart) after buying the original. So the store's order history is asked
+    /// first; a recipe without `lookup` is believed only when the store refused the
+    /// payment or the price.
+    async fn after_final_click(
+        &self,
+        live: &mut Live,
+        refused: DriverError,
+        reference: &str,
+        price: PriceComponents,
+    ) -> Result<RetailerOrder, DriverError> {
+        if self.recipe.phase(Phase::Lookup).is_none() {
+            return Err(match refused {
+                DriverError::Permanent {
+                    error_type: "payment_declined",
+                    ..
+                }
+                | DriverError::PriceChanged => refused,
+                other => DriverError::permanent(
+                    "order_probably_placed",
+                    format!(
+                        "the final click may have bought the order ({other}), and the {} recipe has no lookup phase to ask the store: check the store's order history (the screenshots show the last page)",
+                        self.retailer
+                    ),
+                ),
+            });
+        }
+        match self.lookup(live, reference, price).await {
+            Ok(Some(order)) => {
+                tracing::warn!(retailer = %self.retailer, error = %refused, merchant_order_id = %order.merchant_order_id, "the store refused after the final click, yet its order history has the order");
+                Ok(order)
+            }
+            Ok(None) => Err(refused),
+            Err(e) => Err(DriverError::Ambiguous {
+                message: format!(
+                    "after the final click: {refused}; and the order history could not be read: {e}"
+                ),
+            }),
+        }
+    }
+
     /// Opens a context and, for recipes that sign in, signs in with `credentials`.
     async fn sign_in_as(&self, credentials: Option<&Credentials>) -> Result<Session, DriverError> {
         let checkout = self
