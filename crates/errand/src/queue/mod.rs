@@ -225,8 +225,12 @@ pub async fn claim(
         let mut tx = pool.begin().await?;
         if !finished.is_empty() {
             let mut qb = QueryBuilder::new("DELETE FROM jobs WHERE locked_by = ");
-            qb.push_bind(worker.to_string())
-                .push(" AND (id, attempt) IN ");
+            // `id IN` finds the rows by primary key; the pairs fence out stale claims.
+            qb.push_bind(worker.to_string()).push(" AND id IN ");
+            qb.push_tuples(finished, |mut b, (id, _)| {
+                b.push_bind(*id);
+            });
+            qb.push(" AND (id, attempt) IN ");
             qb.push_tuples(finished, |mut b, (id, attempt)| {
                 b.push_bind(*id).push_bind(*attempt);
             });

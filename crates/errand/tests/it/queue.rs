@@ -38,6 +38,27 @@ crate::on_both_databases! {
         assert!(queue::list(db, None, 10).await.unwrap().is_empty());
     }
 
+    async fn a_run_that_lost_its_claim_cannot_settle_the_new_one(app: TestApp) {
+        let db = app.db();
+        queue::enqueue(db, &[job("noop")]).await.unwrap();
+        // The same worker claims the job, stalls past its lease, and claims it again.
+        let stale = queue::claim(db, "w", &[], 1, Duration::from_millis(1), None).await.unwrap().remove(0);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(queue::rescue_expired(db).await.unwrap().len(), 1);
+        let current = queue::claim(db, "w", &[], 1, LEASE, None).await.unwrap().remove(0);
+        assert_eq!((current.id, current.attempt), (stale.id, stale.attempt + 1));
+
+        // What the stalled run records is ignored: the job stays with the current run.
+        queue::complete(db, "w", &[stale.claim()]).await.unwrap();
+        queue::settle(db, "w", &stale, &Outcome::Snooze(Duration::ZERO), &POLICY).await.unwrap();
+        let jobs = queue::list(db, None, 10).await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].state, queue::RUNNING, "{jobs:?}");
+        assert_eq!(jobs[0].attempt, current.attempt);
+        queue::complete(db, "w", &[current.claim()]).await.unwrap();
+        assert!(queue::list(db, None, 10).await.unwrap().is_empty());
+    }
+
     async fn delayed_jobs_wait_for_their_time(app: TestApp) {
         let db = app.db();
         let later = Timestamp::now().after(Duration::from_secs(3600));
