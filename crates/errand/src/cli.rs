@@ -120,7 +120,7 @@ enum RecipesCommand {
     /// Run a recipe on one product up to the review page in headless Chromium, without
     /// placing: prints each step with its timing and the values read, and saves the
     /// screenshots.
-    Try(TryArgs),
+    Try(Box<TryArgs>),
 }
 
 #[derive(clap::Args)]
@@ -557,7 +557,7 @@ async fn demo_store(port: u16, data_dir: PathBuf, time_scale: f64) -> anyhow::Re
 async fn run_recipes(command: RecipesCommand) -> anyhow::Result<()> {
     match command {
         RecipesCommand::Check { files } => check_recipes(&files),
-        RecipesCommand::Try(args) => try_recipe(args).await,
+        RecipesCommand::Try(args) => try_recipe(*args).await,
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{free_port, percentile_ms, wait_ready};
+use super::{StoreProcess, percentile_ms};
 use crate::retailers::browser::chromium::Chromium;
 use crate::retailers::browser::driver::BrowserDriver;
 use crate::retailers::browser::trial::sample_address;
@@ -259,41 +259,18 @@ async fn checkout(
 
 /// The demo store, as its own process.
 struct Store {
-    child: Child,
+    process: StoreProcess,
     url: String,
-    admin_token: String,
     client: reqwest::Client,
 }
 
 impl Store {
     async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Store> {
-        let port = free_port()?;
-        let child = Command::new(binary)
-            .args(["demo-store", "--port", &port.to_string(), "--data"])
-            .arg(dir.join("store"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("store.log"))?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start errand demo-store")?;
-        let url = format!("http://127.0.0.1:{port}");
-        wait_ready(&format!("{url}/healthz")).await?;
-        let admin_token = std::fs::read_to_string(dir.join("store/admin-token"))?
-            .trim()
-            .to_string();
-        let client = reqwest::Client::new();
-        client
-            .put(format!("{url}/api/admin/stock/{PRODUCT}"))
-            .bearer_auth(&admin_token)
-            .json(&json!({"quantity": 1_000_000_000_i64}))
-            .send()
-            .await?
-            .error_for_status()?;
+        let process = StoreProcess::start(binary, dir, PRODUCT).await?;
         Ok(Store {
-            child,
-            url,
-            admin_token,
-            client,
+            url: process.url.clone(),
+            process,
+            client: reqwest::Client::new(),
         })
     }
 
@@ -301,7 +278,7 @@ impl Store {
         for i in 0..n {
             self.client
                 .post(format!("{}/api/admin/customers", self.url))
-                .bearer_auth(&self.admin_token)
+                .bearer_auth(&self.process.admin_token)
                 .json(&json!({"email": customer_email(i), "password": PASSWORD}))
                 .send()
                 .await?
@@ -319,7 +296,7 @@ impl Store {
     }
 
     async fn stop(mut self) {
-        let _ = self.child.kill().await;
+        let _ = self.process.child.kill().await;
     }
 }
 

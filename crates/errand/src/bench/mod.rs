@@ -401,6 +401,45 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// A demo store started as its own process for a benchmark, its data in `dir/store`.
+pub(super) struct StoreProcess {
+    pub child: Child,
+    pub url: String,
+    pub admin_token: String,
+}
+
+impl StoreProcess {
+    /// Starts it and waits until it answers; `product` is restocked for the run.
+    pub async fn start(binary: &Path, dir: &Path, product: &str) -> anyhow::Result<StoreProcess> {
+        let port = free_port()?;
+        let child = Command::new(binary)
+            .args(["demo-store", "--port", &port.to_string(), "--data"])
+            .arg(dir.join("store"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("store.log"))?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("cannot start errand demo-store")?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&format!("{url}/healthz")).await?;
+        let admin_token = std::fs::read_to_string(dir.join("store/admin-token"))?
+            .trim()
+            .to_string();
+        reqwest::Client::new()
+            .put(format!("{url}/api/admin/stock/{product}"))
+            .bearer_auth(&admin_token)
+            .json(&json!({"quantity": 1_000_000_000_i64}))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(StoreProcess {
+            child,
+            url,
+            admin_token,
+        })
+    }
+}
+
 /// Waits until `url` answers 2xx (a freshly started server).
 async fn wait_ready(url: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();

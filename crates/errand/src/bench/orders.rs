@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use super::{Backend, Scratch, free_port, percentile_ms, wait_ready};
+use super::{Backend, Scratch, StoreProcess, free_port, percentile_ms, wait_ready};
 use crate::storage::Timestamp;
 
 #[derive(Args, Debug, Clone)]
@@ -93,17 +93,8 @@ impl Cluster {
         extra_config: &str,
     ) -> anyhow::Result<Cluster> {
         let dir = scratch.path();
-        let store_port = free_port()?;
-        let store = Command::new(binary)
-            .args(["demo-store", "--port", &store_port.to_string(), "--data"])
-            .arg(dir.join("store"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("store.log"))?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start errand demo-store")?;
-        let store_url = format!("http://127.0.0.1:{store_port}");
-        wait_ready(&format!("{store_url}/healthz")).await?;
+        let store = StoreProcess::start(binary, dir, PRODUCT).await?;
+        let store_url = store.url.clone();
 
         let port = free_port()?;
         let config = dir.join("errand.toml");
@@ -146,9 +137,9 @@ impl Cluster {
             .context("cannot start errand serve")?;
         let api = format!("http://127.0.0.1:{port}");
         wait_ready(&format!("{api}/readyz")).await?;
-        let bench = Bench::new(&api, &key, &store_url, dir).await?;
+        let bench = Bench::new(&api, &key, &store_url, store.admin_token.clone()).await?;
         Ok(Cluster {
-            store,
+            store: store.child,
             serve,
             bench,
         })
@@ -258,11 +249,13 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    async fn new(api: &str, key: &str, store_url: &str, dir: &Path) -> anyhow::Result<Bench> {
-        let admin_token = std::fs::read_to_string(dir.join("store/admin-token"))?
-            .trim()
-            .to_string();
-        let bench = Bench {
+    async fn new(
+        api: &str,
+        key: &str,
+        store_url: &str,
+        admin_token: String,
+    ) -> anyhow::Result<Bench> {
+        Ok(Bench {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
                 .build()?,
@@ -270,16 +263,7 @@ impl Bench {
             key: key.to_string(),
             store_url: store_url.to_string(),
             admin_token,
-        };
-        bench
-            .client
-            .put(format!("{store_url}/api/admin/stock/{PRODUCT}"))
-            .bearer_auth(&bench.admin_token)
-            .json(&json!({"quantity": 1_000_000_000_i64}))
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(bench)
+        })
     }
 
     /// Store customers, each added to Errand as a managed account.

@@ -91,17 +91,7 @@ fn demo_recipe() -> errand::recipes::Recipe {
 }
 
 fn shipping() -> errand::orders::address::Address {
-    errand::orders::address::Address {
-        first_name: "Grace".into(),
-        last_name: "Hopper".into(),
-        address_line1: "1701 Navy Way".into(),
-        address_line2: None,
-        city: "Arlington".into(),
-        state: Some("VA".into()),
-        postal_code: "22202".into(),
-        phone_number: "(703) 555-0142".into(),
-        country: "US".into(),
-    }
+    errand::retailers::browser::trial::sample_address()
 }
 
 async fn store_orders(store: &errand_demo_store::RunningStore) -> Vec<serde_json::Value> {
@@ -245,6 +235,23 @@ async fn spawn_browser_engine_with(
         tweak(settings);
     })
     .await
+}
+
+/// Orders one product from a store that takes the order and hangs up before answering;
+/// returns the order's id and the order once settled.
+async fn order_with_the_answer_lost(app: &crate::harness::TestApp) -> (String, serde_json::Value) {
+    app.store_admin(
+        reqwest::Method::PUT,
+        "/api/admin/faults",
+        serde_json::json!({"drop_after_commit": true}),
+    )
+    .await;
+    let mut body = crate::harness::order_body();
+    body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 1}]);
+    body["max_price"] = serde_json::json!(1_000_000);
+    let id = app.created(&body).await["id"].as_str().unwrap().to_string();
+    let order = app.wait_until_settled(&id).await;
+    (id, order)
 }
 
 /// Adds `n` store customers as managed accounts of the test's key, so that as many
@@ -391,12 +398,7 @@ crate::on_both_databases! {
         let app = spawn_browser_engine(app.backend).await;
         // The store takes the order, then hangs up before answering; Chromium sends the
         // form again, and the store refuses the copy (the cart is empty by then).
-        app.store_admin(reqwest::Method::PUT, "/api/admin/faults", serde_json::json!({"drop_after_commit": true})).await;
-        let mut body = crate::harness::order_body();
-        body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 1}]);
-        body["max_price"] = serde_json::json!(1_000_000);
-        let id = app.created(&body).await["id"].as_str().unwrap().to_string();
-        let order = app.wait_until_settled(&id).await;
+        let (id, order) = order_with_the_answer_lost(&app).await;
         assert_eq!(order["status"], "order_placed", "{order:#}");
         let bought = app.store_orders_for(&id).await;
         assert_eq!(bought.len(), 1, "bought exactly once");
@@ -418,12 +420,7 @@ crate::on_both_databases! {
         })
         .await;
         // The store takes the order, then hangs up before answering.
-        app.store_admin(reqwest::Method::PUT, "/api/admin/faults", serde_json::json!({"drop_after_commit": true})).await;
-        let mut body = crate::harness::order_body();
-        body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 1}]);
-        body["max_price"] = serde_json::json!(1_000_000);
-        let id = app.created(&body).await["id"].as_str().unwrap().to_string();
-        let order = app.wait_until_settled(&id).await;
+        let (id, order) = order_with_the_answer_lost(&app).await;
         assert_eq!(order["status"], "order_failed", "{order:#}");
         assert_eq!(order["job_result"]["error_type"], "order_probably_placed", "{order:#}");
         assert_eq!(app.store_orders_for(&id).await.len(), 1, "bought once, never clicked again");

@@ -409,6 +409,35 @@ async fn kill_and_reap(child: &mut Child) {
 }
 
 impl Cluster {
+    /// After a run of buyable orders and declined ones through faults and crashes: the
+    /// ground truth holds one purchase per placed order and none for the others,
+    /// `placed` orders were placed, the others declined, and some needed another
+    /// attempt (a purchase whose answer was lost had to be found again at the store).
+    async fn assert_settled_exactly_once(&self, orders: &HashMap<String, Value>, placed: usize) {
+        let purchases = self.purchases_by_reference().await;
+        self.assert_exactly_once(orders, &purchases);
+        let bought = orders
+            .values()
+            .filter(|o| o["status"] == "order_placed")
+            .count();
+        assert_eq!(bought, placed, "every order the store accepts is placed");
+        for o in orders.values().filter(|o| o["status"] == "order_failed") {
+            assert_eq!(o["job_result"]["error_type"], "payment_declined", "{o:#}");
+        }
+        let resumed = orders
+            .values()
+            .filter(|o| o["attempts"].as_i64().unwrap_or(0) > 1)
+            .count();
+        println!(
+            "{resumed} of {} orders needed more than one attempt",
+            orders.len()
+        );
+        assert!(
+            resumed > 0,
+            "the faults and crashes interrupted some placements"
+        );
+    }
+
     /// Checks the ground truth: one purchase per placed order, none for any other. A
     /// failure shows what Errand logged about the order.
     fn assert_exactly_once(
@@ -482,26 +511,7 @@ async fn crash_test(backend: Backend) {
         serve = cluster.serve().await;
     }
     let orders = cluster.wait_until_all_final(&key, 220).await;
-    let purchases = cluster.purchases_by_reference().await;
-    cluster.assert_exactly_once(&orders, &purchases);
-    let placed = orders
-        .values()
-        .filter(|o| o["status"] == "order_placed")
-        .count();
-    assert_eq!(placed, 200, "every order the store accepts is placed");
-    for o in orders.values().filter(|o| o["status"] == "order_failed") {
-        assert_eq!(o["job_result"]["error_type"], "payment_declined", "{o:#}");
-    }
-    // Purchases whose answer was lost had to be found again at the store.
-    let resumed = orders
-        .values()
-        .filter(|o| o["attempts"].as_i64().unwrap_or(0) > 1)
-        .count();
-    println!("{resumed} of 220 orders needed more than one attempt");
-    assert!(
-        resumed > 0,
-        "the faults and crashes interrupted some placements"
-    );
+    cluster.assert_settled_exactly_once(&orders, 200).await;
     kill(&mut serve);
 }
 
@@ -552,28 +562,7 @@ async fn browser_checkouts_through_sigkill(backend: Backend) {
         serve = cluster.serve().await;
     }
     let orders = cluster.wait_until_all_final(&key, ids.len()).await;
-    let purchases = cluster.purchases_by_reference().await;
-    cluster.assert_exactly_once(&orders, &purchases);
-    let placed = orders
-        .values()
-        .filter(|o| o["status"] == "order_placed")
-        .count();
-    assert_eq!(placed, 24, "every order the store accepts is placed");
-    for o in orders.values().filter(|o| o["status"] == "order_failed") {
-        assert_eq!(o["job_result"]["error_type"], "payment_declined", "{o:#}");
-    }
-    let resumed = orders
-        .values()
-        .filter(|o| o["attempts"].as_i64().unwrap_or(0) > 1)
-        .count();
-    println!(
-        "{resumed} of {} browser orders needed more than one attempt",
-        ids.len()
-    );
-    assert!(
-        resumed > 0,
-        "the faults and crashes interrupted some checkouts"
-    );
+    cluster.assert_settled_exactly_once(&orders, 24).await;
     kill_and_reap(&mut serve).await;
     cluster.assert_no_browser_survives().await;
 }
