@@ -147,14 +147,10 @@ struct TryArgs {
     /// Where to save the screenshots (and the page after a failure).
     #[arg(long, default_value = "recipe-try")]
     output: PathBuf,
-    #[arg(
-        long,
-        env = "ERRAND_CHROMIUM_PATH",
-        default_value = "/usr/bin/chromium"
-    )]
+    #[arg(long, env = "ERRAND_CHROMIUM_PATH", default_value = crate::retailers::browser::DEFAULT_CHROMIUM_PATH)]
     chromium: PathBuf,
     /// How long a step waits for its element, URL or page.
-    #[arg(long, default_value_t = 15.0)]
+    #[arg(long, default_value_t = crate::retailers::browser::DEFAULT_STEP_TIMEOUT_SECONDS)]
     step_timeout_seconds: f64,
 }
 
@@ -591,9 +587,12 @@ fn check_recipes(files: &[PathBuf]) -> anyhow::Result<()> {
 
 /// `errand recipes try`: fails (exit 1) when the recipe does not reach the review page.
 async fn try_recipe(args: TryArgs) -> anyhow::Result<()> {
+    let step_timeouts = crate::retailers::browser::STEP_TIMEOUT_SECONDS;
     anyhow::ensure!(
-        (0.1..=600.0).contains(&args.step_timeout_seconds),
-        "--step-timeout-seconds must be between 0.1 and 600"
+        step_timeouts.contains(&args.step_timeout_seconds),
+        "--step-timeout-seconds must be between {} and {}",
+        step_timeouts.start(),
+        step_timeouts.end()
     );
     let recipe = Recipe::load(&args.file).map_err(|e| anyhow::anyhow!("{e}"))?;
     let outcome = crate::retailers::browser::trial::Trial {

@@ -139,9 +139,9 @@ impl Default for Settings {
             retailers: vec![],
             worker_concurrency: 16,
             webhook_concurrency: 8,
-            chromium_path: PathBuf::from("/usr/bin/chromium"),
+            chromium_path: PathBuf::from(crate::retailers::browser::DEFAULT_CHROMIUM_PATH),
             browser_concurrency: 4,
-            browser_step_timeout_seconds: 15.0,
+            browser_step_timeout_seconds: crate::retailers::browser::DEFAULT_STEP_TIMEOUT_SECONDS,
             job_lease_seconds: 30.0,
             job_retry_base_seconds: 1.0,
             job_retry_max_seconds: 600.0,
@@ -218,9 +218,12 @@ impl Settings {
         if !(1..=64).contains(&self.browser_concurrency) {
             bail!("invalid configuration: browser_concurrency must be between 1 and 64");
         }
-        if !(0.1..=600.0).contains(&self.browser_step_timeout_seconds) {
+        let step_timeouts = crate::retailers::browser::STEP_TIMEOUT_SECONDS;
+        if !step_timeouts.contains(&self.browser_step_timeout_seconds) {
             bail!(
-                "invalid configuration: browser_step_timeout_seconds must be between 0.1 and 600"
+                "invalid configuration: browser_step_timeout_seconds must be between {} and {}",
+                step_timeouts.start(),
+                step_timeouts.end()
             );
         }
         if !(1..=1000).contains(&self.webhook_concurrency) {

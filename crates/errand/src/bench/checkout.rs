@@ -40,11 +40,7 @@ pub struct CheckoutBenchArgs {
     /// Checkouts at once for the memory figure (compared with one alone).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    #[arg(
-        long,
-        env = "ERRAND_CHROMIUM_PATH",
-        default_value = "/usr/bin/chromium"
-    )]
+    #[arg(long, env = "ERRAND_CHROMIUM_PATH", default_value = crate::retailers::browser::DEFAULT_CHROMIUM_PATH)]
     pub chromium: PathBuf,
     /// The Python with `playwright` installed (`pip install playwright`).
     #[arg(long, default_value = "python3")]
@@ -79,8 +75,10 @@ pub async fn run(args: CheckoutBenchArgs) -> anyhow::Result<()> {
 async fn measure(args: &CheckoutBenchArgs, store: &Store, dir: &Path) -> anyhow::Result<()> {
     let accounts = args.concurrency.max(3);
     store.add_customers(accounts).await?;
-    let base = url::Url::parse(&store.url)?;
+    let base = url::Url::parse(store.url())?;
     let chromium = Chromium::new(&args.chromium, args.concurrency);
+    let step_timeout =
+        Duration::from_secs_f64(crate::retailers::browser::DEFAULT_STEP_TIMEOUT_SECONDS);
     let recipe = crate::recipes::Recipe::parse("builtin:demo", crate::recipes::DEMO_RECIPE)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let browser = BrowserDriver::new(
@@ -88,14 +86,14 @@ async fn measure(args: &CheckoutBenchArgs, store: &Store, dir: &Path) -> anyhow:
         recipe,
         base.clone(),
         chromium.clone(),
-        Duration::from_secs(15),
+        step_timeout,
         None,
     );
-    let http = DemoHttpDriver::new("demo", base, Duration::from_secs(15))?;
+    let http = DemoHttpDriver::new("demo", base, step_timeout)?;
     let mut playwright = if args.no_playwright {
         None
     } else {
-        match Playwright::start(args, &store.url, dir).await {
+        match Playwright::start(args, store.url(), dir).await {
             Ok(p) => Some(p),
             Err(e) => {
                 println!("Playwright anchor left out: {e:#}");
@@ -108,12 +106,12 @@ async fn measure(args: &CheckoutBenchArgs, store: &Store, dir: &Path) -> anyhow:
         "One checkout of {PRODUCT} at the demo store, {} runs each after a warm-up, interleaved",
         args.runs
     );
-    let product = format!("{}/dp/{PRODUCT}", store.url);
+    let product = format!("{}/dp/{PRODUCT}", store.url());
     let cold = Instant::now();
     checkout(&browser, &store.customer(0), &product, "warm-browser").await?;
     println!(
         "  browser driver's first checkout (starts Chromium): {:.0} ms",
-        ms(cold.elapsed())
+        cold.elapsed().as_secs_f64() * 1000.0
     );
     checkout(&http, &store.customer(1), &product, "warm-http").await?;
     if let Some(p) = playwright.as_mut() {
@@ -142,27 +140,28 @@ async fn measure(args: &CheckoutBenchArgs, store: &Store, dir: &Path) -> anyhow:
     if let Some(p) = playwright.take() {
         p.stop().await;
     }
-    let anchor = median(&mut by_playwright.clone());
+    for times in [&mut by_browser, &mut by_http, &mut by_playwright] {
+        times.sort_unstable();
+    }
+    let anchor = (!by_playwright.is_empty()).then(|| percentile_ms(&by_playwright, 0.5));
     println!(
         "\n{:<34} {:>5} {:>9} {:>9} {:>12}",
         "way of buying", "runs", "p50 ms", "p95 ms", "p50 / anchor"
     );
     for (name, times) in [
-        ("browser driver (recipe, Chromium)", &mut by_browser),
-        ("demo-http driver (JSON API)", &mut by_http),
-        ("Playwright script (the anchor)", &mut by_playwright),
+        ("browser driver (recipe, Chromium)", &by_browser),
+        ("demo-http driver (JSON API)", &by_http),
+        ("Playwright script (the anchor)", &by_playwright),
     ] {
         if times.is_empty() {
             continue;
         }
-        let p50 = median(times);
-        let ratio = anchor.map(|a| format!("{:.2}x", p50.unwrap_or(0.0) / a));
+        let p50 = percentile_ms(times, 0.5);
+        let ratio = anchor.map_or_else(|| "-".into(), |a| format!("{:.2}x", p50 / a));
         println!(
-            "{name:<34} {:>5} {:>9.0} {:>9.0} {:>12}",
+            "{name:<34} {:>5} {p50:>9.0} {:>9.0} {ratio:>12}",
             times.len(),
-            p50.unwrap_or(f64::NAN),
-            quantile(times, 0.95),
-            ratio.unwrap_or_else(|| "-".into())
+            percentile_ms(times, 0.95),
         );
     }
 
@@ -226,13 +225,13 @@ async fn memory(
     Ok(())
 }
 
-/// Sign in, quote and place: one purchase; its wall time in milliseconds.
+/// Sign in, quote and place: one purchase; its wall time in microseconds.
 async fn checkout(
     driver: &dyn Driver,
     credentials: &Credentials,
     product_url: &str,
     reference: &str,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<u64> {
     let request = CheckoutRequest {
         lines: vec![LineRequest {
             url: product_url.to_string(),
@@ -254,30 +253,31 @@ async fn checkout(
     .await;
     driver.release(&session).await;
     placed.map_err(|e| anyhow::anyhow!("checkout {reference} failed: {e}"))?;
-    Ok(ms(started.elapsed()))
+    Ok(started.elapsed().as_micros() as u64)
 }
 
 /// The demo store, as its own process.
 struct Store {
     process: StoreProcess,
-    url: String,
     client: reqwest::Client,
 }
 
 impl Store {
     async fn start(binary: &Path, dir: &Path) -> anyhow::Result<Store> {
-        let process = StoreProcess::start(binary, dir, PRODUCT).await?;
         Ok(Store {
-            url: process.url.clone(),
-            process,
+            process: StoreProcess::start(binary, dir, PRODUCT).await?,
             client: reqwest::Client::new(),
         })
+    }
+
+    fn url(&self) -> &str {
+        &self.process.url
     }
 
     async fn add_customers(&self, n: usize) -> anyhow::Result<()> {
         for i in 0..n {
             self.client
-                .post(format!("{}/api/admin/customers", self.url))
+                .post(format!("{}/api/admin/customers", self.url()))
                 .bearer_auth(&self.process.admin_token)
                 .json(&json!({"email": customer_email(i), "password": PASSWORD}))
                 .send()
@@ -349,13 +349,13 @@ impl Playwright {
         }
     }
 
-    /// One checkout; the script's own timing of it, in milliseconds.
+    /// One checkout; the script's own timing of it, in microseconds.
     async fn checkout(
         &mut self,
         customer: &Credentials,
         product_url: &str,
         reference: &str,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<u64> {
         let job = json!({
             "email": customer.email, "password": customer.password,
             "url": product_url,
@@ -370,7 +370,7 @@ impl Playwright {
             .context("the Playwright script exited")?;
         let answer: Value = serde_json::from_str(&line)?;
         match answer["ms"].as_f64() {
-            Some(ms) => Ok(ms),
+            Some(ms) => Ok((ms * 1000.0) as u64),
             None => bail!("the Playwright checkout failed: {}", answer["error"]),
         }
     }
@@ -426,18 +426,4 @@ fn tree_pss_kib(root: u32) -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .sum()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn median(times: &mut [f64]) -> Option<f64> {
-    (!times.is_empty()).then(|| quantile(times, 0.5))
-}
-
-fn quantile(times: &mut [f64], p: f64) -> f64 {
-    times.sort_by(f64::total_cmp);
-    let us: Vec<u64> = times.iter().map(|t| (t * 1000.0) as u64).collect();
-    percentile_ms(&us, p)
 }

@@ -137,7 +137,7 @@ impl Cluster {
             .context("cannot start errand serve")?;
         let api = format!("http://127.0.0.1:{port}");
         wait_ready(&format!("{api}/readyz")).await?;
-        let bench = Bench::new(&api, &key, &store_url, store.admin_token.clone()).await?;
+        let bench = Bench::new(&api, &key, &store_url, store.admin_token.clone())?;
         Ok(Cluster {
             store: store.child,
             serve,
@@ -249,12 +249,7 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    async fn new(
-        api: &str,
-        key: &str,
-        store_url: &str,
-        admin_token: String,
-    ) -> anyhow::Result<Bench> {
+    fn new(api: &str, key: &str, store_url: &str, admin_token: String) -> anyhow::Result<Bench> {
         Ok(Bench {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)

@@ -360,14 +360,9 @@ async fn checkout_in_session(
             )
             .await
         }
-        Err(
-            e @ DriverError::Permanent {
-                error_type: "order_probably_placed",
-                ..
-            },
-        ) => {
-            // The driver cannot tell whether it was bought: the attempt stays unresolved
-            // (the truth is unknown) and the order fails with the evidence kept.
+        Err(e @ DriverError::Unverifiable { .. }) => {
+            // The attempt stays unresolved (the truth is unknown); the order fails with
+            // the evidence kept.
             failed_call(engine, job, order, e, true).await
         }
         Err(e @ DriverError::Transient { .. }) => {
@@ -514,14 +509,11 @@ async fn failed_call(
 ) -> Result<Outcome, sqlx::Error> {
     match error {
         // An earlier purchase may have gone through and can no longer be checked (say,
-        // the account's password changed): say so rather than blame the refusal. (A
-        // driver that already says it may be placed has said so.)
+        // the account's password changed): say so rather than blame the refusal.
         DriverError::Permanent {
             error_type,
             message,
-        } if unresolved
-            && !matches!(error_type, "duplicate_purchase" | "order_probably_placed") =>
-        {
+        } if unresolved && error_type != "duplicate_purchase" => {
             let message = format!(
                 "Whether the order (reference {}) was placed could not be checked at the retailer ({error_type}: {message}): check the retailer account before ordering again",
                 order.id
@@ -552,6 +544,9 @@ async fn failed_call(
         }
         DriverError::Ambiguous { message } => {
             retry_or_give_up(engine, job, order, message, None, unresolved).await
+        }
+        DriverError::Unverifiable { message } => {
+            fail(engine, order, "order_probably_placed", &message, None).await
         }
     }
 }

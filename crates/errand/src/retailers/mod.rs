@@ -178,6 +178,10 @@ pub enum DriverError {
     /// The total changed between quote and placing (nothing was bought).
     #[error("the price changed while checking out")]
     PriceChanged,
+    /// The purchase may have gone through, and the retailer cannot be asked whether it
+    /// did: the order fails as `order_probably_placed`, its attempt left unresolved.
+    #[error("{message}")]
+    Unverifiable { message: String },
 }
 
 impl DriverError {
@@ -203,9 +207,9 @@ pub trait Driver: Send + Sync {
         session: &Session,
         checkout: &CheckoutRequest,
     ) -> Result<Quote, DriverError>;
-    /// How long after `place` begins the retailer may still be acting on it, when
-    /// `None` answers for the retailer's own time limit: until then, not finding the
-    /// order by its reference proves nothing.
+    /// How long after `place` begins the retailer may still be acting on it (`None`:
+    /// the retailer's configured timeout bounds it). Until then, not finding the order
+    /// by its reference proves nothing.
     fn placing_time(&self) -> Option<std::time::Duration> {
         None
     }

@@ -248,6 +248,18 @@ tracking_interval_seconds = 3600.0
         assert!(response.status().is_success(), "{path}");
     }
 
+    /// Makes the store hang up after committing each purchase (or stop doing so).
+    async fn drop_answers_after_commit(&self, on: bool) {
+        if on {
+            let faults = json!({"drop_after_commit": true});
+            self.store_admin(reqwest::Method::PUT, "/api/admin/faults", faults)
+                .await;
+        } else {
+            self.store_admin(reqwest::Method::DELETE, "/api/admin/faults", json!({}))
+                .await;
+        }
+    }
+
     /// `n` store customers, each a managed account of the key's tenant.
     async fn add_accounts(&self, key: &str, n: usize) {
         for i in 0..n {
@@ -486,13 +498,7 @@ async fn crash_test(backend: Backend) {
     cluster.add_accounts(&key, 16).await;
 
     // The store hangs up after committing purchases in the first half of the run.
-    cluster
-        .store_admin(
-            reqwest::Method::PUT,
-            "/api/admin/faults",
-            json!({"drop_after_commit": true}),
-        )
-        .await;
+    cluster.drop_answers_after_commit(true).await;
     // 200 orders that will be bought, and 20 the store declines.
     let mut products = vec!["B0TEST0009"; 200];
     products.extend(["B0TEST0005"; 20]);
@@ -504,9 +510,7 @@ async fn crash_test(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(400 + 300 * round)).await;
         kill_and_reap(&mut serve).await;
         if round == 1 {
-            cluster
-                .store_admin(reqwest::Method::DELETE, "/api/admin/faults", json!({}))
-                .await;
+            cluster.drop_answers_after_commit(false).await;
         }
         serve = cluster.serve().await;
     }
@@ -533,13 +537,7 @@ async fn browser_checkouts_through_sigkill(backend: Backend) {
     let key = cluster.create_key().await;
     let mut serve = cluster.serve().await;
     cluster.add_accounts(&key, 6).await;
-    cluster
-        .store_admin(
-            reqwest::Method::PUT,
-            "/api/admin/faults",
-            json!({"drop_after_commit": true}),
-        )
-        .await;
+    cluster.drop_answers_after_commit(true).await;
     let mut products = vec!["B0TEST0009"; 24];
     products.extend(["B0TEST0005"; 4]);
     let ids = cluster.submit(&key, &products).await;
@@ -555,9 +553,7 @@ async fn browser_checkouts_through_sigkill(backend: Backend) {
         kill_and_reap(&mut serve).await;
         cluster.assert_no_browser_survives().await;
         if round == 1 {
-            cluster
-                .store_admin(reqwest::Method::DELETE, "/api/admin/faults", json!({}))
-                .await;
+            cluster.drop_answers_after_commit(false).await;
         }
         serve = cluster.serve().await;
     }

@@ -344,13 +344,7 @@ impl Driver for BrowserDriver {
         reference: &str,
     ) -> Result<Option<RetailerOrder>, DriverError> {
         if self.recipe.phase(Phase::Lookup).is_none() {
-            return Err(DriverError::permanent(
-                "order_probably_placed",
-                format!(
-                    "the final click may have bought the order, and the {} recipe has no lookup phase to ask the store: check the store's order history (the screenshots show the last page)",
-                    self.retailer
-                ),
-            ));
+            return Err(self.unverifiable("the final click may have bought the order"));
         }
         let live = self.live(session).await?;
         let mut live = live.lock().await;
@@ -461,13 +455,9 @@ impl BrowserDriver {
                     ..
                 }
                 | DriverError::PriceChanged => refused,
-                other => DriverError::permanent(
-                    "order_probably_placed",
-                    format!(
-                        "the final click may have bought the order ({other}), and the {} recipe has no lookup phase to ask the store: check the store's order history (the screenshots show the last page)",
-                        self.retailer
-                    ),
-                ),
+                other => self.unverifiable(&format!(
+                    "the final click may have bought the order ({other})"
+                )),
             });
         }
         match self.lookup(live, reference, price).await {
@@ -481,6 +471,16 @@ impl BrowserDriver {
                     "after the final click: {refused}; and the order history could not be read: {e}"
                 ),
             }),
+        }
+    }
+
+    /// A purchase this recipe cannot check: it has no `lookup` phase.
+    fn unverifiable(&self, what: &str) -> DriverError {
+        DriverError::Unverifiable {
+            message: format!(
+                "{what}, and the {} recipe has no lookup phase to ask the store: check the store's order history (the screenshots show the last page)",
+                self.retailer
+            ),
         }
     }
 

@@ -6,8 +6,16 @@ pub mod driver;
 pub mod runner;
 pub mod trial;
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Debian's `chromium` package.
+pub const DEFAULT_CHROMIUM_PATH: &str = "/usr/bin/chromium";
+/// How long a recipe step waits for its element, URL or page, unless it says.
+pub const DEFAULT_STEP_TIMEOUT_SECONDS: f64 = 15.0;
+/// The step timeouts allowed, in seconds.
+pub const STEP_TIMEOUT_SECONDS: RangeInclusive<f64> = 0.1..=600.0;
 
 /// How the browser driver runs Chromium (from the configuration).
 #[derive(Debug, Clone)]
@@ -21,11 +29,7 @@ pub struct BrowserOptions {
 
 impl Default for BrowserOptions {
     fn default() -> Self {
-        BrowserOptions {
-            chromium_path: PathBuf::from("/usr/bin/chromium"),
-            concurrency: 4,
-            step_timeout: Duration::from_secs(15),
-        }
+        BrowserOptions::from_settings(&crate::config::Settings::default())
     }
 }
 

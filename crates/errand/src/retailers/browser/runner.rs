@@ -24,10 +24,6 @@ use crate::recipes::values::{self, Value};
 const PAGE_JS: &str = include_str!("page.js");
 /// How often a step looks again for its element.
 const POLL: Duration = Duration::from_millis(25);
-/// Where Chromium goes when a page cannot be loaded at all (refused, reset, empty
-/// answer): waiting longer for an element there is pointless.
-const BROWSER_ERROR_PAGE: &str = "chrome-error://";
-const NO_ANSWER: &str = "the store did not answer (the browser shows its network error page)";
 /// How long after a click a navigation may take to begin before the click is taken
 /// to have stayed on the page.
 const NAVIGATION_GRACE: Duration = Duration::from_millis(1000);
@@ -394,8 +390,8 @@ impl Runner {
                     if url.contains(&want) && self.loaded().await {
                         return Ok(None);
                     }
-                    if url.starts_with(BROWSER_ERROR_PAGE) {
-                        return Err(ActError::Wrong(NO_ANSWER.into()));
+                    if let Some(error) = no_answer(&url) {
+                        return Err(error);
                     }
                     if let Some(failure) = self.detect(phase).await {
                         return Err(ActError::Nested(failure));
@@ -545,8 +541,8 @@ impl Runner {
                     return Err(ActError::Nested(failure));
                 }
                 let url = self.page.url().await.ok().flatten().unwrap_or_default();
-                if url.starts_with(BROWSER_ERROR_PAGE) {
-                    return Err(ActError::Wrong(NO_ANSWER.into()));
+                if let Some(error) = no_answer(&url) {
+                    return Err(error);
                 }
             }
             if Instant::now() > deadline {
@@ -740,6 +736,16 @@ fn current_totp(secret: &str) -> Option<String> {
         .ok()?
         .as_secs();
     Some(crate::retailers::totp::code(&key, now))
+}
+
+/// Chromium goes to its own error page when a page cannot be loaded at all (refused,
+/// reset, empty answer): waiting longer for an element there is pointless.
+fn no_answer(url: &str) -> Option<ActError> {
+    url.starts_with("chrome-error://").then(|| {
+        ActError::Wrong(
+            "the store did not answer (the browser shows its network error page)".into(),
+        )
+    })
 }
 
 fn describe(target: &Target) -> String {

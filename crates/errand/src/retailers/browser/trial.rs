@@ -67,13 +67,8 @@ impl Trial {
     /// Runs the try, printing steps to stdout and (on a terminal) a progress line to
     /// stderr.
     pub async fn run(self) -> anyhow::Result<TrialOutcome> {
-        let host = self.url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self
-            .recipe
-            .hosts
-            .iter()
-            .any(|h| h.eq_ignore_ascii_case(&host))
-        {
+        let host = self.url.host_str().unwrap_or_default();
+        if !self.recipe.serves(host, self.url.port()) {
             bail!(
                 "{} is on {host}, and recipe {:?} serves {}",
                 self.url,
@@ -171,7 +166,7 @@ impl Trial {
                 files.push(save(&self.output_dir, "failure.html", html.as_bytes())?);
             }
         }
-        let values = runner.values.clone();
+        let values = std::mem::take(&mut runner.values);
         let currency = recipe.currency.code();
         drop(runner);
         let _ = printer.await;
