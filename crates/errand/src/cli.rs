@@ -7,15 +7,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
-use std::sync::Arc;
-
-use crate::accounts::{self, Vault};
+use crate::accounts;
+use crate::app::App;
 use crate::auth::keys;
 use crate::config::{LogFormat, Settings};
-use crate::engine::{Engine, Workers};
 use crate::queue;
 use crate::recipes::Recipe;
-use crate::retailers::{Registry, RetailerSettings};
+use crate::retailers::RetailerSettings;
 use crate::storage::{Db, redact_url};
 
 #[derive(Parser)]
@@ -283,6 +281,8 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal: not in files, pipes or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -298,8 +298,6 @@ async fn open(settings: &Settings) -> anyhow::Result<Db> {
 }
 
 async fn serve(mut settings: Settings) -> anyhow::Result<()> {
-    let db = open(&settings).await?;
-    let vault = Vault::load(&settings)?;
     let store = if settings.demo_store {
         let options = errand_demo_store::StoreOptions {
             listen: settings.demo_store_listen.clone(),
@@ -320,10 +318,13 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     } else {
         None
     };
-    let first_key = if keys::any_active_key(&db).await? {
+    let app = App::build(settings).await?;
+    let settings = app.settings.clone();
+    let db = &app.db;
+    let first_key = if keys::any_active_key(db).await? {
         None
     } else {
-        let key = keys::create_key(&db, "default", true, None)
+        let key = keys::create_key(db, "default", true, None)
             .await
             .context("cannot create the first API key")?;
         if store.is_some() {
@@ -337,17 +338,17 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
                 },
                 active: true,
             };
-            accounts::create(&db, &vault, key.account_id, true, demo_account)
+            accounts::create(db, &app.vault, key.account_id, true, demo_account)
                 .await
                 .context("cannot create the demo retailer account")?;
         }
         Some(key)
     };
     let database = redact_url(&settings.db_options().url);
-    let server = crate::http::start(settings.clone(), db.clone()).await?;
-    let workers = start_workers(&settings, &db, &vault)?;
+    let server = app.serve().await?;
+    let workers = app.start_workers()?;
     let base = base_url(server.addr);
-    tracing::info!(address = %server.addr, database = %database, workers = settings.worker_concurrency, "errand is listening");
+    tracing::info!(address = %server.addr, database = %database, workers = settings.queue.worker_concurrency, "errand is listening");
     println!(
         "Errand {} is listening on {base} (database: {database})",
         env!("CARGO_PKG_VERSION")
@@ -379,7 +380,7 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     if let Some(workers) = workers {
         workers.stop(grace).await;
     }
-    db.close().await;
+    app.db.close().await;
     if let Some(store) = store {
         store.stop().await?;
     }
@@ -387,33 +388,20 @@ async fn serve(mut settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the engine's workers, unless `worker_concurrency` is 0.
-fn start_workers(settings: &Settings, db: &Db, vault: &Vault) -> anyhow::Result<Option<Workers>> {
-    if settings.worker_concurrency == 0 {
-        return Ok(None);
-    }
-    let retailers = Arc::new(Registry::with_browser(
-        &settings.retailers,
-        &crate::retailers::browser::BrowserOptions::from_settings(settings),
-    )?);
-    let engine = Engine::new(db.clone(), retailers, vault.clone(), settings)?;
-    Ok(Some(engine.start_workers(settings)))
-}
-
 /// `errand worker`: the engine without the API.
 async fn worker(settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(
-        settings.worker_concurrency > 0,
+        settings.queue.worker_concurrency > 0,
         "worker_concurrency is 0: this worker would run nothing"
     );
-    let db = open(&settings).await?;
-    let vault = Vault::load(&settings)?;
-    let workers = start_workers(&settings, &db, &vault)?.context("no workers")?;
-    tracing::info!(worker = %workers.orders.worker_id, concurrency = settings.worker_concurrency, retailers = ?settings.retailers.iter().map(|r| &r.name).collect::<Vec<_>>(), "errand worker is running");
+    let app = App::build(settings).await?;
+    let settings = app.settings.clone();
+    let workers = app.start_workers()?.context("no workers")?;
+    tracing::info!(worker = %workers.orders.worker_id, concurrency = settings.queue.worker_concurrency, retailers = ?settings.retailers.iter().map(|r| &r.name).collect::<Vec<_>>(), "errand worker is running");
     println!(
         "Errand worker {} is running {} jobs at a time (database: {})",
         workers.orders.worker_id,
-        settings.worker_concurrency,
+        settings.queue.worker_concurrency,
         redact_url(&settings.db_options().url)
     );
     wait_for_signal().await;
@@ -423,20 +411,21 @@ async fn worker(settings: Settings) -> anyhow::Result<()> {
             settings.shutdown_grace_seconds,
         ))
         .await;
-    db.close().await;
+    app.db.close().await;
     Ok(())
 }
 
 async fn run_jobs(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
     match command {
         JobsCommand::List { state, limit, json } => {
-            if let Some(state) = &state {
-                anyhow::ensure!(
-                    [queue::AVAILABLE, queue::RUNNING, queue::DEAD].contains(&state.as_str()),
-                    "--state must be available, running or dead"
-                );
-            }
-            let jobs = queue::list(db, state.as_deref(), limit.clamp(1, 10_000)).await?;
+            let state = match state.as_deref() {
+                None => None,
+                Some(text) => Some(
+                    queue::JobState::parse(text)
+                        .context("--state must be available, running or dead")?,
+                ),
+            };
+            let jobs = queue::list(db, state, limit.clamp(1, 10_000)).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
                 return Ok(());
@@ -450,7 +439,7 @@ async fn run_jobs(db: &Db, command: JobsCommand) -> anyhow::Result<()> {
                     "{:<8}  {:<12}  {:<9}  {:<7}  {:<27}  {:<36}  {}",
                     job.id,
                     job.kind,
-                    job.state,
+                    job.state.as_str(),
                     format!("{}/{}", job.attempt, job.max_attempts),
                     job.run_at.to_rfc3339(),
                     job.order_id.map(|o| o.0.to_string()).unwrap_or_default(),

@@ -10,11 +10,17 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::vault::VaultSettings;
+use crate::queue::QueueSettings;
 use crate::retailers::RetailerSettings;
+use crate::retailers::browser::BrowserSettings;
 use crate::storage::{DbOptions, SqliteDurability};
+use crate::webhooks::WebhookSettings;
 
+/// Every setting, under one flat set of keys; each subsystem owns its section (its
+/// struct, defaults and checks), flattened in. Unknown keys are refused by
+/// [`Settings::load`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Address the API listens on (`ERRAND_LISTEN`).
     pub listen: String,
@@ -49,44 +55,16 @@ pub struct Settings {
     /// Retailers orders can buy from (`[[retailers]]` tables); `errand serve` adds the
     /// embedded demo store as `demo` unless one is configured under that name.
     pub retailers: Vec<RetailerSettings>,
-    /// Jobs (placements, tracking) run at once by each process; 0 runs none
-    /// (an API-only node).
-    pub worker_concurrency: usize,
-    /// Webhook deliveries run at once by each process that runs workers (a pool of
-    /// their own, so that they never wait behind checkouts).
-    pub webhook_concurrency: usize,
-    /// The Chromium the `browser` driver runs (Debian's `chromium` package).
-    pub chromium_path: PathBuf,
-    /// Browser checkouts open at once in each process (each an isolated context in one
-    /// Chromium).
-    pub browser_concurrency: usize,
-    /// How long a recipe step waits for its element, URL or page.
-    pub browser_step_timeout_seconds: f64,
-    /// How long a job's claim lasts without a heartbeat: a crashed process's jobs run
-    /// again after this.
-    pub job_lease_seconds: f64,
-    /// First retry delay of a failed job; each retry doubles it (±20 % jitter).
-    pub job_retry_base_seconds: f64,
-    /// The longest retry delay.
-    pub job_retry_max_seconds: f64,
     /// Runs of an order's placement before it fails with `retailer_unavailable`.
     pub placement_max_attempts: i32,
-    /// The key that encrypts retailer account secrets: base64 of 32 random bytes
-    /// (`ERRAND_MASTER_KEY`). Unset means `<data_dir>/master.key`, created on first use;
-    /// processes sharing one PostgreSQL database must all be given the same key.
-    pub master_key: Option<SecretText>,
-    /// Let webhook endpoints be on private, loopback or link-local addresses (off by
-    /// default: a webhook URL must not reach into the network Errand runs in). Turn it
-    /// on for local demos and tests.
-    pub webhooks_allow_private_addresses: bool,
-    /// Waits before each retry of a webhook that was not accepted (±20 % jitter); it
-    /// fails after the last.
-    pub webhook_retry_schedule_seconds: Vec<f64>,
-    /// How long a webhook receiver has to answer an attempt.
-    pub webhook_timeout_seconds: f64,
-    /// An endpoint whose every attempt has failed for this long (5 days by default) is
-    /// disabled; setting its URL again re-enables it.
-    pub webhook_disable_after_failing_seconds: f64,
+    #[serde(flatten)]
+    pub vault: VaultSettings,
+    #[serde(flatten)]
+    pub queue: QueueSettings,
+    #[serde(flatten)]
+    pub browser: BrowserSettings,
+    #[serde(flatten)]
+    pub webhooks: WebhookSettings,
 }
 
 /// A setting's value kept out of `Debug` output and so out of logs.
@@ -137,22 +115,11 @@ impl Default for Settings {
             demo_store_listen: "127.0.0.1:8090".into(),
             demo_store_time_scale: 1440.0,
             retailers: vec![],
-            worker_concurrency: 16,
-            webhook_concurrency: 8,
-            chromium_path: PathBuf::from(crate::retailers::browser::DEFAULT_CHROMIUM_PATH),
-            browser_concurrency: 4,
-            browser_step_timeout_seconds: crate::retailers::browser::DEFAULT_STEP_TIMEOUT_SECONDS,
-            job_lease_seconds: 30.0,
-            job_retry_base_seconds: 1.0,
-            job_retry_max_seconds: 600.0,
             placement_max_attempts: 12,
-            master_key: None,
-            webhooks_allow_private_addresses: false,
-            webhook_retry_schedule_seconds: vec![
-                5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
-            ],
-            webhook_timeout_seconds: 15.0,
-            webhook_disable_after_failing_seconds: 5.0 * 86400.0,
+            vault: VaultSettings::default(),
+            queue: QueueSettings::default(),
+            browser: BrowserSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }
@@ -180,9 +147,21 @@ impl Settings {
             Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
             _ => vec![],
         };
-        let env = Env::prefixed("ERRAND_")
-            .filter(move |key| known.iter().any(|k| key.as_str().eq_ignore_ascii_case(k)));
+        let env_known = known.clone();
+        let env = Env::prefixed("ERRAND_").filter(move |key| {
+            env_known
+                .iter()
+                .any(|k| key.as_str().eq_ignore_ascii_case(k))
+        });
         let figment = figment.merge(env);
+        // The sections are flattened in, which serde's `deny_unknown_fields` does not
+        // support: unknown keys are looked for here instead.
+        let given: figment::value::Dict = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        if let Some(unknown) = given.keys().find(|key| !known.contains(key)) {
+            bail!("invalid configuration: unknown setting `{unknown}`");
+        }
         let settings: Settings = figment
             .extract()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -209,61 +188,13 @@ impl Settings {
         if self.idempotency_retention_hours < 24 {
             bail!("invalid configuration: idempotency_retention_hours must be at least 24");
         }
-        if let Some(key) = &self.master_key {
-            crate::accounts::vault::key_from_setting(key.expose())?;
-        }
-        if self.worker_concurrency > 1000 {
-            bail!("invalid configuration: worker_concurrency must be at most 1000");
-        }
-        if !(1..=64).contains(&self.browser_concurrency) {
-            bail!("invalid configuration: browser_concurrency must be between 1 and 64");
-        }
-        let step_timeouts = crate::retailers::browser::STEP_TIMEOUT_SECONDS;
-        if !step_timeouts.contains(&self.browser_step_timeout_seconds) {
-            bail!(
-                "invalid configuration: browser_step_timeout_seconds must be between {} and {}",
-                step_timeouts.start(),
-                step_timeouts.end()
-            );
-        }
-        if !(1..=1000).contains(&self.webhook_concurrency) {
-            bail!("invalid configuration: webhook_concurrency must be between 1 and 1000");
-        }
-        if !(self.job_lease_seconds >= 0.5 && self.job_lease_seconds <= 3600.0) {
-            bail!("invalid configuration: job_lease_seconds must be between 0.5 and 3600");
-        }
-        if !(self.job_retry_base_seconds > 0.0
-            && self.job_retry_max_seconds >= self.job_retry_base_seconds)
-        {
-            bail!(
-                "invalid configuration: job_retry_base_seconds must be positive and at most job_retry_max_seconds"
-            );
-        }
-        if self.webhook_retry_schedule_seconds.len() > 50
-            || self
-                .webhook_retry_schedule_seconds
-                .iter()
-                .any(|s| !(0.0..=7.0 * 86400.0).contains(s))
-        {
-            bail!(
-                "invalid configuration: webhook_retry_schedule_seconds takes at most 50 waits of 0 to 604800 seconds"
-            );
-        }
-        if !(0.1..=300.0).contains(&self.webhook_timeout_seconds) {
-            bail!("invalid configuration: webhook_timeout_seconds must be between 0.1 and 300");
-        }
-        if !(1.0..=365.0 * 86400.0).contains(&self.webhook_disable_after_failing_seconds) {
-            bail!(
-                "invalid configuration: webhook_disable_after_failing_seconds must be between 1 and 31536000"
-            );
-        }
+        self.vault.validate()?;
+        self.queue.validate()?;
+        self.browser.validate()?;
+        self.webhooks.validate()?;
         if !(1..=100).contains(&self.placement_max_attempts) {
             bail!("invalid configuration: placement_max_attempts must be between 1 and 100");
         }
-        crate::retailers::Registry::with_browser(
-            &self.retailers,
-            &crate::retailers::browser::BrowserOptions::from_settings(self),
-        )?;
         if let Some(url) = &self.database_url {
             let known = ["postgres://", "postgresql://", "sqlite:"];
             if !known.iter().any(|p| url.starts_with(p)) {
@@ -280,17 +211,6 @@ impl Settings {
         self.public_url
             .as_deref()
             .and_then(|url| parse_public_url(url).ok())
-    }
-
-    pub fn webhook_retry_schedule(&self) -> Vec<std::time::Duration> {
-        self.webhook_retry_schedule_seconds
-            .iter()
-            .map(|s| std::time::Duration::from_secs_f64(*s))
-            .collect()
-    }
-
-    pub fn job_lease(&self) -> std::time::Duration {
-        std::time::Duration::from_secs_f64(self.job_lease_seconds)
     }
 
     pub fn db_options(&self) -> DbOptions {
@@ -354,7 +274,9 @@ mod tests {
                 .contains("idempotency_retention_hours")
         );
         let s = Settings {
-            master_key: Some("not-a-key".into()),
+            vault: VaultSettings {
+                master_key: Some("not-a-key".into()),
+            },
             ..Settings::default()
         };
         let error = s.validate().unwrap_err().to_string();

@@ -3,6 +3,7 @@
 //! reports the order's progress.
 
 pub mod accounts;
+pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cli;

@@ -278,10 +278,13 @@ mod tests {
     use serde_json::json;
 
     fn demo_only() -> Registry {
-        Registry::new(&[crate::retailers::RetailerSettings::demo(
-            "http://127.0.0.1:9",
-            1.0,
-        )])
+        Registry::new(
+            &[crate::retailers::RetailerSettings::demo(
+                "http://127.0.0.1:9",
+                1.0,
+            )],
+            &Default::default(),
+        )
         .expect("a valid registry")
     }
 

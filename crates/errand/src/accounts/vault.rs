@@ -18,7 +18,7 @@ use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Settings;
+use crate::config::SecretText;
 
 pub const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
@@ -66,6 +66,25 @@ impl fmt::Debug for Vault {
     }
 }
 
+/// The vault's settings (flattened into the configuration's keys).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct VaultSettings {
+    /// The key that encrypts retailer account secrets: base64 of 32 random bytes
+    /// (`ERRAND_MASTER_KEY`). Unset means `<data_dir>/master.key`, created on first use;
+    /// processes sharing one PostgreSQL database must all be given the same key.
+    pub master_key: Option<SecretText>,
+}
+
+impl VaultSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(key) = &self.master_key {
+            key_from_setting(key.expose())?;
+        }
+        Ok(())
+    }
+}
+
 impl Vault {
     pub fn from_key(key: [u8; KEY_LEN]) -> Vault {
         Vault {
@@ -74,13 +93,19 @@ impl Vault {
     }
 
     /// The key from the `master_key` setting (`ERRAND_MASTER_KEY`) or else from
-    /// `<data_dir>/master.key`, which is created on first use.
-    pub fn load(settings: &Settings) -> anyhow::Result<Vault> {
+    /// `<data_dir>/master.key`, which is created on first use. `shared_database`: other
+    /// processes use the same database (PostgreSQL), so a local key file is a mistake
+    /// waiting to happen.
+    pub fn load(
+        settings: &VaultSettings,
+        data_dir: &Path,
+        shared_database: bool,
+    ) -> anyhow::Result<Vault> {
         let key = match &settings.master_key {
             Some(text) => key_from_setting(text.expose())?,
             None => {
-                let path = settings.data_dir.join(KEY_FILE);
-                if settings.db_options().url.starts_with("postgres") {
+                let path = data_dir.join(KEY_FILE);
+                if shared_database {
                     // Another process with its own key file could not read what this
                     // one stores, nor the reverse.
                     tracing::warn!(
@@ -241,11 +266,11 @@ mod tests {
         }
     }
 
-    fn settings_in(dir: &Path) -> Settings {
-        Settings {
-            data_dir: dir.to_path_buf(),
-            ..Settings::default()
-        }
+    fn load(dir: &Path, master_key: Option<&str>) -> anyhow::Result<Vault> {
+        let settings = VaultSettings {
+            master_key: master_key.map(SecretText::from),
+        };
+        Vault::load(&settings, dir, false)
     }
 
     #[test]
@@ -297,8 +322,7 @@ mod tests {
     fn key_file_is_created_private_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("nested/data");
-        let settings = settings_in(&data_dir);
-        let sealed = Vault::load(&settings)
+        let sealed = load(&data_dir, None)
             .unwrap()
             .seal("acct_abc12345", &secrets())
             .unwrap();
@@ -309,18 +333,14 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let again = Vault::load(&settings).unwrap();
+        let again = load(&data_dir, None).unwrap();
         assert_eq!(
             again.open::<Secrets>("acct_abc12345", &sealed).unwrap(),
             secrets()
         );
         // The file holds the setting's form: it can be handed to other processes.
         let text = std::fs::read_to_string(&path).unwrap();
-        let from_setting = Vault::load(&Settings {
-            master_key: Some(text.trim().into()),
-            ..settings_in(dir.path())
-        })
-        .unwrap();
+        let from_setting = load(dir.path(), Some(text.trim())).unwrap();
         assert_eq!(
             from_setting
                 .open::<Secrets>("acct_abc12345", &sealed)
@@ -334,9 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
         std::fs::write(&path, "not a key\n").unwrap();
-        let error = Vault::load(&settings_in(dir.path()))
-            .unwrap_err()
-            .to_string();
+        let error = load(dir.path(), None).unwrap_err().to_string();
         assert!(
             error.contains("master key file") && error.contains("malformed"),
             "{error}"
@@ -348,12 +366,7 @@ mod tests {
     fn a_bad_setting_is_named() {
         let dir = tempfile::tempdir().unwrap();
         for bad in ["%%%", "c2hvcnQ="] {
-            let error = Vault::load(&Settings {
-                master_key: Some(bad.into()),
-                ..settings_in(dir.path())
-            })
-            .unwrap_err()
-            .to_string();
+            let error = load(dir.path(), Some(bad)).unwrap_err().to_string();
             assert!(error.contains("master_key"), "{error}");
         }
         assert!(!dir.path().join(KEY_FILE).exists());

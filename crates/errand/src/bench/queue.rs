@@ -15,9 +15,8 @@ use futures_util::FutureExt;
 
 use super::{Backend, Scratch, percentile_ms};
 use crate::config::Settings;
-use crate::engine::NOOP;
-use crate::queue::worker::{WorkerOptions, WorkerPool};
-use crate::queue::{self, NewJob, Outcome, RetryPolicy};
+use crate::queue::worker::{Handlers, WorkerOptions, WorkerPool};
+use crate::queue::{self, JobKind, NewJob, Outcome, RetryPolicy};
 use crate::storage::{Db, Timestamp};
 
 #[derive(Args, Debug, Clone)]
@@ -65,6 +64,20 @@ pub async fn run(args: QueueBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Enqueues jobs in a transaction of their own.
+async fn enqueue(db: &Db, jobs: &[NewJob]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    queue::enqueue(&mut tx, jobs).await?;
+    tx.commit().await
+}
+
+/// A pool's handlers: `handler` for no-op jobs.
+fn noop(handler: queue::worker::Handler) -> Handlers {
+    let mut handlers = Handlers::new();
+    handlers.register(JobKind::Noop, handler);
+    handlers
+}
+
 fn options(concurrency: usize) -> WorkerOptions {
     WorkerOptions {
         concurrency,
@@ -73,15 +86,16 @@ fn options(concurrency: usize) -> WorkerOptions {
             base: Duration::from_secs(1),
             max: Duration::from_secs(60),
         },
-        kinds: None,
     }
 }
 
 async fn measure(db: &Db, backend: Backend, args: &QueueBenchArgs) -> anyhow::Result<()> {
     // Throughput.
-    let jobs: Vec<NewJob> = (0..args.jobs).map(|_| NewJob::now(NOOP, None, 3)).collect();
+    let jobs: Vec<NewJob> = (0..args.jobs)
+        .map(|_| NewJob::now(JobKind::Noop, None, 3))
+        .collect();
     for chunk in jobs.chunks(1000) {
-        queue::enqueue(db, chunk).await?;
+        enqueue(db, chunk).await?;
     }
     let ran = Arc::new(AtomicUsize::new(0));
     let counter = ran.clone();
@@ -89,10 +103,10 @@ async fn measure(db: &Db, backend: Backend, args: &QueueBenchArgs) -> anyhow::Re
     let pool = WorkerPool::start(
         db.clone(),
         options(args.concurrency),
-        Arc::new(move |_job| {
+        noop(Arc::new(move |_job| {
             counter.fetch_add(1, Ordering::Relaxed);
             async { Outcome::Done }.boxed()
-        }),
+        })),
     );
     while ran.load(Ordering::Relaxed) < args.jobs || !queue::depth(db).await?.is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -106,17 +120,17 @@ async fn measure(db: &Db, backend: Backend, args: &QueueBenchArgs) -> anyhow::Re
     let pool = WorkerPool::start(
         db.clone(),
         options(16),
-        Arc::new(move |job| {
+        noop(Arc::new(move |job| {
             let waited = Timestamp::now().since(job.created_at);
             if let Ok(mut l) = record.lock() {
                 l.push(waited.as_micros() as u64);
             }
             async { Outcome::Done }.boxed()
-        }),
+        })),
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..args.pickups {
-        queue::enqueue(db, &[NewJob::now(NOOP, None, 3)]).await?;
+        enqueue(db, &[NewJob::now(JobKind::Noop, None, 3)]).await?;
         // Leave the pool idle again before the next one.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

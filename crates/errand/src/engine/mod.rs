@@ -8,44 +8,17 @@ mod tracking;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use serde_json::json;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::accounts::Vault;
-use crate::config::Settings;
-use crate::orders::model::{JobResult, OrderItemStatus, OrderStatus, events};
-use crate::queue::worker::{Handler, WorkerOptions, WorkerPool};
-use crate::queue::{Job, Outcome, RetryPolicy};
+use crate::orders::lifecycle::{self, Change};
+use crate::orders::model::{JobResult, OrderItemStatus, OrderRecord, OrderStatus, events};
+use crate::queue::worker::{Handlers, handler};
+use crate::queue::{Job, JobKind, Outcome};
 use crate::retailers::{Credentials, Registry};
 use crate::storage::Db;
-use crate::webhooks::DELIVER_WEBHOOK;
-use crate::webhooks::delivery::{Deliverer, DeliveryPolicy};
-use store::{Change, EngineOrder};
-
-/// Job kinds.
-pub const PLACE_ORDER: &str = "place_order";
-pub const TRACK_ORDER: &str = "track_order";
-pub const EXPIRE_ORDER: &str = "expire_order";
-/// Does nothing: for measuring the queue itself.
-pub const NOOP: &str = "noop";
-/// The kinds the order pool runs; webhook deliveries have a pool of their own.
-const ORDER_JOBS: [&str; 4] = [PLACE_ORDER, TRACK_ORDER, EXPIRE_ORDER, NOOP];
-
-/// The engine's worker pools: one for orders, and one for webhook deliveries so that
-/// they never wait behind checkouts (a burst of placements, or slow browser ones).
-pub struct Workers {
-    pub orders: WorkerPool,
-    pub webhooks: WorkerPool,
-}
-
-impl Workers {
-    /// Stops both pools, each waiting up to `grace` for the jobs it runs.
-    pub async fn stop(self, grace: Duration) {
-        futures_util::join!(self.orders.stop(grace), self.webhooks.stop(grace));
-    }
-}
 
 /// What the engine needs, shared by every job it runs.
 #[derive(Clone)]
@@ -57,102 +30,61 @@ struct Inner {
     db: Db,
     retailers: Arc<Registry>,
     vault: Vault,
+    /// How long a job's claim lasts without a heartbeat (account holds outlast it).
     lease: Duration,
-    webhooks: Deliverer,
 }
 
 impl Engine {
-    pub fn new(
-        db: Db,
-        retailers: Arc<Registry>,
-        vault: Vault,
-        settings: &Settings,
-    ) -> anyhow::Result<Engine> {
-        let webhooks = Deliverer::new(
-            db.clone(),
-            vault.clone(),
-            DeliveryPolicy::from_settings(settings),
-        )?;
-        Ok(Engine {
+    pub fn new(db: Db, retailers: Arc<Registry>, vault: Vault, lease: Duration) -> Engine {
+        Engine {
             inner: Arc::new(Inner {
                 db,
                 retailers,
                 vault,
-                lease: settings.job_lease(),
-                webhooks,
+                lease,
             }),
-        })
-    }
-
-    /// Starts `settings.worker_concurrency` workers for orders and
-    /// `settings.webhook_concurrency` for webhook deliveries.
-    pub fn start_workers(&self, settings: &Settings) -> Workers {
-        let options = |concurrency: usize, kinds: &[&str]| WorkerOptions {
-            concurrency,
-            lease: settings.job_lease(),
-            retry: RetryPolicy {
-                base: Duration::from_secs_f64(settings.job_retry_base_seconds),
-                max: Duration::from_secs_f64(settings.job_retry_max_seconds),
-            },
-            kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
-        };
-        let db = &self.inner.db;
-        Workers {
-            orders: WorkerPool::start(
-                db.clone(),
-                options(settings.worker_concurrency, &ORDER_JOBS),
-                self.handler(),
-            ),
-            webhooks: WorkerPool::start(
-                db.clone(),
-                options(settings.webhook_concurrency, &[DELIVER_WEBHOOK]),
-                self.handler(),
-            ),
         }
     }
 
-    pub fn handler(&self) -> Handler {
-        let engine = self.clone();
-        Arc::new(move |job: Job| {
-            let engine = engine.clone();
-            async move { engine.run(job).await }.boxed()
-        })
+    /// Lets a worker pool run the engine's jobs: placing, tracking and expiring orders.
+    pub fn register(&self, handlers: &mut Handlers) {
+        for kind in [
+            JobKind::PlaceOrder,
+            JobKind::TrackOrder,
+            JobKind::ExpireOrder,
+        ] {
+            let engine = self.clone();
+            handlers.register(
+                kind,
+                handler(move |job| {
+                    let engine = engine.clone();
+                    async move { engine.run(job).await }
+                }),
+            );
+        }
     }
 
-    async fn run(&self, job: Job) -> Outcome {
+    async fn run(&self, job: Job) -> Result<Outcome, sqlx::Error> {
         let Some(order_id) = job.order_id() else {
-            return match job.kind.as_str() {
-                NOOP => Outcome::Done,
-                DELIVER_WEBHOOK => {
-                    self.inner
-                        .webhooks
-                        .run(&job)
-                        .await
-                        .unwrap_or_else(|e| Outcome::Retry {
-                            error: format!("database error: {e}"),
-                            after: None,
-                        })
-                }
-                other => Outcome::Dead(format!("unknown job kind {other:?}")),
-            };
+            return Ok(Outcome::Dead(format!(
+                "a {} job without an order",
+                job.kind
+            )));
         };
         // Every log line of the job carries the order's id.
         let span = tracing::info_span!("job", kind = %job.kind, order_id = %order_id, attempt = job.attempt);
-        let result = async {
-            match job.kind.as_str() {
-                PLACE_ORDER => placement::run(self, &job, order_id).await,
-                TRACK_ORDER => tracking::run(self, &job, order_id).await,
-                EXPIRE_ORDER => expire(self, order_id).await,
-                NOOP => Ok(Outcome::Done),
-                other => Ok(Outcome::Dead(format!("unknown job kind {other:?}"))),
+        async {
+            match job.kind {
+                JobKind::PlaceOrder => placement::run(self, &job, order_id).await,
+                JobKind::TrackOrder => tracking::run(self, &job, order_id).await,
+                JobKind::ExpireOrder => expire(self, order_id).await,
+                other => Ok(Outcome::Dead(format!(
+                    "the engine does not run {other} jobs"
+                ))),
             }
         }
         .instrument(span)
-        .await;
-        result.unwrap_or_else(|e| Outcome::Retry {
-            error: format!("database error: {e}"),
-            after: None,
-        })
+        .await
     }
 
     fn db(&self) -> &Db {
@@ -178,7 +110,7 @@ impl Engine {
 /// message and (when the refusal came from a quote) the price.
 async fn fail(
     engine: &Engine,
-    order: &EngineOrder,
+    order: &OrderRecord,
     error_type: &str,
     message: &str,
     price: Option<crate::retailers::PriceComponents>,
@@ -206,7 +138,7 @@ async fn fail(
         )],
         ..Change::default()
     };
-    store::apply(
+    change_order(
         engine.db(),
         order.id,
         &[OrderStatus::Pending, OrderStatus::InProgress],
@@ -216,9 +148,24 @@ async fn fail(
     Ok(Outcome::Done)
 }
 
+/// Applies an order change in a transaction of its own; returns whether it applied.
+async fn change_order(
+    db: &Db,
+    order_id: Uuid,
+    from: &[OrderStatus],
+    change: Change,
+) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let applied = lifecycle::apply(&mut tx, order_id, from, change).await?;
+    if applied {
+        tx.commit().await?;
+    }
+    Ok(applied)
+}
+
 /// An order still unplaced at its expiration fails with `expired`.
 async fn expire(engine: &Engine, order_id: Uuid) -> Result<Outcome, sqlx::Error> {
-    let Some(order) = store::load(engine.db(), order_id).await? else {
+    let Some(order) = crate::orders::store::load_record(engine.db(), order_id).await? else {
         return Ok(Outcome::Done);
     };
     // An order in progress may be placing right now: its placement job checks the
@@ -229,7 +176,7 @@ async fn expire(engine: &Engine, order_id: Uuid) -> Result<Outcome, sqlx::Error>
     Ok(Outcome::Done)
 }
 
-fn expiry_message(order: &EngineOrder) -> String {
+fn expiry_message(order: &OrderRecord) -> String {
     order
         .expiration
         .as_ref()

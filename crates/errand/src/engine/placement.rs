@@ -11,12 +11,15 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::store::{self, AccountChoice, Acquired, Attempt, Change, EngineOrder, HeldAccount};
-use super::{Engine, TRACK_ORDER, expiry_message, fail};
+use super::store::{self, AccountChoice, Acquired, Attempt, AttemptState, HeldAccount};
+use super::{Engine, expiry_message, fail};
 use crate::auth::Tenant;
 use crate::orders::artifacts::{self, ArtifactKind};
-use crate::orders::model::{JobResult, MerchantOrder, OrderItemStatus, OrderStatus, events};
-use crate::queue::{Job, NewJob, Outcome};
+use crate::orders::lifecycle::{self, Change};
+use crate::orders::model::{
+    JobResult, MerchantOrder, OrderItemStatus, OrderRecord, OrderStatus, events,
+};
+use crate::queue::{Job, JobKind, NewJob, Outcome};
 use crate::retailers::registry::Retailer;
 use crate::retailers::{
     Artifact, CheckoutRequest, DriverError, LineRequest, RetailerOrder, Session,
@@ -34,7 +37,7 @@ const TRACKING_ATTEMPTS: i32 = 50;
 
 pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, sqlx::Error> {
     let db = engine.db();
-    let Some(order) = store::load(db, order_id).await? else {
+    let Some(order) = crate::orders::store::load_record(db, order_id).await? else {
         return Ok(Outcome::Done);
     };
     if !matches!(order.status, OrderStatus::Pending | OrderStatus::InProgress) {
@@ -94,13 +97,15 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
         Acquired::Held(account) => account,
         Acquired::Gone => return Ok(Outcome::Done),
         Acquired::Busy => {
-            store::note_once(
-                db,
+            let mut tx = db.begin().await?;
+            lifecycle::note_once(
+                &mut tx,
                 order_id,
                 events::WAITING_FOR_ACCOUNT,
                 json!({"message": "Every retailer account for this order is checking out another order; it will start when one is free"}),
             )
             .await?;
+            tx.commit().await?;
             return Ok(Outcome::Snooze(ACCOUNT_WAIT));
         }
         Acquired::Missing if named => {
@@ -137,7 +142,9 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
     .await;
     // Released whatever happened (placing released it already): a crash instead leaves
     // it to its lease.
-    store::release_account(db, &account.id, order_id).await?;
+    let mut tx = db.begin().await?;
+    store::release_account(&mut tx, &account.id, order_id).await?;
+    tx.commit().await?;
     outcome
 }
 
@@ -178,14 +185,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn is_expired(order: &EngineOrder) -> bool {
+fn is_expired(order: &OrderRecord) -> bool {
     order.expires_at.is_some_and(|at| at <= Timestamp::now())
 }
 
 async fn checkout(
     engine: &Engine,
     job: &Job,
-    order: &EngineOrder,
+    order: &OrderRecord,
     retailer: &Retailer,
     account: &HeldAccount,
     unresolved: Option<Attempt>,
@@ -232,7 +239,7 @@ async fn checkout(
 
 /// Stores what the checkout kept (screenshots, a failed page's HTML) with the order.
 /// Losing one is not worth failing the order over: it is logged.
-async fn keep_artifacts(engine: &Engine, order: &EngineOrder, artifacts: Vec<Artifact>) {
+async fn keep_artifacts(engine: &Engine, order: &OrderRecord, artifacts: Vec<Artifact>) {
     let tenant = Tenant {
         account_id: order.account_id,
         livemode: order.livemode,
@@ -265,7 +272,7 @@ async fn keep_artifacts(engine: &Engine, order: &EngineOrder, artifacts: Vec<Art
 async fn checkout_in_session(
     engine: &Engine,
     job: &Job,
-    order: &EngineOrder,
+    order: &OrderRecord,
     retailer: &Retailer,
     account: &HeldAccount,
     session: &Session,
@@ -367,25 +374,31 @@ async fn checkout_in_session(
         }
         Err(e @ DriverError::Transient { .. }) => {
             // The store answered, so the request is over; still ask it before retrying.
+            let mut tx = db.begin().await?;
             store::settle_attempt(
-                db,
+                &mut tx,
                 order.id,
                 attempt.attempt,
-                store::attempt_state::SUBMITTING,
+                AttemptState::Submitting,
+                None,
                 Some(Timestamp::now()),
             )
             .await?;
+            tx.commit().await?;
             failed_call(engine, job, order, e, true).await
         }
         Err(e) => {
+            let mut tx = db.begin().await?;
             store::settle_attempt(
-                db,
+                &mut tx,
                 order.id,
                 attempt.attempt,
-                store::attempt_state::NOT_PLACED,
+                AttemptState::NotPlaced,
+                None,
                 None,
             )
             .await?;
+            tx.commit().await?;
             failed_call(engine, job, order, e, false).await
         }
     }
@@ -397,7 +410,7 @@ async fn checkout_in_session(
 async fn resume(
     engine: &Engine,
     job: &Job,
-    order: &EngineOrder,
+    order: &OrderRecord,
     retailer: &Retailer,
     account: &HeldAccount,
     session: &Session,
@@ -425,25 +438,28 @@ async fn resume(
         }
         Ok(None) => {
             tracing::info!(order_id = %order.id, attempt = attempt.attempt, "the earlier attempt did not reach the retailer; checking out again");
+            let mut tx = engine.db().begin().await?;
             store::settle_attempt(
-                engine.db(),
+                &mut tx,
                 order.id,
                 attempt.attempt,
-                store::attempt_state::NOT_PLACED,
+                AttemptState::NotPlaced,
+                None,
                 None,
             )
             .await?;
+            tx.commit().await?;
             Ok(None)
         }
         Err(e) => failed_call(engine, job, order, e, true).await.map(Some),
     }
 }
 
-/// Records the purchase: the order is placed, its items ordered, the attempt settled
-/// and tracking scheduled, in one transaction.
+/// Records the purchase: the order is placed, its items ordered, tracking scheduled,
+/// the attempt settled and the account released, in one transaction.
 async fn placed(
     engine: &Engine,
-    order: &EngineOrder,
+    order: &OrderRecord,
     retailer: &Retailer,
     account: &HeldAccount,
     attempt: i32,
@@ -452,7 +468,7 @@ async fn placed(
     let interval = retailer.settings.tracking_interval_seconds;
     let track = NewJob {
         payload: json!({"interval": interval, "since": Timestamp::now()}),
-        ..NewJob::now(TRACK_ORDER, Some(order.id), TRACKING_ATTEMPTS)
+        ..NewJob::now(JobKind::TrackOrder, Some(order.id), TRACKING_ATTEMPTS)
     }
     .at(Timestamp::now().after(Duration::from_secs_f64(interval)));
     let merchant_order_id = placed_order.merchant_order_id.clone();
@@ -472,7 +488,6 @@ async fn placed(
             estimated_delivery: placed_order.estimated_delivery,
         }),
         placed_with: Some(account.id.clone()),
-        release_account: Some(account.id.clone()),
         items: order
             .items
             .iter()
@@ -483,15 +498,22 @@ async fn placed(
             json!({"merchant_order_id": merchant_order_id, "total": placed_order.price.total}),
         )],
         jobs: vec![track],
-        attempt: Some((
-            attempt,
-            store::attempt_state::PLACED,
-            Some(merchant_order_id.clone()),
-        )),
         ..Change::default()
     };
     let from = [OrderStatus::Pending, OrderStatus::InProgress];
-    if store::apply(engine.db(), order.id, &from, change).await? {
+    let mut tx = engine.db().begin().await?;
+    if lifecycle::apply(&mut tx, order.id, &from, change).await? {
+        store::settle_attempt(
+            &mut tx,
+            order.id,
+            attempt,
+            AttemptState::Placed,
+            Some(&merchant_order_id),
+            None,
+        )
+        .await?;
+        store::release_account(&mut tx, &account.id, order.id).await?;
+        tx.commit().await?;
         metrics::counter!("errand_placements_total", "outcome" => "placed", "error_type" => "")
             .increment(1);
         tracing::info!(order_id = %order.id, merchant_order_id = %merchant_order_id, "order placed");
@@ -503,7 +525,7 @@ async fn placed(
 async fn failed_call(
     engine: &Engine,
     job: &Job,
-    order: &EngineOrder,
+    order: &OrderRecord,
     error: DriverError,
     unresolved: bool,
 ) -> Result<Outcome, sqlx::Error> {
@@ -556,7 +578,7 @@ async fn failed_call(
 async fn retry_or_give_up(
     engine: &Engine,
     job: &Job,
-    order: &EngineOrder,
+    order: &OrderRecord,
     error: String,
     after: Option<Duration>,
     unresolved: bool,

@@ -1,291 +1,34 @@
-//! The engine's reads and state changes. Every change to an order is one transaction
-//! holding the new state, its events and the jobs it schedules.
+//! The engine's own records: placement attempts (the exactly-once record) and the
+//! holds that give one order at a time a retailer account. Order state changes go
+//! through [`lifecycle`], often in the same transaction as these.
 
-use serde_json::Value;
 use sqlx::QueryBuilder;
-use sqlx::types::Json;
 use uuid::Uuid;
 
-use crate::orders::address::Address;
-use crate::orders::model::{Expiration, JobResult, OrderItemStatus, OrderStatus, Variant};
-use crate::orders::store::corrupt;
-use crate::queue::NewJob;
-use crate::storage::{Db, DbId, Timestamp};
-use crate::{enqueue_in_tx, on_db};
+use crate::orders::lifecycle::{self, Change};
+use crate::orders::model::{OrderRecord, OrderStatus};
+use crate::queue::JobState;
+use crate::storage::{Db, DbId, Timestamp, Tx};
+use crate::{on_db, on_tx};
 
-/// An order as the engine needs it (not scoped to a tenant: jobs act for the system).
-#[derive(Debug, Clone)]
-pub struct EngineOrder {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub livemode: bool,
-    pub status: OrderStatus,
-    pub max_price: i64,
-    pub retailer: Option<String>,
-    pub retailer_credentials_id: Option<String>,
-    pub placed_with: Option<String>,
-    pub shipping_address: Address,
-    pub expires_at: Option<Timestamp>,
-    pub expiration: Option<Expiration>,
-    pub job_result: Option<JobResult>,
-    pub items: Vec<EngineItem>,
-}
-
-#[derive(Debug, Clone)]
-pub struct EngineItem {
-    pub id: Uuid,
-    pub url: String,
-    pub quantity: i32,
-    pub variant: Option<Vec<Variant>>,
-    pub status: OrderItemStatus,
-}
-
-#[derive(sqlx::FromRow)]
-struct OrderRow {
-    id: DbId,
-    account_id: DbId,
-    livemode: bool,
-    status: String,
-    max_price: i64,
-    retailer: Option<String>,
-    retailer_credentials_id: Option<String>,
-    placed_with: Option<String>,
-    shipping_address: Json<Address>,
-    expires_at: Option<Timestamp>,
-    expiration: Option<Json<Expiration>>,
-    job_result: Option<Json<JobResult>>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ItemRow {
-    id: DbId,
-    url: String,
-    quantity: i32,
-    variant: Option<Json<Vec<Variant>>>,
-    status: String,
-}
-
-pub async fn load(db: &Db, id: Uuid) -> Result<Option<EngineOrder>, sqlx::Error> {
-    on_db!(db, reader, |pool| {
-        let row: Option<OrderRow> = sqlx::query_as(
-            "SELECT id, account_id, livemode, status, max_price, retailer, retailer_credentials_id,
-                    placed_with, shipping_address, expires_at, expiration, job_result
-             FROM orders WHERE id = $1",
-        )
-        .bind(DbId(id))
-        .fetch_optional(pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let items: Vec<ItemRow> = sqlx::query_as(
-            "SELECT id, url, quantity, variant, status FROM order_items WHERE order_id = $1 ORDER BY position",
-        )
-        .bind(DbId(id))
-        .fetch_all(pool)
-        .await?;
-        let items = items
-            .into_iter()
-            .map(|i| {
-                Ok(EngineItem {
-                    id: i.id.0,
-                    url: i.url,
-                    quantity: i.quantity,
-                    variant: i.variant.map(|v| v.0),
-                    status: OrderItemStatus::parse(&i.status)
-                        .ok_or_else(|| corrupt("item status", &i.status))?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Some(EngineOrder {
-            id: row.id.0,
-            account_id: row.account_id.0,
-            livemode: row.livemode,
-            status: OrderStatus::parse(&row.status)
-                .ok_or_else(|| corrupt("order status", &row.status))?,
-            max_price: row.max_price,
-            retailer: row.retailer,
-            retailer_credentials_id: row.retailer_credentials_id,
-            placed_with: row.placed_with,
-            shipping_address: row.shipping_address.0,
-            expires_at: row.expires_at,
-            expiration: row.expiration.map(|e| e.0),
-            job_result: row.job_result.map(|j| j.0),
-            items,
-        }))
-    })
-}
-
-/// A state change of one order, applied atomically by [`apply`].
-#[derive(Debug, Default)]
-pub struct Change {
-    pub status: Option<OrderStatus>,
-    /// Count one more placement attempt.
-    pub count_attempt: bool,
-    pub job_result: Option<JobResult>,
-    pub placed_with: Option<String>,
-    pub items: Vec<(Uuid, OrderItemStatus, Option<String>)>,
-    /// Events, in order: `(name, detail)`.
-    pub events: Vec<(&'static str, Value)>,
-    pub jobs: Vec<NewJob>,
-    /// New tracking numbers `(carrier, number)`; ones already known are skipped.
-    pub tracking: Vec<(String, String)>,
-    /// Settles a placement attempt: `(attempt, state, merchant order id)`.
-    pub attempt: Option<(i32, &'static str, Option<String>)>,
-    /// Frees this retailer account for other orders' checkouts.
-    pub release_account: Option<String>,
-}
-
-/// Applies a [`Change`] inside a transaction: `Ok(false)` (nothing written) when the
-/// order's status is not one of `$from`.
-macro_rules! apply_in_tx {
-    ($tx:ident, $order_id:expr, $from:expr, $change:expr, $now:expr, $lock:expr) => {
-        'apply: {
-            let current: Option<(String, i64, DbId, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT status, last_event_sequence, account_id, livemode FROM orders WHERE id = $1{}",
-                $lock
-            )))
-            .bind(DbId($order_id))
-            .fetch_optional(&mut *$tx)
-            .await?;
-            let Some((status, mut sequence, account_id, livemode)) = current else {
-                break 'apply Ok::<bool, sqlx::Error>(false);
-            };
-            if !$from.iter().any(|s| s.as_str() == status) {
-                break 'apply Ok(false);
-            }
-            let new_status = $change
-                .status
-                .map(|s| s.as_str())
-                .unwrap_or(&status)
-                .to_string();
-            for (event, detail) in &$change.events {
-                sequence += 1;
-                sqlx::query(
-                    "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(DbId(Uuid::now_v7()))
-                .bind(DbId($order_id))
-                .bind(account_id)
-                .bind(sequence)
-                .bind(*event)
-                .bind(&new_status)
-                .bind(Json(detail))
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-                $crate::webhook_in_tx!($tx, $order_id, account_id, livemode, sequence, *event, &new_status, $now)?;
-            }
-            sqlx::query(
-                "UPDATE orders SET status = $1, attempts = attempts + $2,
-                     job_result = COALESCE($3, job_result), placed_with = COALESCE($4, placed_with),
-                     last_event_sequence = $5, updated_at = $6
-                 WHERE id = $7",
-            )
-            .bind(&new_status)
-            .bind(i32::from($change.count_attempt))
-            .bind($change.job_result.as_ref().map(Json))
-            .bind($change.placed_with.as_deref())
-            .bind(sequence)
-            .bind($now)
-            .bind(DbId($order_id))
-            .execute(&mut *$tx)
-            .await?;
-            for (item_id, item_status, reason) in &$change.items {
-                sqlx::query(
-                    "UPDATE order_items SET status = $1, cancellation_reason = COALESCE($2, cancellation_reason),
-                         updated_at = $3
-                     WHERE id = $4 AND order_id = $5",
-                )
-                .bind(item_status.as_str())
-                .bind(reason.as_deref())
-                .bind($now)
-                .bind(DbId(*item_id))
-                .bind(DbId($order_id))
-                .execute(&mut *$tx)
-                .await?;
-            }
-            for (carrier, number) in &$change.tracking {
-                sqlx::query(
-                    "INSERT INTO tracking_numbers (id, order_id, carrier, tracking_number, created_at)
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                )
-                .bind(DbId(Uuid::now_v7()))
-                .bind(DbId($order_id))
-                .bind(carrier)
-                .bind(number)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-            }
-            if let Some((attempt, state, merchant_order_id)) = &$change.attempt {
-                sqlx::query(
-                    "UPDATE placement_attempts SET state = $1, merchant_order_id = COALESCE($2, merchant_order_id),
-                         updated_at = $3
-                     WHERE order_id = $4 AND attempt = $5",
-                )
-                .bind(*state)
-                .bind(merchant_order_id.as_deref())
-                .bind($now)
-                .bind(DbId($order_id))
-                .bind(*attempt)
-                .execute(&mut *$tx)
-                .await?;
-            }
-            if let Some(account) = &$change.release_account {
-                sqlx::query(
-                    "UPDATE retailer_accounts SET checkout_order_id = NULL, checkout_lease_until = NULL
-                     WHERE id = $1 AND checkout_order_id = $2",
-                )
-                .bind(account)
-                .bind(DbId($order_id))
-                .execute(&mut *$tx)
-                .await?;
-            }
-            enqueue_in_tx!($tx, &$change.jobs)?;
-            Ok(true)
-        }
-    };
-}
-
-/// Applies `change` if the order's status is one of `from`; returns whether it did.
-pub async fn apply(
-    db: &Db,
-    order_id: Uuid,
-    from: &[OrderStatus],
-    change: Change,
-) -> Result<bool, sqlx::Error> {
-    let now = Timestamp::now();
-    let lock = for_update(db);
-    let applied = on_db!(db, writer, |pool| {
-        let mut tx = pool.begin().await?;
-        let applied = apply_in_tx!(tx, order_id, from, change, now, lock)?;
-        if applied {
-            tx.commit().await?;
-        }
-        Ok::<bool, sqlx::Error>(applied)
-    })?;
-    if applied {
-        // Its events may have scheduled webhooks, besides `change.jobs`.
-        db.jobs_committed();
-    }
-    Ok(applied)
-}
-
-/// Row locks for read-modify-write on PostgreSQL; SQLite's single writer needs none.
-fn for_update(db: &Db) -> &'static str {
-    match db {
-        Db::Postgres(_) => " FOR UPDATE",
-        Db::Sqlite(_) => "",
-    }
-}
-
-/// States of a placement attempt.
-pub mod attempt_state {
+/// Where a placement attempt stands, stored as text in `placement_attempts.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptState {
     /// Committed before the retailer is asked; unresolved until one of the others.
-    pub const SUBMITTING: &str = "submitting";
-    pub const PLACED: &str = "placed";
+    Submitting,
+    Placed,
     /// The retailer certainly did not place it.
-    pub const NOT_PLACED: &str = "not_placed";
+    NotPlaced,
+}
+
+impl AttemptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptState::Submitting => "submitting",
+            AttemptState::Placed => "placed",
+            AttemptState::NotPlaced => "not_placed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -308,7 +51,7 @@ pub async fn unresolved_attempt(db: &Db, order_id: Uuid) -> Result<Option<Attemp
              ORDER BY attempt DESC LIMIT 1",
         )
         .bind(DbId(order_id))
-        .bind(attempt_state::SUBMITTING)
+        .bind(AttemptState::Submitting.as_str())
         .fetch_optional(pool)
         .await
     })
@@ -342,65 +85,43 @@ pub async fn begin_attempt(
         .bind(retailer_account_id)
         .bind(reference)
         .bind(expected_total)
-        .bind(attempt_state::SUBMITTING)
+        .bind(AttemptState::Submitting.as_str())
         .bind(settles_at)
         .bind(now)
         .bind(job.id)
         .bind(job.attempt)
-        .bind(crate::queue::RUNNING)
+        .bind(JobState::Running.as_str())
         .fetch_optional(pool)
         .await
     })
 }
 
-/// Settles an attempt outside an order change (the order's state is unchanged).
+/// Settles an attempt: its state, the retailer's order id once known, and a new time
+/// before which "not found at the retailer" proves nothing.
 pub async fn settle_attempt(
-    db: &Db,
+    tx: &mut Tx,
     order_id: Uuid,
     attempt: i32,
-    state: &str,
+    state: AttemptState,
+    merchant_order_id: Option<&str>,
     settles_at: Option<Timestamp>,
 ) -> Result<(), sqlx::Error> {
-    on_db!(db, writer, |pool| {
+    on_tx!(tx, |conn| {
         sqlx::query(
-            "UPDATE placement_attempts SET state = $1, settles_at = COALESCE($2, settles_at), updated_at = $3
-             WHERE order_id = $4 AND attempt = $5",
+            "UPDATE placement_attempts SET state = $1, merchant_order_id = COALESCE($2, merchant_order_id),
+                 settles_at = COALESCE($3, settles_at), updated_at = $4
+             WHERE order_id = $5 AND attempt = $6",
         )
-        .bind(state)
+        .bind(state.as_str())
+        .bind(merchant_order_id)
         .bind(settles_at)
         .bind(Timestamp::now())
         .bind(DbId(order_id))
         .bind(attempt)
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|_| ())
     })
-}
-
-/// Records an event without changing the order, unless one of that name exists already.
-pub async fn note_once(
-    db: &Db,
-    order_id: Uuid,
-    event: &'static str,
-    detail: Value,
-) -> Result<(), sqlx::Error> {
-    let seen: bool = on_db!(db, reader, |pool| {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM order_events WHERE order_id = $1 AND event = $2)",
-        )
-        .bind(DbId(order_id))
-        .bind(event)
-        .fetch_one(pool)
-        .await
-    })?;
-    if !seen {
-        let change = Change {
-            events: vec![(event, detail)],
-            ..Change::default()
-        };
-        apply(db, order_id, &OrderStatus::ALL, change).await?;
-    }
-    Ok(())
 }
 
 /// A retailer account held for one order's checkout.
@@ -436,7 +157,7 @@ pub enum AccountChoice<'a> {
 /// Appends the condition selecting the accounts `choice` allows.
 fn push_account_filter<DB: sqlx::Database>(
     qb: &mut QueryBuilder<DB>,
-    order: &EngineOrder,
+    order: &OrderRecord,
     retailer: &str,
     choice: &AccountChoice<'_>,
 ) where
@@ -468,21 +189,16 @@ fn push_account_filter<DB: sqlx::Database>(
 /// progress). An account already held for the same order is held again.
 pub async fn acquire_account(
     db: &Db,
-    order: &EngineOrder,
+    order: &OrderRecord,
     retailer: &str,
     choice: AccountChoice<'_>,
     lease_until: Timestamp,
     start: Change,
 ) -> Result<Acquired, sqlx::Error> {
     let now = Timestamp::now();
-    let lock = for_update(db);
-    let placeable = [OrderStatus::Pending, OrderStatus::InProgress];
-    let skip_locked = match db {
-        Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-        Db::Sqlite(_) => "",
-    };
-    let held: Option<Option<HeldAccount>> = on_db!(db, writer, |pool| {
-        let mut tx = pool.begin().await?;
+    let mut tx = db.begin().await?;
+    let skip_locked = tx.skip_locked();
+    let held: Option<HeldAccount> = on_tx!(tx, |conn| {
         let mut qb = QueryBuilder::new("UPDATE retailer_accounts SET checkout_order_id = ");
         qb.push_bind(DbId(order.id))
             .push(", checkout_lease_until = ")
@@ -498,27 +214,20 @@ pub async fn acquire_account(
             .push(") ORDER BY last_used_at IS NOT NULL, last_used_at LIMIT 1")
             .push(skip_locked)
             .push(") RETURNING id, email, secrets");
-        let held: Option<HeldAccount> = qb.build_query_as().fetch_optional(&mut *tx).await?;
-        match held {
-            Some(held) => {
-                if apply_in_tx!(tx, order.id, &placeable, start, now, lock)? {
-                    tx.commit().await?;
-                    Ok::<_, sqlx::Error>(Some(Some(held)))
-                } else {
-                    Ok(Some(None))
-                }
-            }
-            None => Ok(None),
-        }
+        qb.build_query_as().fetch_optional(&mut *conn).await
     })?;
-    match held {
-        Some(Some(held)) => {
-            db.jobs_committed();
-            return Ok(Acquired::Held(held));
-        }
-        Some(None) => return Ok(Acquired::Gone),
-        None => {}
+    if let Some(held) = held {
+        let placeable = [OrderStatus::Pending, OrderStatus::InProgress];
+        return Ok(
+            if lifecycle::apply(&mut tx, order.id, &placeable, start).await? {
+                tx.commit().await?;
+                Acquired::Held(held)
+            } else {
+                Acquired::Gone
+            },
+        );
     }
+    drop(tx);
     let exists: bool = on_db!(db, reader, |pool| {
         let mut qb = QueryBuilder::new("SELECT EXISTS (SELECT 1 FROM retailer_accounts WHERE ");
         push_account_filter(&mut qb, order, retailer, &choice);
@@ -554,27 +263,22 @@ pub async fn extend_account_hold(
     })
 }
 
-/// Lets other orders check out with the account.
-pub async fn release_account(db: &Db, account: &str, order_id: Uuid) -> Result<(), sqlx::Error> {
-    on_db!(db, writer, |pool| {
+/// Lets other orders check out with the account (a hold another order has taken
+/// since is left alone).
+pub async fn release_account(
+    tx: &mut Tx,
+    account: &str,
+    order_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, |conn| {
         sqlx::query(
             "UPDATE retailer_accounts SET checkout_order_id = NULL, checkout_lease_until = NULL
              WHERE id = $1 AND checkout_order_id = $2",
         )
         .bind(account)
         .bind(DbId(order_id))
-        .execute(pool)
+        .execute(&mut *conn)
         .await
         .map(|_| ())
-    })
-}
-
-/// The tracking numbers already recorded for an order.
-pub async fn tracking_numbers(db: &Db, order_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
-    on_db!(db, reader, |pool| {
-        sqlx::query_scalar("SELECT tracking_number FROM tracking_numbers WHERE order_id = $1")
-            .bind(DbId(order_id))
-            .fetch_all(pool)
-            .await
     })
 }

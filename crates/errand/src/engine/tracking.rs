@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::Engine;
-use super::store::{self, Change};
+use super::{Engine, change_order};
 use crate::accounts::AccountError;
-use crate::orders::model::{OrderItemStatus, OrderStatus, events};
+use crate::orders::lifecycle::Change;
+use crate::orders::model::{OrderItemStatus, OrderRecord, OrderStatus, events};
+use crate::orders::store;
 use crate::queue::{Job, Outcome};
 use crate::retailers::{Credentials, RetailerOrder, RetailerOrderStatus};
 use crate::storage::Timestamp;
@@ -23,7 +24,7 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(120 * 24 * 3600);
 
 pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, sqlx::Error> {
     let db = engine.db();
-    let Some(order) = store::load(db, order_id).await? else {
+    let Some(order) = store::load_record(db, order_id).await? else {
         return Ok(Outcome::Done);
     };
     if order.status != OrderStatus::OrderPlaced {
@@ -98,7 +99,7 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
     let finished =
         change.status == Some(OrderStatus::CancelledByRetailer) || all_delivered(&order, &change);
     if !change.events.is_empty() || !change.items.is_empty() {
-        store::apply(db, order_id, &[OrderStatus::OrderPlaced], change).await?;
+        change_order(db, order_id, &[OrderStatus::OrderPlaced], change).await?;
     }
     if finished {
         return Ok(Outcome::Done);
@@ -124,7 +125,7 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
 
 /// What the retailer's view of the order changes on ours.
 fn changes(
-    order: &store::EngineOrder,
+    order: &OrderRecord,
     item_products: &[Option<String>],
     retailer_order: &RetailerOrder,
     known_tracking: &HashSet<String>,
@@ -211,7 +212,7 @@ fn changes(
 }
 
 /// Whether every item is delivered once `change` is applied.
-fn all_delivered(order: &store::EngineOrder, change: &Change) -> bool {
+fn all_delivered(order: &OrderRecord, change: &Change) -> bool {
     order.items.iter().all(|item| {
         change
             .items

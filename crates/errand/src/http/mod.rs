@@ -26,6 +26,7 @@ pub use error::ApiError;
 pub use openapi::ApiDoc;
 
 use crate::accounts::{self, Vault};
+use crate::app::App;
 use crate::config::Settings;
 use crate::orders;
 use crate::orders::writer::OrderWriter;
@@ -97,9 +98,10 @@ pub struct RunningServer {
 }
 
 /// Binds `settings.listen` (port 0 picks a free port) and serves until stopped.
-pub async fn start(settings: Settings, db: Db) -> anyhow::Result<RunningServer> {
+pub(crate) async fn start(app: &App) -> anyhow::Result<RunningServer> {
     ops::metrics_handle();
-    let vault = Vault::load(&settings)?;
+    let settings = &app.settings;
+    let db = app.db.clone();
     let listener = TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -112,10 +114,10 @@ pub async fn start(settings: Settings, db: Db) -> anyhow::Result<RunningServer> 
     let state = AppState {
         orders: OrderWriter::spawn(db.clone()),
         db: db.clone(),
-        vault,
-        retailers: Arc::new(Registry::new(&settings.retailers)?),
+        vault: app.vault.clone(),
+        retailers: app.retailers.clone(),
         public_base: settings.public_base(),
-        settings: Arc::new(settings),
+        settings: settings.clone(),
     };
     let app = router(state);
     let (shutdown, stop) = oneshot::channel::<()>();

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod artifacts;
 pub mod http;
+pub mod lifecycle;
 pub mod model;
 pub mod request;
 pub mod retailer;
@@ -14,7 +15,7 @@ pub mod writer;
 use uuid::Uuid;
 
 use crate::auth::Tenant;
-use crate::queue::NewJob;
+use crate::queue::{JobKind, NewJob};
 use crate::storage::{Db, Timestamp};
 use model::{Order, OrderItem, OrderItemStatus, OrderStatus};
 use request::NewOrder;
@@ -99,12 +100,12 @@ pub async fn create(
     });
     let order = build(tenant, new);
     let mut jobs = vec![NewJob::now(
-        crate::engine::PLACE_ORDER,
+        JobKind::PlaceOrder,
         Some(order.id),
         placement_attempts,
     )];
     if let Some(at) = order.expiration.as_ref().and_then(store::expires_at) {
-        jobs.push(NewJob::now(crate::engine::EXPIRE_ORDER, Some(order.id), 5).at(at));
+        jobs.push(NewJob::now(JobKind::ExpireOrder, Some(order.id), 5).at(at));
     }
     let insert = PendingInsert {
         tenant: *tenant,
@@ -134,9 +135,10 @@ pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Order, OrderError
 }
 
 pub async fn cancel(db: &Db, tenant: &Tenant, id: Uuid) -> Result<(), OrderError> {
-    match store::cancel(db, tenant, id).await? {
-        store::CancelOutcome::Cancelled => Ok(()),
-        store::CancelOutcome::NotFound => Err(OrderError::NotFound),
-        store::CancelOutcome::NotCancellable(status) => Err(OrderError::NotCancellable(status)),
+    let mut tx = db.begin().await?;
+    match lifecycle::cancel_by_customer(&mut tx, tenant, id).await? {
+        lifecycle::CancelOutcome::Cancelled => Ok(tx.commit().await?),
+        lifecycle::CancelOutcome::NotFound => Err(OrderError::NotFound),
+        lifecycle::CancelOutcome::NotCancellable(status) => Err(OrderError::NotCancellable(status)),
     }
 }

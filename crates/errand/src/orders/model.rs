@@ -182,6 +182,27 @@ pub struct Order {
     pub screenshot_names: Vec<String>,
 }
 
+/// An order as the system sees it, not scoped to a tenant (jobs act for the system):
+/// whose it is, which retailer sells it, and what placing it needs.
+#[derive(Debug, Clone)]
+pub struct OrderRecord {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub livemode: bool,
+    pub status: OrderStatus,
+    pub max_price: i64,
+    /// The configured retailer that sells every product of the order.
+    pub retailer: Option<String>,
+    pub retailer_credentials_id: Option<String>,
+    /// The retailer account that placed it.
+    pub placed_with: Option<String>,
+    pub shipping_address: Address,
+    pub expires_at: Option<Timestamp>,
+    pub expiration: Option<Expiration>,
+    pub job_result: Option<JobResult>,
+    pub items: Vec<OrderItem>,
+}
+
 impl Order {
     /// Fills `screenshots` with the URLs of the order's screenshots under `base` (the
     /// server's public address, without a trailing slash).

@@ -1,5 +1,6 @@
-//! Order storage: reads, the batched insert used by the group-commit writer, and
-//! status changes (each written with its order event in one transaction).
+//! Order storage: reads (one row model per table), and the batched insert used by the
+//! group-commit writer. Every change of an order's state goes through
+//! [`lifecycle`](super::lifecycle).
 
 use std::collections::HashMap;
 
@@ -10,21 +11,21 @@ use uuid::Uuid;
 
 use super::address::Address;
 use super::artifacts::{self, ArtifactKind};
+use super::lifecycle::{self, ROWS_PER_INSERT};
 use super::model::{
-    Expiration, JobResult, Order, OrderItem, OrderItemStatus, OrderStatus, TrackingNumber, Variant,
-    events,
+    Expiration, JobResult, Order, OrderItem, OrderItemStatus, OrderRecord, OrderStatus,
+    TrackingNumber, Variant,
 };
 use crate::auth::Tenant;
 use crate::queue::NewJob;
 use crate::storage::{Db, DbId, Timestamp};
-use crate::{enqueue_in_tx, on_db};
-
-/// Rows per multi-row INSERT: keeps every statement under SQLite's 32 766 parameters.
-const ROWS_PER_INSERT: usize = 1000;
+use crate::{on_db, on_tx};
 
 #[derive(sqlx::FromRow)]
 struct OrderRow {
     id: DbId,
+    account_id: DbId,
+    livemode: bool,
     status: String,
     max_price: i64,
     attempts: i32,
@@ -35,6 +36,9 @@ struct OrderRow {
     created_by: Option<String>,
     job_result: Option<Json<JobResult>>,
     expiration: Option<Json<Expiration>>,
+    retailer: Option<String>,
+    placed_with: Option<String>,
+    expires_at: Option<Timestamp>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -61,8 +65,9 @@ struct ItemRow {
     updated_at: Timestamp,
 }
 
-const ORDER_COLUMNS: &str = "id, status, max_price, attempts, shipping_address, metadata, po_number, \
-     retailer_credentials_id, created_by, job_result, expiration, created_at, updated_at";
+const ORDER_COLUMNS: &str = "id, account_id, livemode, status, max_price, attempts, shipping_address, \
+     metadata, po_number, retailer_credentials_id, created_by, job_result, expiration, retailer, \
+     placed_with, expires_at, created_at, updated_at";
 const TRACKING_COLUMNS: &str = "id, order_id, carrier, tracking_number, created_at";
 const ITEM_COLUMNS: &str =
     "id, order_id, url, quantity, variant, status, cancellation_reason, created_at, updated_at";
@@ -89,6 +94,28 @@ impl ItemRow {
 }
 
 impl OrderRow {
+    fn status(&self) -> Result<OrderStatus, sqlx::Error> {
+        OrderStatus::parse(&self.status).ok_or_else(|| corrupt("order status", &self.status))
+    }
+
+    fn into_record(self, items: Vec<OrderItem>) -> Result<OrderRecord, sqlx::Error> {
+        Ok(OrderRecord {
+            id: self.id.0,
+            account_id: self.account_id.0,
+            livemode: self.livemode,
+            status: self.status()?,
+            max_price: self.max_price,
+            retailer: self.retailer,
+            retailer_credentials_id: self.retailer_credentials_id,
+            placed_with: self.placed_with,
+            shipping_address: self.shipping_address.0,
+            expires_at: self.expires_at,
+            expiration: self.expiration.map(|e| e.0),
+            job_result: self.job_result.map(|j| j.0),
+            items,
+        })
+    }
+
     fn into_order(
         self,
         items: Vec<OrderItem>,
@@ -96,8 +123,7 @@ impl OrderRow {
     ) -> Result<Order, sqlx::Error> {
         Ok(Order {
             id: self.id.0,
-            status: OrderStatus::parse(&self.status)
-                .ok_or_else(|| corrupt("order status", &self.status))?,
+            status: self.status()?,
             max_price: self.max_price,
             attempts: self.attempts,
             items,
@@ -194,6 +220,40 @@ pub async fn get(db: &Db, tenant: &Tenant, id: Uuid) -> Result<Option<Order>, sq
     };
     attach_screenshots(db, tenant, std::slice::from_mut(&mut order)).await?;
     Ok(Some(order))
+}
+
+/// An order with its items, whoever owns it (for the engine, which acts for the
+/// system).
+pub async fn load_record(db: &Db, id: Uuid) -> Result<Option<OrderRecord>, sqlx::Error> {
+    on_db!(db, reader, |pool| {
+        let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1");
+        let row: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(DbId(id))
+            .fetch_optional(pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sql =
+            format!("SELECT {ITEM_COLUMNS} FROM order_items WHERE order_id = $1 ORDER BY position");
+        let items: Vec<ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(DbId(id))
+            .fetch_all(pool)
+            .await?;
+        let items = items
+            .into_iter()
+            .map(ItemRow::into_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        row.into_record(items).map(Some)
+    })
+}
+
+/// The tracking numbers already recorded for an order.
+pub async fn tracking_numbers(db: &Db, order_id: Uuid) -> Result<Vec<String>, sqlx::Error> {
+    on_db!(db, reader, |pool| {
+        sqlx::query_scalar("SELECT tracking_number FROM tracking_numbers WHERE order_id = $1")
+            .bind(DbId(order_id))
+            .fetch_all(pool)
+            .await
+    })
 }
 
 /// Sets the orders' `screenshot_names`, with one query for all of them.
@@ -335,25 +395,26 @@ pub struct ExistingClaim {
     pub order_id: Uuid,
 }
 
-/// Inserts orders (items and `order.created` events included) inside one transaction,
-/// first claiming their idempotency keys. Returns, for each input in order, `None` when
-/// it was inserted or the claim that already held its key (nothing inserted for it).
+/// Inserts orders (through the lifecycle: items, `order.created` events and jobs
+/// included) inside one transaction, first claiming their idempotency keys. Returns,
+/// for each input in order, `None` when it was inserted or the claim that already held
+/// its key (nothing inserted for it).
 ///
 /// Keys repeated within `batch` must have been removed by the caller.
 pub async fn insert_batch(
     db: &Db,
     batch: &[PendingInsert],
 ) -> Result<Vec<Option<ExistingClaim>>, sqlx::Error> {
-    on_db!(db, writer, |pool| {
-        let mut tx = pool.begin().await?;
-        let mut outcome: Vec<Option<ExistingClaim>> = vec![None; batch.len()];
+    let mut tx = db.begin().await?;
+    let mut outcome: Vec<Option<ExistingClaim>> = vec![None; batch.len()];
 
-        let keyed: Vec<(usize, &PendingInsert, &IdempotencyClaim)> = batch
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| p.idempotency.as_ref().map(|c| (i, p, c)))
-            .collect();
-        for chunk in keyed.chunks(ROWS_PER_INSERT) {
+    let keyed: Vec<(usize, &PendingInsert, &IdempotencyClaim)> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.idempotency.as_ref().map(|c| (i, p, c)))
+        .collect();
+    for chunk in keyed.chunks(ROWS_PER_INSERT) {
+        on_tx!(tx, |conn| {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO idempotency_keys (account_id, livemode, key, request_hash, order_id, created_at) ",
             );
@@ -366,7 +427,7 @@ pub async fn insert_batch(
                     .push_bind(p.order.created_at);
             });
             qb.push(" ON CONFLICT DO NOTHING RETURNING order_id");
-            let claimed: Vec<DbId> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+            let claimed: Vec<DbId> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
             let claimed: std::collections::HashSet<Uuid> =
                 claimed.into_iter().map(|id| id.0).collect();
             for (i, p, claim) in chunk {
@@ -380,105 +441,26 @@ pub async fn insert_batch(
                 .bind(DbId(p.tenant.account_id))
                 .bind(p.tenant.livemode)
                 .bind(&claim.key)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
                 outcome[*i] = Some(ExistingClaim {
                     fingerprint: row.0,
                     order_id: row.1.0,
                 });
             }
-        }
+            Ok::<(), sqlx::Error>(())
+        })?;
+    }
 
-        let new: Vec<&PendingInsert> = batch
-            .iter()
-            .zip(&outcome)
-            .filter(|(_, o)| o.is_none())
-            .map(|(p, _)| p)
-            .collect();
-        for chunk in new.chunks(ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO orders (id, account_id, livemode, status, max_price, attempts, shipping_address, \
-                 metadata, po_number, retailer_credentials_id, created_by, last_event_sequence, created_at, updated_at, \
-                 retailer, expiration, expires_at) ",
-            );
-            qb.push_values(chunk, |mut b, p| {
-                let o = &p.order;
-                b.push_bind(DbId(o.id))
-                    .push_bind(DbId(p.tenant.account_id))
-                    .push_bind(p.tenant.livemode)
-                    .push_bind(o.status.as_str().to_string())
-                    .push_bind(o.max_price)
-                    .push_bind(o.attempts)
-                    .push_bind(Json(&o.shipping_address))
-                    .push_bind(Json(&o.metadata))
-                    .push_bind(o.po_number.clone())
-                    .push_bind(o.retailer_credentials_id.clone())
-                    .push_bind(o.created_by.clone())
-                    .push_bind(1_i64)
-                    .push_bind(o.created_at)
-                    .push_bind(o.updated_at)
-                    .push_bind(p.retailer.clone())
-                    .push_bind(o.expiration.as_ref().map(Json))
-                    .push_bind(o.expiration.as_ref().and_then(expires_at));
-            });
-            qb.build().execute(&mut *tx).await?;
-
-            let events: Vec<_> = chunk.iter().map(|p| (p, Uuid::now_v7())).collect();
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at) ",
-            );
-            qb.push_values(&events, |mut b, (p, event_id)| {
-                b.push_bind(DbId(*event_id))
-                    .push_bind(DbId(p.order.id))
-                    .push_bind(DbId(p.tenant.account_id))
-                    .push_bind(1_i64)
-                    .push_bind(events::CREATED)
-                    .push_bind(p.order.status.as_str())
-                    .push_bind(Json(serde_json::json!({})))
-                    .push_bind(p.order.created_at);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-
-        let items: Vec<(Uuid, usize, &OrderItem)> = new
-            .iter()
-            .flat_map(|p| {
-                p.order
-                    .items
-                    .iter()
-                    .enumerate()
-                    .map(|(pos, item)| (p.order.id, pos, item))
-            })
-            .collect();
-        for chunk in items.chunks(ROWS_PER_INSERT) {
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO order_items (id, order_id, position, url, quantity, variant, status, \
-                 cancellation_reason, created_at, updated_at) ",
-            );
-            qb.push_values(chunk, |mut b, (order_id, pos, item)| {
-                b.push_bind(DbId(item.id))
-                    .push_bind(DbId(*order_id))
-                    .push_bind(*pos as i32)
-                    .push_bind(item.url.clone())
-                    .push_bind(item.quantity)
-                    .push_bind(item.variant.as_ref().map(Json))
-                    .push_bind(item.status.as_str())
-                    .push_bind(item.cancellation_reason.clone())
-                    .push_bind(item.created_at)
-                    .push_bind(item.updated_at);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-
-        let jobs: Vec<NewJob> = new.iter().flat_map(|p| p.jobs.iter().cloned()).collect();
-        for chunk in jobs.chunks(ROWS_PER_INSERT) {
-            enqueue_in_tx!(tx, chunk)?;
-        }
-
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(outcome)
-    })
-    .inspect(|_| db.jobs_committed())
+    let new: Vec<&PendingInsert> = batch
+        .iter()
+        .zip(&outcome)
+        .filter(|(_, o)| o.is_none())
+        .map(|(p, _)| p)
+        .collect();
+    lifecycle::create(&mut tx, &new).await?;
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 /// The instant an expiration names.
@@ -486,87 +468,6 @@ pub fn expires_at(expiration: &Expiration) -> Option<Timestamp> {
     time::OffsetDateTime::from_unix_timestamp(expiration.timestamp)
         .ok()
         .map(Timestamp::from_datetime)
-}
-
-#[derive(Debug)]
-pub enum CancelOutcome {
-    Cancelled,
-    NotFound,
-    NotCancellable(OrderStatus),
-}
-
-/// Cancels a pending order with its items, recording the `order.cancelled` event in the
-/// same transaction.
-pub async fn cancel(db: &Db, tenant: &Tenant, id: Uuid) -> Result<CancelOutcome, sqlx::Error> {
-    let now = Timestamp::now();
-    on_db!(db, writer, |pool| {
-        let mut tx = pool.begin().await?;
-        let sequence: Option<i64> = sqlx::query_scalar(
-            "UPDATE orders SET status = $1, updated_at = $2, last_event_sequence = last_event_sequence + 1
-             WHERE id = $3 AND account_id = $4 AND livemode = $5 AND status = $6
-             RETURNING last_event_sequence",
-        )
-        .bind(OrderStatus::Cancelled.as_str())
-        .bind(now)
-        .bind(DbId(id))
-        .bind(DbId(tenant.account_id))
-        .bind(tenant.livemode)
-        .bind(OrderStatus::Pending.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(sequence) = sequence else {
-            let status: Option<String> = sqlx::query_scalar(
-                "SELECT status FROM orders WHERE id = $1 AND account_id = $2 AND livemode = $3",
-            )
-            .bind(DbId(id))
-            .bind(DbId(tenant.account_id))
-            .bind(tenant.livemode)
-            .fetch_optional(&mut *tx)
-            .await?;
-            return match status {
-                None => Ok(CancelOutcome::NotFound),
-                Some(s) => Ok(CancelOutcome::NotCancellable(
-                    OrderStatus::parse(&s).ok_or_else(|| corrupt("order status", &s))?,
-                )),
-            };
-        };
-        sqlx::query(
-            "UPDATE order_items SET status = $1, cancellation_reason = $2, updated_at = $3 WHERE order_id = $4",
-        )
-        .bind(OrderItemStatus::Cancelled.as_str())
-        .bind("Cancelled at the customer's request")
-        .bind(now)
-        .bind(DbId(id))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(DbId(Uuid::now_v7()))
-        .bind(DbId(id))
-        .bind(DbId(tenant.account_id))
-        .bind(sequence)
-        .bind(events::CANCELLED)
-        .bind(OrderStatus::Cancelled.as_str())
-        .bind(Json(serde_json::json!({"reason": "cancelled_by_customer"})))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        crate::webhook_in_tx!(
-            tx,
-            id,
-            DbId(tenant.account_id),
-            tenant.livemode,
-            sequence,
-            events::CANCELLED,
-            OrderStatus::Cancelled.as_str(),
-            now
-        )?;
-        tx.commit().await?;
-        Ok(CancelOutcome::Cancelled)
-    })
-    .inspect(|_| db.jobs_committed())
 }
 
 /// Deletes idempotency records older than `before`; returns how many.

@@ -5,6 +5,7 @@
 //! so a new job is picked up within milliseconds; delayed jobs are woken for at their
 //! `run_at`. A slow poll remains only as a safety net for a lost notification.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,58 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::{Job, Outcome, RetryPolicy};
+use super::{Job, JobKind, Outcome, RetryPolicy};
 use crate::storage::{Db, Timestamp};
 
 /// Runs one job; the pool records the outcome.
 pub type Handler = Arc<dyn Fn(Job) -> BoxFuture<'static, Outcome> + Send + Sync>;
+
+/// A [`Handler`] from an async function of the job; a database error it returns is
+/// retried like any other failure.
+pub fn handler<F, Fut>(run: F) -> Handler
+where
+    F: Fn(Job) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Outcome, sqlx::Error>> + Send + 'static,
+{
+    Arc::new(move |job: Job| {
+        let running = run(job);
+        Box::pin(async move {
+            running.await.unwrap_or_else(|e| Outcome::Retry {
+                error: format!("database error: {e}"),
+                after: None,
+            })
+        })
+    })
+}
+
+/// What a pool runs: one handler per job kind, each registered by the module that owns
+/// the kind. A pool claims only the kinds it has a handler for.
+#[derive(Clone, Default)]
+pub struct Handlers(HashMap<JobKind, Handler>);
+
+impl Handlers {
+    pub fn new() -> Handlers {
+        Handlers::default()
+    }
+
+    /// Runs jobs of `kind` with `handler` (replacing any handler it had).
+    pub fn register(&mut self, kind: JobKind, handler: Handler) -> &mut Handlers {
+        self.0.insert(kind, handler);
+        self
+    }
+
+    /// The kinds handled, in a stable order.
+    pub fn kinds(&self) -> Vec<JobKind> {
+        JobKind::ALL
+            .into_iter()
+            .filter(|kind| self.0.contains_key(kind))
+            .collect()
+    }
+
+    fn get(&self, kind: JobKind) -> Option<&Handler> {
+        self.0.get(&kind)
+    }
+}
 
 /// Longest sleep with nothing due: a safety net for a lost notification, not the way
 /// work is found.
@@ -34,8 +82,6 @@ pub struct WorkerOptions {
     /// after this.
     pub lease: Duration,
     pub retry: RetryPolicy,
-    /// Only these kinds (all when `None`).
-    pub kinds: Option<Vec<String>>,
 }
 
 pub struct WorkerPool {
@@ -50,10 +96,10 @@ struct Finished {
 }
 
 impl WorkerPool {
-    pub fn start(db: Db, options: WorkerOptions, handler: Handler) -> WorkerPool {
+    pub fn start(db: Db, options: WorkerOptions, handlers: Handlers) -> WorkerPool {
         let worker_id = format!("worker-{}", Uuid::now_v7().simple());
         let (shutdown, stop) = watch::channel(false);
-        let task = tokio::spawn(run(db, options, handler, worker_id.clone(), stop));
+        let task = tokio::spawn(run(db, options, handlers, worker_id.clone(), stop));
         WorkerPool {
             worker_id,
             shutdown,
@@ -112,10 +158,11 @@ fn wake_source(db: &Db) -> (Arc<Notify>, Option<JoinHandle<()>>) {
 async fn run(
     db: Db,
     options: WorkerOptions,
-    handler: Handler,
+    handlers: Handlers,
     worker_id: String,
     mut stop: watch::Receiver<bool>,
 ) {
+    let kinds = handlers.kinds();
     let (wake, listener) = wake_source(&db);
     let upkeep = tokio::spawn(upkeep(db.clone(), worker_id.clone(), options.lease));
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<Finished>();
@@ -160,16 +207,7 @@ async fn run(
             if claiming {
                 last_claim = tokio::time::Instant::now();
             }
-            match super::claim(
-                &db,
-                &worker_id,
-                &done,
-                limit,
-                options.lease,
-                options.kinds.as_deref(),
-            )
-            .await
-            {
+            match super::claim(&db, &worker_id, &done, limit, options.lease, &kinds).await {
                 Ok(jobs) => {
                     done.clear();
                     let claimed_all = claiming && jobs.len() == free;
@@ -178,7 +216,7 @@ async fn run(
                     }
                     for job in jobs {
                         in_flight += 1;
-                        dispatch(job, &handler, &finished_tx);
+                        dispatch(job, &handlers, &finished_tx);
                     }
                     if claimed_all {
                         continue;
@@ -239,12 +277,19 @@ async fn next_wake(db: &Db) -> tokio::time::Instant {
     }
 }
 
-fn dispatch(job: Job, handler: &Handler, finished: &mpsc::UnboundedSender<Finished>) {
-    let run = handler(job.clone());
+fn dispatch(job: Job, handlers: &Handlers, finished: &mpsc::UnboundedSender<Finished>) {
+    // Claims ask only for the kinds in `handlers`.
+    let run = match handlers.get(job.kind) {
+        Some(handler) => handler(job.clone()),
+        None => {
+            let error = format!("no handler for job kind {}", job.kind);
+            Box::pin(async move { Outcome::Dead(error) })
+        }
+    };
     let finished = finished.clone();
     tokio::spawn(async move {
         let waited = Timestamp::now().since(job.run_at);
-        metrics::histogram!("errand_job_wait_seconds", "kind" => job.kind.clone())
+        metrics::histogram!("errand_job_wait_seconds", "kind" => job.kind.as_str())
             .record(waited.as_secs_f64());
         let started = Instant::now();
         // A panicking handler must not take its job's slot with it.
@@ -255,7 +300,7 @@ fn dispatch(job: Job, handler: &Handler, finished: &mpsc::UnboundedSender<Finish
                 after: None,
             },
         };
-        metrics::histogram!("errand_job_run_seconds", "kind" => job.kind.clone())
+        metrics::histogram!("errand_job_run_seconds", "kind" => job.kind.as_str())
             .record(started.elapsed().as_secs_f64());
         let _ = finished.send(Finished { job, outcome });
     });
@@ -277,7 +322,7 @@ async fn record(
         Outcome::Reschedule { .. } => "reschedule",
         Outcome::Dead(_) => "dead",
     };
-    metrics::counter!("errand_jobs_finished_total", "kind" => job.kind.clone(), "outcome" => label)
+    metrics::counter!("errand_jobs_finished_total", "kind" => job.kind.as_str(), "outcome" => label)
         .increment(1);
     match &outcome {
         Outcome::Done => {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use super::Driver;
-use super::browser::BrowserOptions;
+use super::browser::BrowserSettings;
 use super::browser::chromium::Chromium;
 use super::browser::driver::BrowserDriver;
 use super::demo_http::DemoHttpDriver;
@@ -113,17 +113,13 @@ fn host_key(url: &url::Url) -> Option<String> {
 }
 
 impl Registry {
-    /// The retailers, with browser retailers sharing a Chromium with default options.
-    pub fn new(retailers: &[RetailerSettings]) -> anyhow::Result<Registry> {
-        Registry::with_browser(retailers, &BrowserOptions::default())
-    }
-
-    /// The retailers; `browser` retailers share one Chromium, started on first use.
-    pub fn with_browser(
+    /// The retailers, checked; `browser` retailers share one Chromium, started on
+    /// first use.
+    pub fn new(
         retailers: &[RetailerSettings],
-        browser: &BrowserOptions,
+        browser: &BrowserSettings,
     ) -> anyhow::Result<Registry> {
-        let chromium = Chromium::new(&browser.chromium_path, browser.concurrency);
+        let chromium = Chromium::new(&browser.chromium_path, browser.browser_concurrency);
         let mut registry = Registry::default();
         for settings in retailers {
             let name = &settings.name;
@@ -162,7 +158,7 @@ impl Registry {
                         recipe,
                         base.clone(),
                         chromium.clone(),
-                        browser.step_timeout,
+                        browser.step_timeout(),
                         settings.guest_email.clone(),
                     ))
                 }

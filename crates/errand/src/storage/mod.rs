@@ -1,9 +1,11 @@
 //! The database: SQLite (embedded default, one node) or PostgreSQL (many nodes).
 //!
 //! Both backends run the same query text (`$1` placeholders work on both); where a
-//! function needs a pool it uses [`on_db!`], which expands the body once per backend so
-//! each is type-checked against its own driver.
+//! function needs a pool it uses [`on_db!`], and inside a transaction ([`Tx`]) it uses
+//! [`on_tx!`](crate::on_tx): each expands the body once per backend so each is
+//! type-checked against its own driver.
 
+mod tx;
 mod types;
 
 use std::path::Path;
@@ -17,6 +19,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use tx::{Tx, TxConn};
 pub use types::{DbId, Timestamp};
 
 /// How durable SQLite commits are. `full` survives power loss; `normal` can lose the last
@@ -45,7 +48,8 @@ pub struct SqliteDb {
     pub writer: SqlitePool,
     pub reader: SqlitePool,
     /// Wakes this process's job workers after a commit that made jobs available
-    /// (SQLite has no `LISTEN/NOTIFY`, and its workers all live in this process).
+    /// (SQLite has no `LISTEN/NOTIFY`, and its workers all live in this process); see
+    /// [`Tx::commit`].
     pub jobs_ready: std::sync::Arc<tokio::sync::Notify>,
 }
 
@@ -170,14 +174,6 @@ impl Db {
             .execute(pool)
             .await
             .map(|_| ()))
-    }
-
-    /// Call after committing jobs: wakes SQLite's in-process workers (PostgreSQL's
-    /// were told by `NOTIFY` in the transaction).
-    pub fn jobs_committed(&self) {
-        if let Db::Sqlite(sqlite) = self {
-            sqlite.jobs_ready.notify_waiters();
-        }
     }
 
     pub fn backend(&self) -> &'static str {

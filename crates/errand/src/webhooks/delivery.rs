@@ -6,26 +6,61 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use uuid::Uuid;
 
+use super::WebhookSettings;
 use super::endpoint::{self, Endpoint};
 use super::signing::{reference_signature, standard_signature};
 use crate::accounts::Vault;
 use crate::auth::Tenant;
-use crate::config::Settings;
-use crate::on_db;
-use crate::queue::{Job, Outcome};
+use crate::queue::worker::{Handlers, handler};
+use crate::queue::{Job, JobKind, Outcome};
 use crate::storage::{Db, DbId, Timestamp};
+use crate::{on_db, on_tx};
 
 /// Jobs never run out before the schedule does; the schedule decides when to stop.
 pub const MAX_JOB_ATTEMPTS: i32 = 100;
 /// How much of a receiver's answer the delivery log keeps.
 const RESPONSE_EXCERPT: usize = 1024;
 
-pub mod state {
-    pub const PENDING: &str = "pending";
-    pub const DELIVERED: &str = "delivered";
-    pub const FAILED: &str = "failed";
+/// Where a delivery stands, stored as text in `webhook_deliveries.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Not yet accepted by the receiver; attempts go on.
+    Pending,
+    Delivered,
+    /// Every attempt of the schedule failed, or the receiver said it is gone.
+    Failed,
     /// The endpoint was removed or disabled before it could be delivered.
-    pub const CANCELLED: &str = "cancelled";
+    Cancelled,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 4] = [
+        DeliveryState::Pending,
+        DeliveryState::Delivered,
+        DeliveryState::Failed,
+        DeliveryState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Delivered => "delivered",
+            DeliveryState::Failed => "failed",
+            DeliveryState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DeliveryState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl TryFrom<String> for DeliveryState {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        DeliveryState::parse(&text).ok_or_else(|| format!("unknown delivery state {text:?}"))
+    }
 }
 
 /// How deliveries are attempted, from the configuration.
@@ -44,13 +79,13 @@ pub struct DeliveryPolicy {
 }
 
 impl DeliveryPolicy {
-    pub fn from_settings(settings: &Settings) -> DeliveryPolicy {
+    pub fn new(settings: &WebhookSettings, public_base: Option<String>) -> DeliveryPolicy {
         DeliveryPolicy {
-            schedule: settings.webhook_retry_schedule(),
+            schedule: settings.retry_schedule(),
             timeout: Duration::from_secs_f64(settings.webhook_timeout_seconds),
             disable_after: Duration::from_secs_f64(settings.webhook_disable_after_failing_seconds),
             allow_private: settings.webhooks_allow_private_addresses,
-            public_base: settings.public_base(),
+            public_base,
         }
     }
 }
@@ -73,7 +108,8 @@ struct DeliveryRow {
     event: String,
     status: String,
     payload: Option<String>,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: DeliveryState,
     created_at: Timestamp,
 }
 
@@ -101,14 +137,26 @@ impl Deliverer {
         })
     }
 
-    pub async fn run(&self, job: &Job) -> Result<Outcome, sqlx::Error> {
+    /// Lets a worker pool deliver webhooks.
+    pub fn register(&self, handlers: &mut Handlers) {
+        let deliverer = self.clone();
+        handlers.register(
+            JobKind::DeliverWebhook,
+            handler(move |job| {
+                let deliverer = deliverer.clone();
+                async move { deliverer.run(&job).await }
+            }),
+        );
+    }
+
+    async fn run(&self, job: &Job) -> Result<Outcome, sqlx::Error> {
         let Some(id) = job.payload["delivery"].as_str() else {
             return Ok(Outcome::Dead("a webhook job without a delivery id".into()));
         };
         let Some(delivery) = self.load(id).await? else {
             return Ok(Outcome::Done);
         };
-        if delivery.state != state::PENDING {
+        if delivery.state != DeliveryState::Pending {
             return Ok(Outcome::Done);
         }
         let tenant = Tenant {
@@ -119,7 +167,7 @@ impl Deliverer {
         let endpoint = match endpoint::get(&self.db, &self.vault, &tenant).await {
             Ok(Some(e)) if e.url.is_some() && e.disabled_reason.is_none() => e,
             Ok(_) => {
-                self.finish(&delivery.id, state::CANCELLED).await?;
+                self.finish(&delivery.id, DeliveryState::Cancelled).await?;
                 return Ok(Outcome::Done);
             }
             Err(e) => {
@@ -134,7 +182,7 @@ impl Deliverer {
             None => match self.build_body(&tenant, &delivery).await? {
                 Some(body) => body,
                 None => {
-                    self.finish(&delivery.id, state::CANCELLED).await?;
+                    self.finish(&delivery.id, DeliveryState::Cancelled).await?;
                     return Ok(Outcome::Done);
                 }
             },
@@ -156,7 +204,7 @@ impl Deliverer {
                 attempt_url(&endpoint)
             );
             self.disable_endpoint(&tenant, "failing", &reason).await?;
-            self.finish(&delivery.id, state::FAILED).await?;
+            self.finish(&delivery.id, DeliveryState::Failed).await?;
             return Ok(Outcome::Done);
         }
 
@@ -168,7 +216,7 @@ impl Deliverer {
                     attempt_url(&endpoint)
                 );
                 self.disable_endpoint(&tenant, "gone", &reason).await?;
-                self.finish(&delivery.id, state::FAILED).await?;
+                self.finish(&delivery.id, DeliveryState::Failed).await?;
                 Ok(Outcome::Done)
             }
             _ => {
@@ -177,7 +225,7 @@ impl Deliverer {
                 });
                 let Some(wait) = self.policy.schedule.get(job.attempt.max(1) as usize - 1) else {
                     tracing::warn!(order_id = %delivery.order_id.0, delivery = %delivery.id, error = %error, "webhook delivery failed after every retry");
-                    self.finish(&delivery.id, state::FAILED).await?;
+                    self.finish(&delivery.id, DeliveryState::Failed).await?;
                     return Ok(Outcome::Done);
                 };
                 let jittered = wait.mul_f64(rand::random_range(0.8..=1.2));
@@ -337,12 +385,12 @@ impl Deliverer {
     ) -> Result<Option<Timestamp>, sqlx::Error> {
         let now = Timestamp::now();
         let new_state = if delivered {
-            state::DELIVERED
+            DeliveryState::Delivered
         } else {
-            state::PENDING
+            DeliveryState::Pending
         };
-        on_db!(&self.db, writer, |pool| {
-            let mut tx = pool.begin().await?;
+        let mut tx = self.db.begin().await?;
+        let failing_since: Option<Option<Timestamp>> = on_tx!(tx, |conn| {
             sqlx::query(
                 "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, http_status, duration_ms, error, response)
                  VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM webhook_attempts WHERE delivery_id = $1),
@@ -354,18 +402,18 @@ impl Deliverer {
             .bind(result.duration.as_millis() as i64)
             .bind(result.error.as_deref())
             .bind(result.response.as_deref())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
             sqlx::query(
                 "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $1, updated_at = $2
                  WHERE id = $3",
             )
-            .bind(new_state)
+            .bind(new_state.as_str())
             .bind(now)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-            let failing_since: Option<Option<Timestamp>> = sqlx::query_scalar(
+            sqlx::query_scalar(
                 "UPDATE webhook_endpoints
                  SET failing_since = CASE WHEN $1 THEN NULL ELSE COALESCE(failing_since, $2) END
                  WHERE account_id = $3 AND livemode = $4
@@ -375,17 +423,17 @@ impl Deliverer {
             .bind(now)
             .bind(DbId(tenant.account_id))
             .bind(tenant.livemode)
-            .fetch_optional(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(failing_since.flatten())
-        })
+            .fetch_optional(&mut *conn)
+            .await
+        })?;
+        tx.commit().await?;
+        Ok(failing_since.flatten())
     }
 
-    async fn finish(&self, id: &str, final_state: &str) -> Result<(), sqlx::Error> {
+    async fn finish(&self, id: &str, final_state: DeliveryState) -> Result<(), sqlx::Error> {
         on_db!(&self.db, writer, |pool| {
             sqlx::query("UPDATE webhook_deliveries SET state = $1, updated_at = $2 WHERE id = $3")
-                .bind(final_state)
+                .bind(final_state.as_str())
                 .bind(Timestamp::now())
                 .bind(id)
                 .execute(pool)
@@ -399,7 +447,7 @@ impl Deliverer {
 pub async fn backlog(db: &Db) -> Result<i64, sqlx::Error> {
     on_db!(db, reader, |pool| {
         sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE state = $1")
-            .bind(state::PENDING)
+            .bind(DeliveryState::Pending.as_str())
             .fetch_one(pool)
             .await
     })

@@ -127,7 +127,7 @@ pub async fn put_endpoint(
         )
         .into());
     }
-    let allow_private = state.settings.webhooks_allow_private_addresses;
+    let allow_private = state.settings.webhooks.webhooks_allow_private_addresses;
     let checked = endpoint::check_url(url, allow_private).await.map_err(|e| {
         let kind = match e {
             UnsafeUrl::Malformed => "url_parsing",

@@ -13,23 +13,16 @@ use sqlx::QueryBuilder;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::DELIVER_WEBHOOK;
-use super::delivery::{MAX_JOB_ATTEMPTS, state};
+use super::delivery::DeliveryState;
+use super::outbox::{WEBHOOK_EVENTS, delivery_job};
 use crate::auth::Tenant;
 use crate::http::body::query_pairs;
 use crate::http::error::ErrorEnvelope;
 use crate::http::{ApiError, AppState};
-use crate::queue::NewJob;
+use crate::queue;
 use crate::storage::{Db, DbId, Timestamp};
 use crate::validation::{Errors, Loc, Page, ValidationErrors};
-use crate::{enqueue_in_tx, on_db};
-
-const STATES: [&str; 4] = [
-    state::PENDING,
-    state::DELIVERED,
-    state::FAILED,
-    state::CANCELLED,
-];
+use crate::{on_db, on_tx};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -186,27 +179,27 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ValidationErrors> {
                 ),
             },
             "event" => {
-                if super::WEBHOOK_EVENTS.contains(&value.trim()) {
+                if WEBHOOK_EVENTS.contains(&value.trim()) {
                     filter.event = Some(value.trim().to_string());
+                } else {
+                    errors.add(
+                        &loc,
+                        "enum",
+                        format!("Input should be one of {}", WEBHOOK_EVENTS.join(", ")),
+                    );
+                }
+            }
+            "status" => {
+                if DeliveryState::parse(value.trim()).is_some() {
+                    filter.status = Some(value.trim().to_string());
                 } else {
                     errors.add(
                         &loc,
                         "enum",
                         format!(
                             "Input should be one of {}",
-                            super::WEBHOOK_EVENTS.join(", ")
+                            DeliveryState::ALL.map(DeliveryState::as_str).join(", ")
                         ),
-                    );
-                }
-            }
-            "status" => {
-                if STATES.contains(&value.trim()) {
-                    filter.status = Some(value.trim().to_string());
-                } else {
-                    errors.add(
-                        &loc,
-                        "enum",
-                        format!("Input should be one of {}", STATES.join(", ")),
                     );
                 }
             }
@@ -282,35 +275,29 @@ pub async fn redeliver(
             "No webhook endpoint is set: PUT /webhooks/endpoint first",
         ));
     }
-    let job = NewJob {
-        payload: json!({ "delivery": id }),
-        ..NewJob::now(DELIVER_WEBHOOK, None, MAX_JOB_ATTEMPTS)
-    };
     let now = Timestamp::now();
-    on_db!(&state.db, writer, |pool| {
-        let mut tx = pool.begin().await?;
-        let changed = sqlx::query(
+    let mut tx = state.db.begin().await?;
+    let changed = on_tx!(tx, |conn| {
+        sqlx::query(
             "UPDATE webhook_deliveries SET state = $1, updated_at = $2
              WHERE id = $3 AND account_id = $4 AND livemode = $5",
         )
-        .bind(state::PENDING)
+        .bind(DeliveryState::Pending.as_str())
         .bind(now)
         .bind(&id)
         .bind(DbId(tenant.account_id))
         .bind(tenant.livemode)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(ApiError::not_found("No such webhook delivery"));
-        }
-        enqueue_in_tx!(tx, std::slice::from_ref(&job))?;
-        tx.commit().await?;
-        Ok::<(), ApiError>(())
+        .execute(&mut *conn)
+        .await
+        .map(|r| r.rows_affected())
     })?;
-    state.db.jobs_committed();
+    if changed == 0 {
+        return Err(ApiError::not_found("No such webhook delivery"));
+    }
+    queue::enqueue(&mut tx, &[delivery_job(&id)]).await?;
+    tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": state::PENDING })),
+        Json(json!({ "id": id, "status": DeliveryState::Pending.as_str() })),
     ))
 }

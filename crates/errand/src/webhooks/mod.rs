@@ -1,71 +1,85 @@
 //! Webhooks: one endpoint per account and mode, signed with Standard Webhooks and with
-//! the reference API's scheme.
+//! the reference API's scheme. Order events become deliveries through the
+//! [`outbox`], in the transaction that records them.
 
 pub mod delivery;
 pub mod endpoint;
 pub mod http;
 pub mod log;
+pub mod outbox;
 pub mod signing;
 
-use crate::orders::model::events;
+use std::time::Duration;
 
-/// The job kind that delivers one webhook.
-pub const DELIVER_WEBHOOK: &str = "deliver_webhook";
+use serde::{Deserialize, Serialize};
 
-/// Order events that are sent as webhooks.
-pub const WEBHOOK_EVENTS: [&str; 8] = [
-    events::STARTED,
-    events::PLACED,
-    events::FAILED,
-    events::TRACKING_RECEIVED,
-    events::SHIPPED,
-    events::DELIVERED,
-    events::CANCELLED,
-    events::CANCELLED_BY_RETAILER,
-];
-
-/// A delivery's id, also its `webhook-id`: receivers de-duplicate on it.
-pub fn new_delivery_id() -> String {
-    format!("evt_{}", uuid::Uuid::now_v7().simple())
+/// The webhook sender's settings (flattened into the configuration's keys).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookSettings {
+    /// Webhook deliveries run at once by each process that runs workers (a pool of
+    /// their own, so that they never wait behind checkouts).
+    pub webhook_concurrency: usize,
+    /// Let webhook endpoints be on private, loopback or link-local addresses (off by
+    /// default: a webhook URL must not reach into the network Errand runs in). Turn it
+    /// on for local demos and tests.
+    pub webhooks_allow_private_addresses: bool,
+    /// Waits before each retry of a webhook that was not accepted (±20 % jitter); it
+    /// fails after the last.
+    pub webhook_retry_schedule_seconds: Vec<f64>,
+    /// How long a webhook receiver has to answer an attempt.
+    pub webhook_timeout_seconds: f64,
+    /// An endpoint whose every attempt has failed for this long (5 days by default) is
+    /// disabled; setting its URL again re-enables it.
+    pub webhook_disable_after_failing_seconds: f64,
 }
 
-/// Creates the delivery of an order event, when the tenant has an active endpoint, with
-/// its job, inside the transaction that records the event (so none is lost or
-/// invented). Evaluates to `Result<(), sqlx::Error>`.
-#[macro_export]
-macro_rules! webhook_in_tx {
-    ($tx:ident, $order_id:expr, $account_id:expr, $livemode:expr, $sequence:expr, $event:expr, $status:expr, $now:expr) => {{
-        let event: &str = $event;
-        if $crate::webhooks::WEBHOOK_EVENTS.contains(&event) {
-            let id = $crate::webhooks::new_delivery_id();
-            let created: Option<String> = sqlx::query_scalar(
-                "INSERT INTO webhook_deliveries (id, account_id, livemode, order_id, sequence, event, status, state, attempts, created_at, updated_at)
-                 SELECT $1, account_id, livemode, $2, $3, $4, $5, 'pending', 0, $6, $6 FROM webhook_endpoints
-                 WHERE account_id = $7 AND livemode = $8 AND url IS NOT NULL AND disabled_at IS NULL
-                 RETURNING id",
-            )
-            .bind(&id)
-            .bind($crate::storage::DbId($order_id))
-            .bind($sequence)
-            .bind(event)
-            .bind($status)
-            .bind($now)
-            .bind($account_id)
-            .bind($livemode)
-            .fetch_optional(&mut *$tx)
-            .await?;
-            if created.is_some() {
-                let job = $crate::queue::NewJob {
-                    payload: serde_json::json!({ "delivery": id }),
-                    ..$crate::queue::NewJob::now(
-                        $crate::webhooks::DELIVER_WEBHOOK,
-                        None,
-                        $crate::webhooks::delivery::MAX_JOB_ATTEMPTS,
-                    )
-                };
-                $crate::enqueue_in_tx!($tx, &[job])?;
-            }
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings {
+            webhook_concurrency: 8,
+            webhooks_allow_private_addresses: false,
+            webhook_retry_schedule_seconds: vec![
+                5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0,
+            ],
+            webhook_timeout_seconds: 15.0,
+            webhook_disable_after_failing_seconds: 5.0 * 86400.0,
         }
-        Ok::<(), sqlx::Error>(())
-    }};
+    }
+}
+
+impl WebhookSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=1000).contains(&self.webhook_concurrency) {
+            anyhow::bail!("invalid configuration: webhook_concurrency must be between 1 and 1000");
+        }
+        if self.webhook_retry_schedule_seconds.len() > 50
+            || self
+                .webhook_retry_schedule_seconds
+                .iter()
+                .any(|s| !(0.0..=7.0 * 86400.0).contains(s))
+        {
+            anyhow::bail!(
+                "invalid configuration: webhook_retry_schedule_seconds takes at most 50 waits of 0 to 604800 seconds"
+            );
+        }
+        if !(0.1..=300.0).contains(&self.webhook_timeout_seconds) {
+            anyhow::bail!(
+                "invalid configuration: webhook_timeout_seconds must be between 0.1 and 300"
+            );
+        }
+        if !(1.0..=365.0 * 86400.0).contains(&self.webhook_disable_after_failing_seconds) {
+            anyhow::bail!(
+                "invalid configuration: webhook_disable_after_failing_seconds must be between 1 and 31536000"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn retry_schedule(&self) -> Vec<Duration> {
+        self.webhook_retry_schedule_seconds
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect()
+    }
 }

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use crate::harness::*;
+use crate::support::*;
 
 const PASSWORD: &str = "Tr0ub4dor&3-horse-battery";
 const TOTP: &str = "jbsw y3dp ehpk 3pxp";
@@ -79,7 +79,7 @@ async fn stored_secrets(app: &TestApp, id: &str) -> Vec<u8> {
 }
 
 fn vault(app: &TestApp) -> errand::accounts::Vault {
-    errand::accounts::Vault::load(&app.settings).expect("the server's master key")
+    app.vault().clone()
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

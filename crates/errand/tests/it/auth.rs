@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::*;
+use crate::support::*;
 
 async fn status_with(app: &TestApp, auth: Option<&str>) -> (StatusCode, Value) {
     let mut request = app.client.get(app.url("/orders"));

@@ -217,21 +217,21 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
 
 /// The engine with the demo retailer bought through its web pages (the browser driver
 /// running the built-in demo recipe) instead of its JSON API.
-async fn spawn_browser_engine(backend: crate::harness::Backend) -> crate::harness::TestApp {
+async fn spawn_browser_engine(backend: crate::support::Backend) -> crate::support::TestApp {
     spawn_browser_engine_with(backend, |_| {}).await
 }
 
 async fn spawn_browser_engine_with(
-    backend: crate::harness::Backend,
+    backend: crate::support::Backend,
     tweak: impl FnOnce(&mut errand::config::Settings),
-) -> crate::harness::TestApp {
-    crate::harness::TestApp::spawn_engine_with(backend, |settings| {
+) -> crate::support::TestApp {
+    crate::support::TestApp::spawn_engine_with(backend, |settings| {
         let demo = &mut settings.retailers[0];
         demo.driver = "browser".into();
         demo.recipe = Some("builtin:demo".into());
-        settings.chromium_path = chromium_path();
+        settings.browser.chromium_path = chromium_path();
         // The suite runs many tests at once on few cores: pages may be slow to come.
-        settings.browser_step_timeout_seconds = 30.0;
+        settings.browser.browser_step_timeout_seconds = 30.0;
         tweak(settings);
     })
     .await
@@ -239,14 +239,14 @@ async fn spawn_browser_engine_with(
 
 /// Orders one product from a store that takes the order and hangs up before answering;
 /// returns the order's id and the order once settled.
-async fn order_with_the_answer_lost(app: &crate::harness::TestApp) -> (String, serde_json::Value) {
+async fn order_with_the_answer_lost(app: &crate::support::TestApp) -> (String, serde_json::Value) {
     app.store_admin(
         reqwest::Method::PUT,
         "/api/admin/faults",
         serde_json::json!({"drop_after_commit": true}),
     )
     .await;
-    let mut body = crate::harness::order_body();
+    let mut body = crate::support::order_body();
     body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 1}]);
     body["max_price"] = serde_json::json!(1_000_000);
     let id = app.created(&body).await["id"].as_str().unwrap().to_string();
@@ -256,7 +256,7 @@ async fn order_with_the_answer_lost(app: &crate::harness::TestApp) -> (String, s
 
 /// Adds `n` store customers as managed accounts of the test's key, so that as many
 /// checkouts can run side by side (one per account at a time).
-async fn add_shoppers(app: &crate::harness::TestApp, n: usize) {
+async fn add_shoppers(app: &crate::support::TestApp, n: usize) {
     for i in 0..n {
         let email = format!("shopper{i}@errand.test");
         app.store_admin(
@@ -270,9 +270,9 @@ async fn add_shoppers(app: &crate::harness::TestApp, n: usize) {
 }
 
 crate::on_both_databases! {
-    async fn an_order_is_placed_through_the_store_pages(app: TestApp) {
-        let app = spawn_browser_engine(app.backend).await;
-        let mut body = crate::harness::order_body();
+    async fn an_order_is_placed_through_the_store_pages(backend: Backend) {
+        let app = spawn_browser_engine(backend).await;
+        let mut body = crate::support::order_body();
         body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 2}]);
         body["max_price"] = serde_json::json!(20_000);
         let created = app.created(&body).await;
@@ -303,8 +303,8 @@ crate::on_both_databases! {
         assert!(response.bytes().await.unwrap().starts_with(b"\x89PNG"));
     }
 
-    async fn each_test_product_ends_as_through_the_json_api(app: TestApp) {
-        let app = spawn_browser_engine(app.backend).await;
+    async fn each_test_product_ends_as_through_the_json_api(backend: Backend) {
+        let app = spawn_browser_engine(backend).await;
         add_shoppers(&app, 3).await;
         let no_variant = serde_json::Value::Null;
         let forest_m = serde_json::json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]);
@@ -328,7 +328,7 @@ crate::on_both_databases! {
         ];
         let mut ids = vec![];
         for (product, variant, max_price, _, _) in &cases {
-            let mut body = crate::harness::order_body();
+            let mut body = crate::support::order_body();
             let mut line = serde_json::json!({"url": app.product_url(product)});
             if !variant.is_null() {
                 line["variant"] = variant.clone();
@@ -364,18 +364,18 @@ crate::on_both_databases! {
         assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/failure")), "{shots:?}");
     }
 
-    async fn an_account_checks_out_one_order_at_a_time_however_long_it_takes(app: TestApp) {
+    async fn an_account_checks_out_one_order_at_a_time_however_long_it_takes(backend: Backend) {
         // The account's hold lasts 0.3 + 4 × 0.1 s without extension, far less than a
         // checkout through the pages: the store keeps one cart and one checkout per
         // account, so a second order sharing it would buy with the first one's state.
-        let app = spawn_browser_engine_with(app.backend, |settings| {
-            settings.job_lease_seconds = 0.3;
+        let app = spawn_browser_engine_with(backend, |settings| {
+            settings.queue.job_lease_seconds = 0.3;
             settings.retailers[0].timeout_seconds = 0.1;
         })
         .await;
         let mut ids = vec![];
         for product in ["B0DEMO0001", "B0DEMO0002", "B0DEMO0006"] {
-            let mut body = crate::harness::order_body();
+            let mut body = crate::support::order_body();
             body["products"] = serde_json::json!([{"url": app.product_url(product), "quantity": 1}]);
             body["max_price"] = serde_json::json!(1_000_000);
             ids.push((product, app.created(&body).await["id"].as_str().unwrap().to_string()));
@@ -394,8 +394,8 @@ crate::on_both_databases! {
         assert_eq!(app.store_orders().await.len(), 3);
     }
 
-    async fn a_purchase_whose_answer_was_lost_is_found_in_the_order_history(app: TestApp) {
-        let app = spawn_browser_engine(app.backend).await;
+    async fn a_purchase_whose_answer_was_lost_is_found_in_the_order_history(backend: Backend) {
+        let app = spawn_browser_engine(backend).await;
         // The store takes the order, then hangs up before answering; Chromium sends the
         // form again, and the store refuses the copy (the cart is empty by then).
         let (id, order) = order_with_the_answer_lost(&app).await;
@@ -406,7 +406,7 @@ crate::on_both_databases! {
         assert_eq!(order["job_result"]["price_components"]["total"], bought[0]["total"]);
     }
 
-    async fn without_lookup_an_unanswered_final_click_is_never_repeated(app: TestApp) {
+    async fn without_lookup_an_unanswered_final_click_is_never_repeated(backend: Backend) {
         // The demo recipe without its lookup phase: the store cannot be asked whether an
         // order went through.
         let demo = errand::recipes::DEMO_RECIPE;
@@ -415,7 +415,7 @@ crate::on_both_databases! {
         let dir = tempfile::tempdir().unwrap().keep();
         let recipe = dir.join("no-lookup.toml");
         std::fs::write(&recipe, format!("{head}{tracking}")).unwrap();
-        let app = spawn_browser_engine_with(app.backend, |settings| {
+        let app = spawn_browser_engine_with(backend, |settings| {
             settings.retailers[0].recipe = Some(recipe.display().to_string());
         })
         .await;
@@ -430,17 +430,17 @@ crate::on_both_databases! {
         assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/failure")), "{shots:?}");
     }
 
-    async fn eight_browser_checkouts_run_side_by_side(app: TestApp) {
-        let app = spawn_browser_engine_with(app.backend, |settings| {
-            settings.browser_concurrency = 8;
-            settings.worker_concurrency = 8;
+    async fn eight_browser_checkouts_run_side_by_side(backend: Backend) {
+        let app = spawn_browser_engine_with(backend, |settings| {
+            settings.browser.browser_concurrency = 8;
+            settings.queue.worker_concurrency = 8;
         })
         .await;
         add_shoppers(&app, 7).await;
         let products = ["B0DEMO0001", "B0DEMO0002", "B0DEMO0005", "B0DEMO0006", "B0DEMO0008", "B0DEMO0014", "B0DEMO0016", "B0DEMO0017"];
         let mut ids = vec![];
         for product in products {
-            let mut body = crate::harness::order_body();
+            let mut body = crate::support::order_body();
             body["products"] = serde_json::json!([{"url": app.product_url(product), "quantity": 1}]);
             body["max_price"] = serde_json::json!(1_000_000);
             ids.push(app.created(&body).await["id"].as_str().unwrap().to_string());
@@ -456,7 +456,7 @@ crate::on_both_databases! {
             assert_eq!(bought[0]["total"], order["job_result"]["price_components"]["total"], "{product}");
             assert_eq!(bought[0]["lines"][0]["product_id"], *product);
             merchant_ids.insert(bought[0]["id"].as_str().unwrap().to_string());
-            let events = crate::harness::json_of(app.get(&format!("/orders/{id}/timeline")).send().await.unwrap()).await.1;
+            let events = crate::support::json_of(app.get(&format!("/orders/{id}/timeline")).send().await.unwrap()).await.1;
             // Fixed-width UTC RFC 3339 times: as strings, they sort as times.
             let at = |milestone: &str| events["milestones"].as_array().unwrap().iter().find(|m| m["milestone"] == milestone).and_then(|m| m["occurred_at"].as_str()).map(str::to_string);
             started.push(at("placement_started").expect("a start"));

@@ -167,7 +167,7 @@ async fn first_run_prints_a_key_and_a_working_curl_command() {
     let (body, code) = stdout.trim().rsplit_once('\n').expect("body and status");
     assert_eq!(code, "201", "{stdout}");
     let order: Value = serde_json::from_str(body).unwrap();
-    crate::schema::assert_valid("OrderResponse", &order);
+    crate::support::schema::assert_valid("OrderResponse", &order);
     assert_eq!(order["status"], "pending");
 
     // The engine buys it from the demo store with the account created on first start,
@@ -209,7 +209,7 @@ async fn first_run_prints_a_key_and_a_working_curl_command() {
     };
     assert_eq!(seen.last().unwrap(), "order_placed", "{seen:?}");
     assert!(!seen.contains(&"order_failed".to_string()), "{seen:?}");
-    crate::schema::assert_valid("OrderResponse", &order);
+    crate::support::schema::assert_valid("OrderResponse", &order);
     let result = &order["job_result"];
     assert!(
         result["merchant_order_ids"][0]["merchant_order_id"].is_string(),
@@ -274,9 +274,16 @@ async fn dead_jobs_are_listed_and_revived() {
     }
     .db_options();
     let db = errand::storage::Db::connect(&options).await.unwrap();
-    let job = errand::queue::NewJob::now("place_order", Some(uuid::Uuid::now_v7()), 1);
-    errand::queue::enqueue(&db, &[job]).await.unwrap();
-    let claimed = errand::queue::claim(&db, "w", &[], 1, Duration::from_secs(30), None)
+    let job = errand::queue::NewJob::now(
+        errand::queue::JobKind::PlaceOrder,
+        Some(uuid::Uuid::now_v7()),
+        1,
+    );
+    let mut tx = db.begin().await.unwrap();
+    errand::queue::enqueue(&mut tx, &[job]).await.unwrap();
+    tx.commit().await.unwrap();
+    let kinds = [errand::queue::JobKind::PlaceOrder];
+    let claimed = errand::queue::claim(&db, "w", &[], 1, Duration::from_secs(30), &kinds)
         .await
         .unwrap();
     let policy = errand::queue::RetryPolicy {

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::harness::{Backend, PgDatabase, order_body};
-use crate::receiver::{Misbehaviour, Receiver};
+use crate::support::receiver::{Misbehaviour, Receiver};
+use crate::support::{Backend, PgDatabase, order_body};
 
 /// A store, a database and the configuration every `errand` process of a test shares.
 struct Cluster {

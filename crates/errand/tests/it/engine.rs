@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, json_of, order_body};
+use crate::support::{TestApp, json_of, order_body};
 
 /// An order for `products` (`(product id, quantity, variant)`) at the test's store.
 fn order_for(app: &TestApp, products: &[(&str, i64, Value)], max_price: i64) -> Value {
@@ -34,8 +34,7 @@ fn error_type(order: &Value) -> &str {
 }
 
 crate::on_both_databases! {
-    async fn an_order_is_placed_once_with_the_retailers_price(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn an_order_is_placed_once_with_the_retailers_price(app: Engine) {
         let order = place(&app, &[("B0DEMO0005", 2, Value::Null)], 20_000).await;
         assert_eq!(order["status"], "order_placed", "{order:#}");
         assert_eq!(order["attempts"], 1);
@@ -74,8 +73,7 @@ crate::on_both_databases! {
         }
     }
 
-    async fn the_price_cap_is_checked_before_anything_is_bought(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn the_price_cap_is_checked_before_anything_is_bought(app: Engine) {
         // $29.99 + $5.99 shipping + 8.25 % Texas tax is above $35.00.
         let order = place(&app, &[("B0DEMO0005", 1, Value::Null)], 3500).await;
         assert_eq!(order["status"], "order_failed");
@@ -94,8 +92,7 @@ crate::on_both_databases! {
         assert!(app.store_orders().await.is_empty(), "nothing was bought");
     }
 
-    async fn each_test_product_ends_as_documented(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn each_test_product_ends_as_documented(app: Engine) {
         let cases = [
             ("B0TEST0001", "order_failed", "out_of_stock"),
             ("B0TEST0003", "order_placed", ""),
@@ -135,8 +132,7 @@ crate::on_both_databases! {
         assert_eq!(declined["url"], app.product_url("B0TEST0005"));
     }
 
-    async fn two_factor_accounts_sign_in_with_a_one_time_code(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn two_factor_accounts_sign_in_with_a_one_time_code(app: Engine) {
         let account = app
             .add_retailer_account(errand_demo_store::DEMO_2FA_EMAIL, Some(errand_demo_store::DEMO_2FA_TOTP_SECRET))
             .await;
@@ -149,8 +145,7 @@ crate::on_both_databases! {
         assert_eq!(order["retailer_credentials_id"], account);
     }
 
-    async fn variants_are_chosen_at_the_retailer(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn variants_are_chosen_at_the_retailer(app: Engine) {
         let shirt = json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]);
         let order = place(&app, &[("B0DEMO0010", 1, shirt)], 1_000_000).await;
         assert_eq!(order["status"], "order_placed", "{order:#}");
@@ -165,8 +160,7 @@ crate::on_both_databases! {
         assert_eq!(app.store_orders().await.len(), 1);
     }
 
-    async fn orders_wait_for_a_busy_account_instead_of_failing(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn orders_wait_for_a_busy_account_instead_of_failing(app: Engine) {
         // The slow product holds the only account for 3 seconds while it is placed.
         let slow = app.created(&order_for(&app, &[("B0TEST0003", 1, Value::Null)], 1_000_000)).await;
         let slow_id = slow["id"].as_str().unwrap().to_string();
@@ -184,8 +178,7 @@ crate::on_both_databases! {
         assert!(placed_at(&next) > placed_at(&slow));
     }
 
-    async fn orders_name_their_account_or_get_any_active_one(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn orders_name_their_account_or_get_any_active_one(app: Engine) {
         let mut body = order_for(&app, &[("B0DEMO0005", 1, Value::Null)], 1_000_000);
         body["retailer_credentials_id"] = json!("acct_nosuch00");
         let (status, error) = json_of(app.create_order(&body).await).await;
@@ -211,8 +204,7 @@ crate::on_both_databases! {
         assert!(order["job_result"]["error"].as_str().unwrap().contains("/managed-accounts"));
     }
 
-    async fn transient_store_failures_are_retried_without_duplicates(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn transient_store_failures_are_retried_without_duplicates(app: Engine) {
         app.store_admin(Method::PUT, "/api/admin/faults", json!({"error_rate": 0.3})).await;
         let mut ids = vec![];
         for _ in 0..6 {
@@ -226,8 +218,7 @@ crate::on_both_databases! {
         }
     }
 
-    async fn a_dropped_answer_is_resolved_by_asking_the_retailer(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn a_dropped_answer_is_resolved_by_asking_the_retailer(app: Engine) {
         // The store commits the purchase and then hangs up without answering.
         app.store_admin(Method::PUT, "/api/admin/faults", json!({"drop_after_commit": true})).await;
         let created = app.created(&order_for(&app, &[("B0TEST0009", 1, Value::Null)], 1_000_000)).await;
@@ -237,8 +228,7 @@ crate::on_both_databases! {
         assert_eq!(app.store_orders_for(&id).await.len(), 1, "adopted, not bought again");
     }
 
-    async fn an_expired_order_fails_with_its_description(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn an_expired_order_fails_with_its_description(app: Engine) {
         let mut body = order_for(&app, &[("B0DEMO0005", 1, Value::Null)], 1_000_000);
         let past = time::OffsetDateTime::now_utc().unix_timestamp() - 5;
         body["expiration"] = json!({"timestamp": past, "description": "Sorry, the event is booked."});
@@ -251,8 +241,7 @@ crate::on_both_databases! {
         assert!(app.store_orders().await.is_empty());
     }
 
-    async fn a_placed_order_is_tracked_to_delivery(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn a_placed_order_is_tracked_to_delivery(app: Engine) {
         let created = app.created(&order_for(&app, &[("B0DEMO0005", 1, Value::Null), ("B0DEMO0008", 1, Value::Null)], 1_000_000)).await;
         let id = created["id"].as_str().unwrap().to_string();
         let order = app
@@ -275,8 +264,7 @@ crate::on_both_databases! {
         }
     }
 
-    async fn a_store_cancellation_becomes_cancelled_by_retailer(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn a_store_cancellation_becomes_cancelled_by_retailer(app: Engine) {
         let created = app.created(&order_for(&app, &[("B0TEST0008", 1, Value::Null)], 1_000_000)).await;
         let id = created["id"].as_str().unwrap().to_string();
         let order = app.wait_for_order(&id, |o| o["status"] == "cancelled_by_retailer").await;
@@ -289,8 +277,9 @@ crate::on_both_databases! {
 /// The driver reads products from the store as a shopper would see them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_driver_reads_products() {
-    let app = TestApp::spawn_engine(crate::harness::Backend::Sqlite).await;
-    let registry = errand::retailers::Registry::new(&app.settings.retailers).unwrap();
+    let app = TestApp::spawn_engine(crate::support::Backend::Sqlite).await;
+    let registry =
+        errand::retailers::Registry::new(&app.settings.retailers, &Default::default()).unwrap();
     let url = url::Url::parse(&app.product_url("B0DEMO0010")).unwrap();
     let retailer = registry.for_url(url.as_str()).unwrap();
     let product = retailer.driver.product(&url).await.unwrap();

@@ -6,7 +6,7 @@ use futures_like::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::*;
+use crate::support::*;
 
 mod futures_like {
     /// Runs the futures concurrently on the runtime and collects their outputs in order.

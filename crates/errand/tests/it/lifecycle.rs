@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::*;
+use crate::support::*;
 
 /// Moves an order to `status` behind the API's back (as the engine will).
 pub async fn force_status(app: &TestApp, id: &str, status: &str) {
@@ -41,7 +41,7 @@ crate::on_both_databases! {
         assert_eq!(body, Value::Null, "204 has no body");
 
         let (_, cancelled) = app.get_order(id).await;
-        crate::schema::assert_valid("OrderResponse", &cancelled);
+        crate::support::schema::assert_valid("OrderResponse", &cancelled);
         assert_eq!(cancelled["status"], "cancelled");
         assert!(cancelled["updated_at"].as_str() > order["updated_at"].as_str());
         for item in cancelled["items"].as_array().unwrap() {

@@ -3,8 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::*;
 use crate::lifecycle::force_status;
+use crate::support::*;
 
 async fn list(app: &TestApp, query: &str) -> Value {
     let (status, body) = json_of(app.get(&format!("/orders{query}")).send().await.unwrap()).await;
@@ -40,7 +40,7 @@ crate::on_both_databases! {
         let page = list(&app, "").await;
         assert_eq!((page["total"].as_i64(), page["limit"].as_i64(), page["offset"].as_i64()), (Some(5), Some(20), Some(0)));
         assert_eq!(ids(&page), newest_first);
-        crate::schema::assert_valid("OrderResponse", &page["orders"][0]);
+        crate::support::schema::assert_valid("OrderResponse", &page["orders"][0]);
 
         let mut walked = Vec::new();
         for offset in [0, 2, 4] {

@@ -2,7 +2,7 @@
 //! and most run twice, on SQLite (a temp file) and on PostgreSQL (a fresh database on
 //! the local server, `ERRAND_TEST_POSTGRES_URL`).
 
-mod harness;
+mod support;
 
 mod accounts;
 mod auth;
@@ -13,12 +13,11 @@ mod engine;
 mod idempotency;
 mod lifecycle;
 mod listing;
+mod migrations;
 mod openapi;
 mod orders;
 mod queue;
-mod receiver;
 mod retailers;
-mod schema;
 mod screenshots;
 mod validation;
 mod webhook_delivery;

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::harness::TestApp;
-use crate::schema::{CONTRACT_SCHEMAS, fixture};
+use crate::support::TestApp;
+use crate::support::schema::{CONTRACT_SCHEMAS, fixture};
 
 /// The name behind a `$ref` to `#/components/schemas/Name`.
 fn ref_name(reference: &str) -> &str {

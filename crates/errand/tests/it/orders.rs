@@ -3,8 +3,8 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::*;
-use crate::schema::assert_valid;
+use crate::support::schema::assert_valid;
+use crate::support::*;
 
 crate::on_both_databases! {
     async fn creates_a_pending_order_per_the_contract(app: TestApp) {

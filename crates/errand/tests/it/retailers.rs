@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::harness::{error_list, json_of, order_body};
+use crate::support::{error_list, json_of, order_body};
 
 crate::on_both_databases! {
     async fn a_url_no_retailer_serves_is_refused_with_the_configured_ones_listed(app: TestApp) {

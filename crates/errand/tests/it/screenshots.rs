@@ -8,8 +8,8 @@ use reqwest::header::{CONTENT_DISPOSITION, CONTENT_SECURITY_POLICY, CONTENT_TYPE
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::*;
-use crate::schema::assert_valid;
+use crate::support::schema::assert_valid;
+use crate::support::*;
 
 /// A PNG signature followed by bytes that tell screenshots apart.
 fn png(tag: &str) -> Vec<u8> {

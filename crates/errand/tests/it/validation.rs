@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::*;
+use crate::support::*;
 
 type Mutation = fn(&mut Value);
 /// What a refused case changes, how, and the `(loc, type)` list expected back.

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, order_body};
-use crate::receiver::{Misbehaviour, Received, Receiver};
+use crate::support::receiver::{Misbehaviour, Received, Receiver};
+use crate::support::{TestApp, order_body};
 
 async fn set_endpoint(app: &TestApp, url: &str) -> String {
     let response: Value = app
@@ -65,7 +65,7 @@ fn order_of(app: &TestApp, product: &str) -> Value {
 
 /// The delivery log's first page (up to 100 deliveries).
 async fn delivery_log(app: &TestApp) -> Vec<Value> {
-    let (status, log) = crate::harness::json_of(
+    let (status, log) = crate::support::json_of(
         app.get("/webhooks/deliveries?limit=100")
             .send()
             .await
@@ -98,8 +98,7 @@ fn attempt_errors(log: &[Value]) -> Vec<String> {
 }
 
 crate::on_both_databases! {
-    async fn every_event_of_an_order_arrives_signed_and_in_sequence(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn every_event_of_an_order_arrives_signed_and_in_sequence(app: Engine) {
         let receiver = Receiver::start(0, StatusCode::OK).await;
         let secret = set_endpoint(&app, &receiver.url).await;
         let mut body = order_body();
@@ -143,8 +142,7 @@ crate::on_both_databases! {
         assert!(events.contains(&"order.cancelled_by_retailer"), "{events:?}");
     }
 
-    async fn a_receiver_that_fails_for_a_while_still_gets_everything(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn a_receiver_that_fails_for_a_while_still_gets_everything(app: Engine) {
         // The first six requests get a 500.
         let receiver = Receiver::start(6, StatusCode::INTERNAL_SERVER_ERROR).await;
         let secret = set_endpoint(&app, &receiver.url).await;
@@ -172,7 +170,7 @@ crate::on_both_databases! {
         // The delivery log shows each webhook with its attempts.
         let log = |query: &str| {
             let request = app.client.get(app.url(&format!("/webhooks/deliveries{query}"))).bearer_auth(&app.key);
-            async move { crate::harness::json_of(request.send().await.unwrap()).await }
+            async move { crate::support::json_of(request.send().await.unwrap()).await }
         };
         // (The receiver answered before Errand recorded the last attempt: wait for it.)
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -214,8 +212,7 @@ crate::on_both_databases! {
         assert_eq!(missing.status(), 404);
     }
 
-    async fn gone_disables_the_endpoint(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn gone_disables_the_endpoint(app: Engine) {
         let receiver = Receiver::start(usize::MAX, StatusCode::GONE).await;
         set_endpoint(&app, &receiver.url).await;
         let mut body = order_body();
@@ -223,11 +220,11 @@ crate::on_both_databases! {
         body["max_price"] = json!(100_000);
         let order = app.created(&body).await;
         app.wait_until_settled(order["id"].as_str().unwrap()).await;
-        let vault = errand::accounts::Vault::load(&app.settings).unwrap();
+        let vault = app.vault();
         let tenant = errand::auth::Tenant { account_id: app.account_id, livemode: true, key_id: uuid::Uuid::nil() };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let endpoint = errand::webhooks::endpoint::get(app.db(), &vault, &tenant).await.unwrap().unwrap();
+            let endpoint = errand::webhooks::endpoint::get(app.db(), vault, &tenant).await.unwrap().unwrap();
             if let Some(reason) = endpoint.disabled_reason {
                 assert!(reason.contains("410"), "{reason}");
                 break;
@@ -245,10 +242,10 @@ crate::on_both_databases! {
         assert_eq!(receiver.all().len(), before);
     }
 
-    async fn an_unreachable_then_stalling_receiver_still_gets_everything(app: TestApp) {
-        let app = TestApp::spawn_engine_with(app.backend, |s| {
-            s.webhook_timeout_seconds = 0.3;
-            s.webhook_retry_schedule_seconds = vec![0.2; 60];
+    async fn an_unreachable_then_stalling_receiver_still_gets_everything(backend: Backend) {
+        let app = TestApp::spawn_engine_with(backend, |s| {
+            s.webhooks.webhook_timeout_seconds = 0.3;
+            s.webhooks.webhook_retry_schedule_seconds = vec![0.2; 60];
         })
         .await;
         // Nothing listens at the endpoint's address at first: connections are refused.
@@ -283,11 +280,10 @@ crate::on_both_databases! {
         assert_eq!(timeouts, 3, "{errors:#?}");
     }
 
-    async fn during_a_rotation_both_secrets_sign(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn during_a_rotation_both_secrets_sign(app: Engine) {
         let receiver = Receiver::start(0, StatusCode::OK).await;
         let old = set_endpoint(&app, &receiver.url).await;
-        let (status, rotated) = crate::harness::json_of(
+        let (status, rotated) = crate::support::json_of(
             app.post("/webhooks/endpoint/rotate-secret").send().await.unwrap(),
         )
         .await;
@@ -305,8 +301,8 @@ crate::on_both_databases! {
         }
     }
 
-    async fn a_private_address_is_refused_at_delivery_time(app: TestApp) {
-        let app = TestApp::spawn_engine_with(app.backend, |s| s.webhooks_allow_private_addresses = false).await;
+    async fn a_private_address_is_refused_at_delivery_time(backend: Backend) {
+        let app = TestApp::spawn_engine_with(backend, |s| s.webhooks.webhooks_allow_private_addresses = false).await;
         let receiver = Receiver::start(0, StatusCode::OK).await;
         // `localhost` resolves to a loopback address: registration refuses it...
         let url = receiver.url.replace("127.0.0.1", "localhost");
@@ -314,9 +310,9 @@ crate::on_both_databases! {
         assert_eq!(response.status(), 422);
         // ...and so does every delivery, should a registered name come to resolve to
         // one later (stored here directly, as a DNS change would leave it).
-        let vault = errand::accounts::Vault::load(&app.settings).unwrap();
+        let vault = app.vault();
         let tenant = errand::auth::Tenant { account_id: app.account_id, livemode: true, key_id: uuid::Uuid::nil() };
-        errand::webhooks::endpoint::set_url(app.db(), &vault, &tenant, &url).await.unwrap();
+        errand::webhooks::endpoint::set_url(app.db(), vault, &tenant, &url).await.unwrap();
         let order = app.created(&order_of(&app, "B0TEST0009")).await;
         app.wait_until_settled(order["id"].as_str().unwrap()).await;
         let log = wait_for_log(&app, "the deliveries fail", |log| {
@@ -329,8 +325,7 @@ crate::on_both_databases! {
         assert!(receiver.all().is_empty(), "nothing reached the private address");
     }
 
-    async fn a_customer_cancellation_is_sent(app: TestApp) {
-        let app = TestApp::spawn_engine(app.backend).await;
+    async fn a_customer_cancellation_is_sent(app: Engine) {
         let receiver = Receiver::start(0, StatusCode::OK).await;
         let secret = set_endpoint(&app, &receiver.url).await;
         // The slow product holds the only account, so the next order stays pending.
@@ -366,17 +361,17 @@ crate::on_both_databases! {
         assert_eq!(for_cancelled.len(), 1, "{for_cancelled:#?}");
     }
 
-    async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
-        let app = TestApp::spawn_engine_with(app.backend, |s| {
-            s.webhook_disable_after_failing_seconds = 1.0;
-            s.webhook_retry_schedule_seconds = vec![0.2; 50];
+    async fn an_endpoint_failing_for_too_long_is_disabled(backend: Backend) {
+        let app = TestApp::spawn_engine_with(backend, |s| {
+            s.webhooks.webhook_disable_after_failing_seconds = 1.0;
+            s.webhooks.webhook_retry_schedule_seconds = vec![0.2; 50];
         })
         .await;
         let receiver = Receiver::start(usize::MAX, StatusCode::SERVICE_UNAVAILABLE).await;
         set_endpoint(&app, &receiver.url).await;
         app.created(&order_of(&app, "B0TEST0009")).await;
         let (_, endpoint) = loop {
-            let (status, endpoint) = crate::harness::json_of(app.get("/webhooks/endpoint").send().await.unwrap()).await;
+            let (status, endpoint) = crate::support::json_of(app.get("/webhooks/endpoint").send().await.unwrap()).await;
             if endpoint["disabled_reason"].is_string() {
                 break (status, endpoint);
             }
@@ -395,7 +390,7 @@ crate::on_both_databases! {
         assert!(metrics.contains("errand_webhook_endpoints_disabled_total{reason=\"failing\"}"), "{metrics}");
         // Setting the URL again re-enables it.
         set_endpoint(&app, &receiver.url).await;
-        let (_, endpoint) = crate::harness::json_of(app.get("/webhooks/endpoint").send().await.unwrap()).await;
+        let (_, endpoint) = crate::support::json_of(app.get("/webhooks/endpoint").send().await.unwrap()).await;
         assert!(endpoint["disabled_reason"].is_null(), "{endpoint}");
     }
 }
@@ -405,7 +400,7 @@ crate::on_both_databases! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_receiver_verifies_real_deliveries() {
     use tokio::io::AsyncBufReadExt;
-    let app = TestApp::spawn_engine(crate::harness::Backend::Sqlite).await;
+    let app = TestApp::spawn_engine(crate::support::Backend::Sqlite).await;
     // The first registration creates the secret the receiver needs to start.
     let secret = set_endpoint(&app, "http://127.0.0.1:9/").await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")

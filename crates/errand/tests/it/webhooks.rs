@@ -3,7 +3,7 @@
 use errand::auth::Tenant;
 use serde_json::{Value, json};
 
-use crate::harness::{TestApp, json_of};
+use crate::support::{TestApp, json_of};
 
 async fn call(
     app: &TestApp,
@@ -69,9 +69,9 @@ crate::on_both_databases! {
         assert_eq!(status, 200);
         assert_ne!(rotated["secret"], set["secret"]);
         assert_eq!(rotated["url"], PUBLIC_URL);
-        let vault = errand::accounts::Vault::load(&app.settings).unwrap();
+        let vault = app.vault();
         let tenant = Tenant { account_id: app.account_id, livemode: true, key_id: uuid::Uuid::nil() };
-        let endpoint = errand::webhooks::endpoint::get(app.db(), &vault, &tenant).await.unwrap().unwrap();
+        let endpoint = errand::webhooks::endpoint::get(app.db(), vault, &tenant).await.unwrap().unwrap();
         assert_eq!(endpoint.secret, rotated["secret"].as_str().unwrap());
         assert_eq!(endpoint.previous_secret.as_deref(), set["secret"].as_str());
     }

@@ -17,28 +17,45 @@ pub const DEFAULT_STEP_TIMEOUT_SECONDS: f64 = 15.0;
 /// The step timeouts allowed, in seconds.
 pub const STEP_TIMEOUT_SECONDS: RangeInclusive<f64> = 0.1..=600.0;
 
-/// How the browser driver runs Chromium (from the configuration).
-#[derive(Debug, Clone)]
-pub struct BrowserOptions {
+/// How the browser driver runs Chromium (flattened into the configuration's keys).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct BrowserSettings {
+    /// The Chromium the `browser` driver runs (Debian's `chromium` package).
     pub chromium_path: PathBuf,
-    /// Checkouts open at once in the one browser.
-    pub concurrency: usize,
-    /// How long a step waits for its element, URL or page.
-    pub step_timeout: Duration,
+    /// Browser checkouts open at once in each process (each an isolated context in one
+    /// Chromium).
+    pub browser_concurrency: usize,
+    /// How long a recipe step waits for its element, URL or page.
+    pub browser_step_timeout_seconds: f64,
 }
 
-impl Default for BrowserOptions {
+impl Default for BrowserSettings {
     fn default() -> Self {
-        BrowserOptions::from_settings(&crate::config::Settings::default())
+        BrowserSettings {
+            chromium_path: PathBuf::from(DEFAULT_CHROMIUM_PATH),
+            browser_concurrency: 4,
+            browser_step_timeout_seconds: DEFAULT_STEP_TIMEOUT_SECONDS,
+        }
     }
 }
 
-impl BrowserOptions {
-    pub fn from_settings(settings: &crate::config::Settings) -> BrowserOptions {
-        BrowserOptions {
-            chromium_path: settings.chromium_path.clone(),
-            concurrency: settings.browser_concurrency,
-            step_timeout: Duration::from_secs_f64(settings.browser_step_timeout_seconds),
+impl BrowserSettings {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=64).contains(&self.browser_concurrency) {
+            anyhow::bail!("invalid configuration: browser_concurrency must be between 1 and 64");
         }
+        if !STEP_TIMEOUT_SECONDS.contains(&self.browser_step_timeout_seconds) {
+            anyhow::bail!(
+                "invalid configuration: browser_step_timeout_seconds must be between {} and {}",
+                STEP_TIMEOUT_SECONDS.start(),
+                STEP_TIMEOUT_SECONDS.end()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.browser_step_timeout_seconds)
     }
 }

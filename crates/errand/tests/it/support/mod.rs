@@ -1,13 +1,16 @@
-//! Starts Errand for a test and talks to it over HTTP.
+//! What the integration tests share: Errand started for a test (through the same
+//! composition root as `errand serve`) and talked to over HTTP, fresh databases, and a
+//! real webhook receiver.
 
-use std::sync::Arc;
+pub mod receiver;
+pub mod schema;
 
 use errand::accounts::Vault;
+use errand::app::{App, Workers};
 use errand::auth::keys;
 use errand::config::Settings;
-use errand::engine::Engine;
 use errand::http::RunningServer;
-use errand::retailers::{Registry, RetailerSettings};
+use errand::retailers::RetailerSettings;
 use errand::storage::Db;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -85,7 +88,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The demo retailer, when the engine runs.
     pub store: Option<errand_demo_store::RunningStore>,
-    workers: Option<errand::engine::Workers>,
+    app: App,
+    workers: Option<Workers>,
     server: Option<RunningServer>,
     _data_dir: tempfile::TempDir,
     _postgres: Option<PgDatabase>,
@@ -162,22 +166,19 @@ impl TestApp {
             database_pool_size: Some(4),
             shutdown_grace_seconds: 5,
             retailers,
-            worker_concurrency: 8,
-            job_lease_seconds: 2.0,
-            job_retry_base_seconds: 0.05,
-            job_retry_max_seconds: 0.5,
             placement_max_attempts: 8,
-            // The engine's tests deliver webhooks to a receiver on 127.0.0.1, quickly.
-            webhooks_allow_private_addresses: store.is_some(),
-            webhook_retry_schedule_seconds: vec![0.05, 0.1, 0.2, 0.4, 0.8],
             ..Settings::default()
         };
+        settings.queue.worker_concurrency = 8;
+        settings.queue.job_lease_seconds = 2.0;
+        settings.queue.job_retry_base_seconds = 0.05;
+        settings.queue.job_retry_max_seconds = 0.5;
+        // The engine's tests deliver webhooks to a receiver on 127.0.0.1, quickly.
+        settings.webhooks.webhooks_allow_private_addresses = store.is_some();
+        settings.webhooks.webhook_retry_schedule_seconds = vec![0.05, 0.1, 0.2, 0.4, 0.8];
         tweak(&mut settings);
-        let server = start(&settings).await;
-        let workers = store
-            .is_some()
-            .then(|| start_workers(&settings, &server.db));
-        let mut app = TestApp {
+        let (app, server, workers) = start(&settings, store.is_some()).await;
+        let mut test_app = TestApp {
             backend,
             base: format!("http://{}", server.addr),
             client: reqwest::Client::new(),
@@ -185,17 +186,18 @@ impl TestApp {
             account_id: Uuid::nil(),
             settings,
             store,
+            app,
             workers,
             server: Some(server),
             _data_dir: data_dir,
             _postgres: postgres,
         };
-        let key = keys::create_key(app.db(), "tests", true, None)
+        let key = keys::create_key(test_app.db(), "tests", true, None)
             .await
             .expect("create key");
-        app.key = key.secret;
-        app.account_id = key.account_id;
-        app
+        test_app.key = key.secret;
+        test_app.account_id = key.account_id;
+        test_app
     }
 
     /// A product page at the demo store.
@@ -306,7 +308,12 @@ impl TestApp {
     }
 
     pub fn db(&self) -> &Db {
-        &self.server.as_ref().expect("server running").db
+        &self.app.db
+    }
+
+    /// The server's vault (its master key), to seal or open secrets as it does.
+    pub fn vault(&self) -> &Vault {
+        &self.app.vault
     }
 
     /// A live key in a new account.
@@ -331,15 +338,13 @@ impl TestApp {
             workers.stop(std::time::Duration::from_secs(5)).await;
         }
         let server = self.server.take().expect("server running");
-        let db = server.db.clone();
         server.stop().await.expect("clean stop");
-        db.close().await;
-        let server = start(&self.settings).await;
-        if self.store.is_some() {
-            self.workers = Some(start_workers(&self.settings, &server.db));
-        }
+        self.app.db.close().await;
+        let (app, server, workers) = start(&self.settings, self.store.is_some()).await;
         self.base = format!("http://{}", server.addr);
+        self.app = app;
         self.server = Some(server);
+        self.workers = workers;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -392,26 +397,52 @@ impl TestApp {
     }
 }
 
-fn start_workers(settings: &Settings, db: &Db) -> errand::engine::Workers {
-    let retailers = Arc::new(
-        Registry::with_browser(
-            &settings.retailers,
-            &errand::retailers::browser::BrowserOptions::from_settings(settings),
-        )
-        .expect("retailers"),
-    );
-    let vault = Vault::load(settings).expect("master key");
-    Engine::new(db.clone(), retailers, vault, settings)
-        .expect("engine")
-        .start_workers(settings)
+/// Builds Errand from `settings` as `errand serve` does, serves its API and, for the
+/// engine's tests, runs its workers.
+async fn start(settings: &Settings, with_workers: bool) -> (App, RunningServer, Option<Workers>) {
+    let app = App::build(settings.clone()).await.expect("build the app");
+    let server = app.serve().await.expect("start the server");
+    let workers = if with_workers {
+        app.start_workers().expect("start the workers")
+    } else {
+        None
+    };
+    (app, server, workers)
 }
 
-async fn start(settings: &Settings) -> RunningServer {
-    let db = Db::connect(&settings.db_options()).await.expect("connect");
-    db.migrate().await.expect("migrate");
-    errand::http::start(settings.clone(), db)
-        .await
-        .expect("start server")
+/// A migrated database for one test, without a server (the queue's tests).
+pub struct TestDb {
+    pub db: Db,
+    _data_dir: tempfile::TempDir,
+    _postgres: Option<PgDatabase>,
+}
+
+impl TestDb {
+    pub async fn create(backend: Backend) -> TestDb {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let (postgres, url) = match backend {
+            Backend::Sqlite => (
+                None,
+                format!("sqlite://{}", data_dir.path().join("errand.db").display()),
+            ),
+            Backend::Postgres => {
+                let (db, url) = PgDatabase::create().await;
+                (Some(db), url)
+            }
+        };
+        let options = errand::storage::DbOptions {
+            url,
+            pool_size: 4,
+            sqlite_durability: errand::storage::SqliteDurability::Full,
+        };
+        let db = Db::connect(&options).await.expect("connect");
+        db.migrate().await.expect("migrate");
+        TestDb {
+            db,
+            _data_dir: data_dir,
+            _postgres: postgres,
+        }
+    }
 }
 
 /// The status and JSON body of a response (`null` for an empty body).
@@ -456,27 +487,38 @@ pub fn error_list(body: &Value) -> Vec<(Value, String)> {
 }
 
 /// Defines `mod $name { fn sqlite(); fn postgres() }` running the same test body on
-/// each backend.
+/// each backend, given what it needs: `app: TestApp` is the API alone (no workers),
+/// `app: Engine` the API with the engine's workers and a demo store, `db: TestDb` a
+/// migrated database and no server, `backend: Backend` only which database (the test
+/// starts what it needs).
 #[macro_export]
 macro_rules! on_both_databases {
-    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+    ($(async fn $name:ident($app:ident: $kind:ident) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
                 #[allow(unused_mut)]
-                async fn run(mut $app: $crate::harness::TestApp) $body
+                async fn run(mut $app: $crate::on_both_databases!(@type $kind)) $body
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    run($crate::harness::TestApp::spawn($crate::harness::Backend::Sqlite).await).await
+                    run($crate::on_both_databases!(@spawn $kind, $crate::support::Backend::Sqlite)).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    run($crate::harness::TestApp::spawn($crate::harness::Backend::Postgres).await).await
+                    run($crate::on_both_databases!(@spawn $kind, $crate::support::Backend::Postgres)).await
                 }
             }
         )*
     };
+    (@type TestApp) => { $crate::support::TestApp };
+    (@type Engine) => { $crate::support::TestApp };
+    (@type TestDb) => { $crate::support::TestDb };
+    (@type Backend) => { $crate::support::Backend };
+    (@spawn TestApp, $backend:expr) => { $crate::support::TestApp::spawn($backend).await };
+    (@spawn Engine, $backend:expr) => { $crate::support::TestApp::spawn_engine($backend).await };
+    (@spawn TestDb, $backend:expr) => { $crate::support::TestDb::create($backend).await };
+    (@spawn Backend, $backend:expr) => { $backend };
 }

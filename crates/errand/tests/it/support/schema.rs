@@ -40,7 +40,7 @@ pub fn fixture() -> &'static Value {
     static SCHEMAS: OnceLock<Value> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut doc: Value =
-            serde_json::from_str(include_str!("../fixtures/zinc_orders_schemas.json"))
+            serde_json::from_str(include_str!("../../fixtures/zinc_orders_schemas.json"))
                 .expect("tests/fixtures/zinc_orders_schemas.json is JSON");
         let schemas = doc["schemas"].take();
         assert!(schemas.is_object(), "the fixture has no `schemas` object");
