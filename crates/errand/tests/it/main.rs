@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod cli;
 mod crash;
+mod docs;
 mod engine;
 mod idempotency;
 mod lifecycle;
