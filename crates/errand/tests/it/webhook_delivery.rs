@@ -395,7 +395,7 @@ crate::on_both_databases! {
     }
 }
 
-/// The example receiver in `examples/` (the README's verification helper) verifies
+/// The example receiver in `examples/` (see docs/webhooks.md) verifies
 /// real deliveries and refuses a forged one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_receiver_verifies_real_deliveries() {
