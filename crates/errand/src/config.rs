@@ -18,8 +18,7 @@ use crate::storage::{DbOptions, SqliteDurability};
 use crate::webhooks::WebhookSettings;
 
 /// Every setting, under one flat set of keys; each subsystem owns its section (its
-/// struct, defaults and checks), flattened in. Unknown keys are refused by
-/// [`Settings::load`].
+/// struct, defaults and checks), read by [`Settings::load`] from the same keys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// Address the API listens on (`ERRAND_LISTEN`).
@@ -57,13 +56,15 @@ pub struct Settings {
     pub retailers: Vec<RetailerSettings>,
     /// Runs of an order's placement before it fails with `retailer_unavailable`.
     pub placement_max_attempts: i32,
-    #[serde(flatten)]
+    // The sections are read on their own (see `load`): flattened in, a wrong value's
+    // error would no longer name its key.
+    #[serde(skip)]
     pub vault: VaultSettings,
-    #[serde(flatten)]
+    #[serde(skip)]
     pub queue: QueueSettings,
-    #[serde(flatten)]
+    #[serde(skip)]
     pub browser: BrowserSettings,
-    #[serde(flatten)]
+    #[serde(skip)]
     pub webhooks: WebhookSettings,
 }
 
@@ -128,7 +129,18 @@ impl Settings {
     /// Loads and validates settings. An explicitly named file must exist; the default
     /// `errand.toml` is read only if present.
     pub fn load(config_file: Option<&Path>) -> anyhow::Result<Settings> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let invalid = |e: figment::Error| anyhow::anyhow!("invalid configuration: {e}");
+        let defaults = Settings::default();
+        let mut figment = Figment::from(Serialized::defaults(defaults.clone()))
+            .merge(Serialized::defaults(defaults.vault))
+            .merge(Serialized::defaults(defaults.queue))
+            .merge(Serialized::defaults(defaults.browser))
+            .merge(Serialized::defaults(defaults.webhooks));
+        let known: Vec<String> = figment
+            .extract::<figment::value::Dict>()
+            .map_err(invalid)?
+            .into_keys()
+            .collect();
         match config_file {
             Some(path) => {
                 if !path.exists() {
@@ -143,10 +155,6 @@ impl Settings {
         }
         // Only variables naming a setting: others (ERRAND_CONFIG, test harness variables)
         // are not configuration.
-        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
-            Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
-            _ => vec![],
-        };
         let env_known = known.clone();
         let env = Env::prefixed("ERRAND_").filter(move |key| {
             env_known
@@ -154,17 +162,15 @@ impl Settings {
                 .any(|k| key.as_str().eq_ignore_ascii_case(k))
         });
         let figment = figment.merge(env);
-        // The sections are flattened in, which serde's `deny_unknown_fields` does not
-        // support: unknown keys are looked for here instead.
-        let given: figment::value::Dict = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let given: figment::value::Dict = figment.extract().map_err(invalid)?;
         if let Some(unknown) = given.keys().find(|key| !known.contains(key)) {
             bail!("invalid configuration: unknown setting `{unknown}`");
         }
-        let settings: Settings = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let mut settings: Settings = figment.extract().map_err(invalid)?;
+        settings.vault = figment.extract().map_err(invalid)?;
+        settings.queue = figment.extract().map_err(invalid)?;
+        settings.browser = figment.extract().map_err(invalid)?;
+        settings.webhooks = figment.extract().map_err(invalid)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -254,6 +260,47 @@ mod tests {
         let s = Settings::default();
         s.validate().unwrap();
         assert!(s.db_options().url.starts_with("sqlite://errand-data/"));
+    }
+
+    fn load_file(text: &str) -> anyhow::Result<Settings> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("errand.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(Some(&path))
+    }
+
+    #[test]
+    fn every_section_reads_its_keys_from_the_file() {
+        let s = load_file(
+            "listen = \"127.0.0.1:9000\"\nworker_concurrency = 3\njob_lease_seconds = 2\n\
+             browser_concurrency = 5\nwebhook_retry_schedule_seconds = [1, 2.5]\n",
+        )
+        .unwrap();
+        assert_eq!(s.listen, "127.0.0.1:9000");
+        assert_eq!(s.queue.worker_concurrency, 3);
+        assert_eq!(s.queue.job_lease_seconds, 2.0);
+        assert_eq!(s.browser.browser_concurrency, 5);
+        assert_eq!(s.webhooks.webhook_retry_schedule_seconds, [1.0, 2.5]);
+        assert_eq!(
+            s.webhooks.webhook_concurrency, 8,
+            "unset keys keep their defaults"
+        );
+    }
+
+    #[test]
+    fn a_wrong_or_unknown_key_is_named() {
+        for (text, key) in [
+            ("worker_concurrency = \"many\"\n", "worker_concurrency"),
+            (
+                "webhook_timeout_seconds = \"soon\"\n",
+                "webhook_timeout_seconds",
+            ),
+            ("listen = 8080\n", "listen"),
+            ("lissten = \"127.0.0.1:1\"\n", "lissten"),
+        ] {
+            let error = load_file(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
+        }
     }
 
     #[test]
