@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::accounts::Vault;
 use crate::orders::lifecycle::{self, Change};
-use crate::orders::model::{JobResult, OrderItemStatus, OrderRecord, OrderStatus, events};
+use crate::orders::model::{
+    JobResult, OrderItemStatus, OrderRecord, OrderStatus, PriceComponents, events,
+};
 use crate::queue::worker::{Handlers, handler};
 use crate::queue::{Job, JobKind, Outcome};
 use crate::retailers::{Credentials, Registry};
@@ -113,7 +115,7 @@ async fn fail(
     order: &OrderRecord,
     error_type: &str,
     message: &str,
-    price: Option<crate::retailers::PriceComponents>,
+    price: Option<PriceComponents>,
 ) -> Result<Outcome, sqlx::Error> {
     tracing::info!(order_id = %order.id, error_type, message, "order failed");
     metrics::counter!("errand_placements_total", "outcome" => "failed", "error_type" => error_type.to_string())

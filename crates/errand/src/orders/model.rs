@@ -7,7 +7,6 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::address::Address;
-use crate::retailers::PriceComponents;
 use crate::returns::ReturnSummary;
 use crate::storage::Timestamp;
 
@@ -234,6 +233,17 @@ pub struct JobResult {
     pub merchant_order_ids: Vec<MerchantOrder>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub estimated_delivery: Option<Timestamp>,
+}
+
+/// What the retailer will charge, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PriceComponents {
+    pub subtotal: i64,
+    pub shipping: i64,
+    pub tax: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

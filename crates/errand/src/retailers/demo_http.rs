@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, ProductInfo,
-    ProductVariant, Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, ProductVariant, Quote,
+    RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
 };
-use crate::orders::model::Variant;
+use crate::orders::model::{PriceComponents, Variant};
 use crate::storage::Timestamp;
 
 /// Extra tries of a repeatable call after a temporary failure.

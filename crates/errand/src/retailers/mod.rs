@@ -10,11 +10,8 @@ pub mod totp;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::orders::address::Address;
-use crate::orders::model::Variant;
+use crate::orders::model::{PriceComponents, Variant};
 use crate::storage::Timestamp;
 
 pub use registry::{Registry, RetailerSettings};
@@ -55,17 +52,6 @@ pub struct CheckoutRequest {
     /// Our order reference, given to the retailer as the buyer reference so an order
     /// can be found again after a crash.
     pub reference: String,
-}
-
-/// What the retailer will charge, in minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PriceComponents {
-    pub subtotal: i64,
-    pub shipping: i64,
-    pub tax: i64,
-    pub discount: i64,
-    pub total: i64,
-    pub currency: String,
 }
 
 /// A product as the retailer shows it.

@@ -15,13 +15,14 @@ use tokio::sync::Mutex;
 use super::chromium::{Checkout, Chromium};
 use super::runner::{Failure, ItemInput, OrderInputs, Read, Runner};
 use crate::orders::address::Address;
+use crate::orders::model::PriceComponents;
 use crate::recipes::AccountMode;
 use crate::recipes::Recipe;
 use crate::recipes::model::Phase;
 use crate::recipes::values::Value;
 use crate::retailers::{
-    Artifact, CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, ProductInfo,
-    ProductVariant, Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    Artifact, CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, ProductVariant,
+    Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
 };
 use crate::storage::Timestamp;
 
