@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, ProductVariant, Quote,
-    RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, Quote, RetailerLine,
+    RetailerOrder, RetailerOrderStatus, RetailerVariant, Session, Shipment,
 };
 use crate::orders::model::{PriceComponents, Variant};
 use crate::storage::Timestamp;
@@ -411,7 +411,7 @@ impl Driver for DemoHttpDriver {
                     })
                     .collect();
                 options.sort_by(|a, b| a.label.cmp(&b.label));
-                ProductVariant {
+                RetailerVariant {
                     options,
                     price: v["price"].as_i64().unwrap_or(0),
                     in_stock: v["in_stock"].as_bool().unwrap_or(false),

@@ -60,13 +60,14 @@ pub struct ProductInfo {
     pub product_id: String,
     pub title: String,
     pub currency: String,
-    pub variants: Vec<ProductVariant>,
+    pub variants: Vec<RetailerVariant>,
 }
 
-/// One buyable variant: its choices (empty for a product without variants), price and
-/// availability.
+/// One buyable variant at the retailer: its choices (empty for a product without
+/// variants), price and availability. (An order's choice of variant is
+/// [`Variant`], `ProductVariant` in the API.)
 #[derive(Debug, Clone)]
-pub struct ProductVariant {
+pub struct RetailerVariant {
     pub options: Vec<Variant>,
     pub price: i64,
     pub in_stock: bool,

@@ -21,8 +21,8 @@ use crate::recipes::Recipe;
 use crate::recipes::model::Phase;
 use crate::recipes::values::Value;
 use crate::retailers::{
-    Artifact, CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, ProductVariant,
-    Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    Artifact, CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, Quote, RetailerLine,
+    RetailerOrder, RetailerOrderStatus, RetailerVariant, Session, Shipment,
 };
 use crate::storage::Timestamp;
 
@@ -245,7 +245,7 @@ impl Driver for BrowserDriver {
                 product_id: self.product_id(url).unwrap_or_default(),
                 title: runner.text("title").unwrap_or_default().to_string(),
                 currency: self.recipe.currency.code().to_string(),
-                variants: vec![ProductVariant {
+                variants: vec![RetailerVariant {
                     options: vec![],
                     price: runner.money("price").unwrap_or_default(),
                     in_stock: !runner
