@@ -87,6 +87,141 @@ impl OrderItemStatus {
     }
 }
 
+/// Why an order failed: `job_result.error_type`, a test product's
+/// `outcome_error_type` and the `error_type` label of `errand_placements_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// The retailer refused the sign-in: wrong e-mail, password or one-time code, a
+    /// two-factor sign-in without a `totp_secret`, or a `totp_secret` that is not base32.
+    LoginFailed,
+    /// The retailer has no such product, or the URL is not a product page.
+    ProductNotFound,
+    /// The product exists but its offer cannot be bought.
+    ProductUnavailable,
+    /// Not enough in stock.
+    OutOfStock,
+    /// The product has no such variant value.
+    InvalidVariant,
+    /// The product needs variant choices the order did not make (e.g. Color and Size).
+    InsufficientVariants,
+    /// More than the retailer sells to one order.
+    PurchaseLimitExceeded,
+    /// The retailer refused or could not use the shipping address.
+    ShippingAddressRefused,
+    /// The retailer refused something else in the checkout (an empty cart, a message
+    /// too long, …).
+    CheckoutRefused,
+    /// The account's payment was declined.
+    PaymentDeclined,
+    /// A bot check or similar blocked the checkout.
+    CheckoutBlocked,
+    /// The total changed while checking out (a recipe's detector); nothing was bought
+    /// and the engine quotes again rather than fail the order.
+    PriceChanged,
+    /// Any other refusal or failure at the retailer.
+    RetailerError,
+    /// The retailer asks to try again later (a recipe's detector): the engine retries
+    /// rather than fail the order.
+    TemporarilyUnavailable,
+    /// The retailer holds more than one order with this order's reference.
+    DuplicatePurchase,
+    /// The retailer's recipe has no tracking phase, so a placed order cannot be read
+    /// back (a tracking job's error, not an order's).
+    TrackingUnavailable,
+    /// The retailer's orders cannot be cancelled through Errand (its recipe cannot).
+    CancellationUnsupported,
+    /// The retailer's total is above the order's `max_price`; nothing was bought.
+    MaxPriceExceeded,
+    /// The order was not placed by its `expiration.timestamp`.
+    Expired,
+    /// No active managed account for the order's retailer in the key's mode.
+    NoRetailerAccount,
+    /// The order's named account was deleted or deactivated, or its secrets cannot
+    /// be decrypted (another master key).
+    RetailerAccountUnavailable,
+    /// The order's retailer is no longer in the configuration.
+    UnknownRetailer,
+    /// Temporary failures used up every attempt; nothing was bought.
+    RetailerUnavailable,
+    /// An earlier purchase request's outcome could not be checked at the retailer:
+    /// every attempt was used up, or the retailer now refuses the look-up.
+    PlacementUnconfirmed,
+    /// The final click may have bought the order and the retailer cannot be asked
+    /// whether it did (its recipe has no lookup phase).
+    OrderProbablyPlaced,
+}
+
+impl ErrorType {
+    pub const ALL: [ErrorType; 25] = [
+        ErrorType::LoginFailed,
+        ErrorType::ProductNotFound,
+        ErrorType::ProductUnavailable,
+        ErrorType::OutOfStock,
+        ErrorType::InvalidVariant,
+        ErrorType::InsufficientVariants,
+        ErrorType::PurchaseLimitExceeded,
+        ErrorType::ShippingAddressRefused,
+        ErrorType::CheckoutRefused,
+        ErrorType::PaymentDeclined,
+        ErrorType::CheckoutBlocked,
+        ErrorType::PriceChanged,
+        ErrorType::RetailerError,
+        ErrorType::TemporarilyUnavailable,
+        ErrorType::DuplicatePurchase,
+        ErrorType::TrackingUnavailable,
+        ErrorType::CancellationUnsupported,
+        ErrorType::MaxPriceExceeded,
+        ErrorType::Expired,
+        ErrorType::NoRetailerAccount,
+        ErrorType::RetailerAccountUnavailable,
+        ErrorType::UnknownRetailer,
+        ErrorType::RetailerUnavailable,
+        ErrorType::PlacementUnconfirmed,
+        ErrorType::OrderProbablyPlaced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::LoginFailed => "login_failed",
+            ErrorType::ProductNotFound => "product_not_found",
+            ErrorType::ProductUnavailable => "product_unavailable",
+            ErrorType::OutOfStock => "out_of_stock",
+            ErrorType::InvalidVariant => "invalid_variant",
+            ErrorType::InsufficientVariants => "insufficient_variants",
+            ErrorType::PurchaseLimitExceeded => "purchase_limit_exceeded",
+            ErrorType::ShippingAddressRefused => "shipping_address_refused",
+            ErrorType::CheckoutRefused => "checkout_refused",
+            ErrorType::PaymentDeclined => "payment_declined",
+            ErrorType::CheckoutBlocked => "checkout_blocked",
+            ErrorType::PriceChanged => "price_changed",
+            ErrorType::RetailerError => "retailer_error",
+            ErrorType::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorType::DuplicatePurchase => "duplicate_purchase",
+            ErrorType::TrackingUnavailable => "tracking_unavailable",
+            ErrorType::CancellationUnsupported => "cancellation_unsupported",
+            ErrorType::MaxPriceExceeded => "max_price_exceeded",
+            ErrorType::Expired => "expired",
+            ErrorType::NoRetailerAccount => "no_retailer_account",
+            ErrorType::RetailerAccountUnavailable => "retailer_account_unavailable",
+            ErrorType::UnknownRetailer => "unknown_retailer",
+            ErrorType::RetailerUnavailable => "retailer_unavailable",
+            ErrorType::PlacementUnconfirmed => "placement_unconfirmed",
+            ErrorType::OrderProbablyPlaced => "order_probably_placed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Product variant schema for selecting product options (color, size, etc.).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[schema(as = ProductVariant)]
@@ -277,4 +412,28 @@ pub mod events {
     pub const SHIPPED: &str = "order.shipped";
     pub const DELIVERED: &str = "order.delivered";
     pub const CANCELLED_BY_RETAILER: &str = "order.cancelled_by_retailer";
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_error_type_is_listed_once_and_named_as_serde_names_it() {
+        let distinct: HashSet<ErrorType> = ErrorType::ALL.into_iter().collect();
+        assert_eq!(distinct.len(), ErrorType::ALL.len());
+        for error_type in ErrorType::ALL {
+            let name = error_type.as_str();
+            assert_eq!(serde_json::to_value(error_type).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<ErrorType>(name.into()).unwrap(),
+                error_type
+            );
+            assert_eq!(ErrorType::parse(name), Some(error_type));
+            assert_eq!(error_type.to_string(), name);
+        }
+        assert_eq!(ErrorType::parse("sold_out"), None);
+    }
 }

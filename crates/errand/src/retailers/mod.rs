@@ -11,7 +11,7 @@ pub mod totp;
 use std::time::Duration;
 
 use crate::orders::address::Address;
-use crate::orders::model::{PriceComponents, Variant};
+use crate::orders::model::{ErrorType, PriceComponents, Variant};
 use crate::storage::Timestamp;
 
 pub use registry::{Registry, RetailerSettings};
@@ -149,7 +149,7 @@ pub enum DriverError {
     /// The store refused, and will refuse again: the order fails with this `error_type`.
     #[error("{error_type}: {message}")]
     Permanent {
-        error_type: &'static str,
+        error_type: ErrorType,
         message: String,
     },
     /// The store answered with a temporary failure; nothing happened there.
@@ -172,7 +172,7 @@ pub enum DriverError {
 }
 
 impl DriverError {
-    pub fn permanent(error_type: &'static str, message: impl Into<String>) -> DriverError {
+    pub fn permanent(error_type: ErrorType, message: impl Into<String>) -> DriverError {
         DriverError::Permanent {
             error_type,
             message: message.into(),

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use super::chromium::{Checkout, Chromium};
 use super::runner::{Failure, ItemInput, OrderInputs, Read, Runner};
 use crate::orders::address::Address;
-use crate::orders::model::PriceComponents;
+use crate::orders::model::{ErrorType, PriceComponents};
 use crate::recipes::AccountMode;
 use crate::recipes::Recipe;
 use crate::recipes::model::Phase;
@@ -367,7 +367,7 @@ impl Driver for BrowserDriver {
     ) -> Result<RetailerOrder, DriverError> {
         if self.recipe.phase(Phase::Tracking).is_none() {
             return Err(DriverError::permanent(
-                "tracking_unavailable",
+                ErrorType::TrackingUnavailable,
                 format!("the {} recipe has no tracking phase", self.retailer),
             ));
         }
@@ -394,7 +394,7 @@ impl Driver for BrowserDriver {
         _merchant_order_id: &str,
     ) -> Result<(), DriverError> {
         Err(DriverError::permanent(
-            "cancellation_unsupported",
+            ErrorType::CancellationUnsupported,
             format!("the {} recipe cannot cancel orders", self.retailer),
         ))
     }
@@ -452,7 +452,7 @@ impl BrowserDriver {
         if self.recipe.phase(Phase::Lookup).is_none() {
             return Err(match refused {
                 DriverError::Permanent {
-                    error_type: "payment_declined",
+                    error_type: ErrorType::PaymentDeclined,
                     ..
                 }
                 | DriverError::PriceChanged => refused,
@@ -527,14 +527,14 @@ impl BrowserDriver {
 fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
     match failure {
         Failure::Detected {
-            error_type: "temporarily_unavailable",
+            error_type: ErrorType::TemporarilyUnavailable,
             message,
         } => DriverError::Transient {
             message: format!("{retailer}: {message}"),
             retry_after: None,
         },
         Failure::Detected {
-            error_type: "price_changed",
+            error_type: ErrorType::PriceChanged,
             ..
         } => DriverError::PriceChanged,
         Failure::Detected {
