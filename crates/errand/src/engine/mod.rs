@@ -124,7 +124,7 @@ async fn fail(
         status: Some(OrderStatus::OrderFailed),
         job_result: Some(JobResult {
             success: false,
-            error_type: Some(error_type.as_str().to_string()),
+            error_type: Some(error_type),
             error: Some(message.to_string()),
             price_components: price,
             ..JobResult::default()

@@ -52,6 +52,7 @@ use crate::returns;
         model::Variant,
         model::TrackingNumber,
         model::JobResult,
+        model::ErrorType,
         model::MerchantOrder,
         model::PriceComponents,
         model::Expiration,

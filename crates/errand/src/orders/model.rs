@@ -1,7 +1,7 @@
 //! What an order is: its statuses, items and the shape the API returns
 //! (`OrderResponse` in the contract).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -87,8 +87,9 @@ impl OrderItemStatus {
     }
 }
 
-/// Why an order failed: `job_result.error_type`, a test product's
-/// `outcome_error_type` and the `error_type` label of `errand_placements_total`.
+/// Why an order failed, or a retailer refused: an order's `job_result.error_type`, a
+/// test product's `outcome_error_type` and the `error_type` label of
+/// `errand_placements_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorType {
@@ -359,7 +360,8 @@ pub fn screenshot_url(base: &str, order_id: Uuid, name: &str) -> String {
 pub struct JobResult {
     pub success: bool,
     /// Why the order failed, e.g. `max_price_exceeded`, `out_of_stock`, `expired`.
-    pub error_type: Option<String>,
+    #[serde(default, deserialize_with = "stored_error_type")]
+    pub error_type: Option<ErrorType>,
     /// A sentence a person can act on.
     pub error: Option<String>,
     /// What the retailer charged, or quoted when the cap refused it.
@@ -368,6 +370,23 @@ pub struct JobResult {
     pub merchant_order_ids: Vec<MerchantOrder>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub estimated_delivery: Option<Timestamp>,
+}
+
+/// Reads a stored `job_result.error_type`. A name this version does not know (one a
+/// newer version wrote before a downgrade) reads as none, and the order's `error` still
+/// says why it failed: an order must stay readable, and one unknown name must not make
+/// a whole list of orders fail to load.
+fn stored_error_type<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ErrorType>, D::Error> {
+    let name = Option::<String>::deserialize(deserializer)?;
+    Ok(name.and_then(|name| {
+        let known = ErrorType::parse(&name);
+        if known.is_none() {
+            tracing::warn!(error_type = %name, "a stored job_result has an unknown error_type; it reads as none");
+        }
+        known
+    }))
 }
 
 /// What the retailer will charge, in minor units.
@@ -435,5 +454,40 @@ mod tests {
             assert_eq!(error_type.to_string(), name);
         }
         assert_eq!(ErrorType::parse("sold_out"), None);
+    }
+
+    #[test]
+    fn stored_job_results_read_with_known_unknown_and_missing_error_types() {
+        let read = |stored: serde_json::Value| {
+            serde_json::from_value::<JobResult>(stored)
+                .unwrap()
+                .error_type
+        };
+        let failed = |error_type: serde_json::Value| {
+            serde_json::json!({
+                "success": false,
+                "error_type": error_type,
+                "error": "why",
+                "price_components": null,
+                "merchant_order_ids": [],
+                "estimated_delivery": null,
+            })
+        };
+        assert_eq!(
+            read(failed("max_price_exceeded".into())),
+            Some(ErrorType::MaxPriceExceeded)
+        );
+        assert_eq!(read(failed(serde_json::Value::Null)), None);
+        assert_eq!(read(failed("a_newer_error_type".into())), None);
+        assert_eq!(read(serde_json::json!({"success": true})), None);
+        // And it is written as the same name it is read from.
+        let result = JobResult {
+            error_type: Some(ErrorType::OutOfStock),
+            ..JobResult::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&result).unwrap()["error_type"],
+            "out_of_stock"
+        );
     }
 }
