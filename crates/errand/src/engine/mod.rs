@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use crate::accounts::Vault;
 use crate::orders::lifecycle::{self, Change};
-use crate::orders::model::{JobResult, OrderItemStatus, OrderRecord, OrderStatus, events};
+use crate::orders::model::{
+    ErrorType, JobResult, OrderItemStatus, OrderRecord, OrderStatus, PriceComponents, events,
+};
 use crate::queue::worker::{Handlers, handler};
 use crate::queue::{Job, JobKind, Outcome};
 use crate::retailers::{Credentials, Registry};
@@ -111,18 +113,18 @@ impl Engine {
 async fn fail(
     engine: &Engine,
     order: &OrderRecord,
-    error_type: &str,
+    error_type: ErrorType,
     message: &str,
-    price: Option<crate::retailers::PriceComponents>,
+    price: Option<PriceComponents>,
 ) -> Result<Outcome, sqlx::Error> {
-    tracing::info!(order_id = %order.id, error_type, message, "order failed");
-    metrics::counter!("errand_placements_total", "outcome" => "failed", "error_type" => error_type.to_string())
+    tracing::info!(order_id = %order.id, error_type = error_type.as_str(), message, "order failed");
+    metrics::counter!("errand_placements_total", "outcome" => "failed", "error_type" => error_type.as_str())
         .increment(1);
     let change = Change {
         status: Some(OrderStatus::OrderFailed),
         job_result: Some(JobResult {
             success: false,
-            error_type: Some(error_type.to_string()),
+            error_type: Some(error_type),
             error: Some(message.to_string()),
             price_components: price,
             ..JobResult::default()
@@ -134,7 +136,7 @@ async fn fail(
             .collect(),
         events: vec![(
             events::FAILED,
-            json!({"error_type": error_type, "message": message}),
+            json!({"error_type": error_type.as_str(), "message": message}),
         )],
         ..Change::default()
     };
@@ -171,7 +173,14 @@ async fn expire(engine: &Engine, order_id: Uuid) -> Result<Outcome, sqlx::Error>
     // An order in progress may be placing right now: its placement job checks the
     // expiration itself before it commits to buying.
     if order.status == OrderStatus::Pending {
-        fail(engine, &order, "expired", &expiry_message(&order), None).await?;
+        fail(
+            engine,
+            &order,
+            ErrorType::Expired,
+            &expiry_message(&order),
+            None,
+        )
+        .await?;
     }
     Ok(Outcome::Done)
 }

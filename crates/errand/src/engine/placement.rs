@@ -17,7 +17,7 @@ use crate::auth::Tenant;
 use crate::orders::artifacts::{self, ArtifactKind};
 use crate::orders::lifecycle::{self, Change};
 use crate::orders::model::{
-    JobResult, MerchantOrder, OrderItemStatus, OrderRecord, OrderStatus, events,
+    ErrorType, JobResult, MerchantOrder, OrderItemStatus, OrderRecord, OrderStatus, events,
 };
 use crate::queue::{Job, JobKind, NewJob, Outcome};
 use crate::retailers::registry::Retailer;
@@ -53,11 +53,18 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
             "The order's retailer {:?} is not configured any more",
             order.retailer.as_deref().unwrap_or("")
         );
-        return fail(engine, &order, "unknown_retailer", &message, None).await;
+        return fail(engine, &order, ErrorType::UnknownRetailer, &message, None).await;
     };
     let unresolved = store::unresolved_attempt(db, order_id).await?;
     if unresolved.is_none() && is_expired(&order) {
-        return fail(engine, &order, "expired", &expiry_message(&order), None).await;
+        return fail(
+            engine,
+            &order,
+            ErrorType::Expired,
+            &expiry_message(&order),
+            None,
+        )
+        .await;
     }
 
     let choice = match (&unresolved, &order.retailer_credentials_id) {
@@ -116,7 +123,7 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
             return fail(
                 engine,
                 &order,
-                "retailer_account_unavailable",
+                ErrorType::RetailerAccountUnavailable,
                 &message,
                 None,
             )
@@ -127,7 +134,7 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
                 "There is no active {:?} account to buy with: add one with POST /managed-accounts",
                 retailer.settings.name
             );
-            return fail(engine, &order, "no_retailer_account", &message, None).await;
+            return fail(engine, &order, ErrorType::NoRetailerAccount, &message, None).await;
         }
     };
 
@@ -203,7 +210,7 @@ async fn checkout(
             return fail(
                 engine,
                 order,
-                "retailer_account_unavailable",
+                ErrorType::RetailerAccountUnavailable,
                 &message,
                 None,
             )
@@ -285,7 +292,14 @@ async fn checkout_in_session(
         match resume(engine, job, order, retailer, account, session, &attempt).await? {
             Some(outcome) => return Ok(outcome),
             None if is_expired(order) => {
-                return fail(engine, order, "expired", &expiry_message(order), None).await;
+                return fail(
+                    engine,
+                    order,
+                    ErrorType::Expired,
+                    &expiry_message(order),
+                    None,
+                )
+                .await;
             }
             None => {}
         }
@@ -311,7 +325,14 @@ async fn checkout_in_session(
             price.discount,
             order.max_price
         );
-        return fail(engine, order, "max_price_exceeded", &message, Some(price)).await;
+        return fail(
+            engine,
+            order,
+            ErrorType::MaxPriceExceeded,
+            &message,
+            Some(price),
+        )
+        .await;
     }
 
     // The exactly-once record: committed before the retailer hears of the purchase.
@@ -535,12 +556,19 @@ async fn failed_call(
         DriverError::Permanent {
             error_type,
             message,
-        } if unresolved && error_type != "duplicate_purchase" => {
+        } if unresolved && error_type != ErrorType::DuplicatePurchase => {
             let message = format!(
                 "Whether the order (reference {}) was placed could not be checked at the retailer ({error_type}: {message}): check the retailer account before ordering again",
                 order.id
             );
-            fail(engine, order, "placement_unconfirmed", &message, None).await
+            fail(
+                engine,
+                order,
+                ErrorType::PlacementUnconfirmed,
+                &message,
+                None,
+            )
+            .await
         }
         DriverError::Permanent {
             error_type,
@@ -568,7 +596,14 @@ async fn failed_call(
             retry_or_give_up(engine, job, order, message, None, unresolved).await
         }
         DriverError::Unverifiable { message } => {
-            fail(engine, order, "order_probably_placed", &message, None).await
+            fail(
+                engine,
+                order,
+                ErrorType::OrderProbablyPlaced,
+                &message,
+                None,
+            )
+            .await
         }
     }
 }
@@ -591,9 +626,23 @@ async fn retry_or_give_up(
             "The retailer never confirmed whether the order (reference {}) was placed: check the retailer account before ordering again. Last error: {error}",
             order.id
         );
-        fail(engine, order, "placement_unconfirmed", &message, None).await
+        fail(
+            engine,
+            order,
+            ErrorType::PlacementUnconfirmed,
+            &message,
+            None,
+        )
+        .await
     } else {
         let message = format!("The retailer could not be reached: {error}");
-        fail(engine, order, "retailer_unavailable", &message, None).await
+        fail(
+            engine,
+            order,
+            ErrorType::RetailerUnavailable,
+            &message,
+            None,
+        )
+        .await
     }
 }

@@ -1,13 +1,12 @@
 //! What an order is: its statuses, items and the shape the API returns
 //! (`OrderResponse` in the contract).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::address::Address;
-use crate::retailers::PriceComponents;
 use crate::returns::ReturnSummary;
 use crate::storage::Timestamp;
 
@@ -85,6 +84,142 @@ impl OrderItemStatus {
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Why an order failed, or a retailer refused: an order's `job_result.error_type`, a
+/// test product's `outcome_error_type` and the `error_type` label of
+/// `errand_placements_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// The retailer refused the sign-in: wrong e-mail, password or one-time code, a
+    /// two-factor sign-in without a `totp_secret`, or a `totp_secret` that is not base32.
+    LoginFailed,
+    /// The retailer has no such product, or the URL is not a product page.
+    ProductNotFound,
+    /// The product exists but its offer cannot be bought.
+    ProductUnavailable,
+    /// Not enough in stock.
+    OutOfStock,
+    /// The product has no such variant value.
+    InvalidVariant,
+    /// The product needs variant choices the order did not make (e.g. Color and Size).
+    InsufficientVariants,
+    /// More than the retailer sells to one order.
+    PurchaseLimitExceeded,
+    /// The retailer refused or could not use the shipping address.
+    ShippingAddressRefused,
+    /// The retailer refused something else in the checkout (an empty cart, a message
+    /// too long, …).
+    CheckoutRefused,
+    /// The account's payment was declined.
+    PaymentDeclined,
+    /// A bot check or similar blocked the checkout.
+    CheckoutBlocked,
+    /// The total changed while checking out (a recipe's detector); nothing was bought
+    /// and the engine quotes again rather than fail the order.
+    PriceChanged,
+    /// Any other refusal or failure at the retailer.
+    RetailerError,
+    /// The retailer asks to try again later (a recipe's detector): the engine retries
+    /// rather than fail the order.
+    TemporarilyUnavailable,
+    /// The retailer holds more than one order with this order's reference.
+    DuplicatePurchase,
+    /// The retailer's recipe has no tracking phase, so a placed order cannot be read
+    /// back (a tracking job's error, not an order's).
+    TrackingUnavailable,
+    /// The retailer's orders cannot be cancelled through Errand (its recipe cannot).
+    CancellationUnsupported,
+    /// The retailer's total is above the order's `max_price`; nothing was bought.
+    MaxPriceExceeded,
+    /// The order was not placed by its `expiration.timestamp`.
+    Expired,
+    /// No active managed account for the order's retailer in the key's mode.
+    NoRetailerAccount,
+    /// The order's named account was deleted or deactivated, or its secrets cannot
+    /// be decrypted (another master key).
+    RetailerAccountUnavailable,
+    /// The order's retailer is no longer in the configuration.
+    UnknownRetailer,
+    /// Temporary failures used up every attempt; nothing was bought.
+    RetailerUnavailable,
+    /// An earlier purchase request's outcome could not be checked at the retailer:
+    /// every attempt was used up, or the retailer now refuses the look-up.
+    PlacementUnconfirmed,
+    /// The final click may have bought the order and the retailer cannot be asked
+    /// whether it did (its recipe has no lookup phase).
+    OrderProbablyPlaced,
+}
+
+impl ErrorType {
+    pub const ALL: [ErrorType; 25] = [
+        ErrorType::LoginFailed,
+        ErrorType::ProductNotFound,
+        ErrorType::ProductUnavailable,
+        ErrorType::OutOfStock,
+        ErrorType::InvalidVariant,
+        ErrorType::InsufficientVariants,
+        ErrorType::PurchaseLimitExceeded,
+        ErrorType::ShippingAddressRefused,
+        ErrorType::CheckoutRefused,
+        ErrorType::PaymentDeclined,
+        ErrorType::CheckoutBlocked,
+        ErrorType::PriceChanged,
+        ErrorType::RetailerError,
+        ErrorType::TemporarilyUnavailable,
+        ErrorType::DuplicatePurchase,
+        ErrorType::TrackingUnavailable,
+        ErrorType::CancellationUnsupported,
+        ErrorType::MaxPriceExceeded,
+        ErrorType::Expired,
+        ErrorType::NoRetailerAccount,
+        ErrorType::RetailerAccountUnavailable,
+        ErrorType::UnknownRetailer,
+        ErrorType::RetailerUnavailable,
+        ErrorType::PlacementUnconfirmed,
+        ErrorType::OrderProbablyPlaced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::LoginFailed => "login_failed",
+            ErrorType::ProductNotFound => "product_not_found",
+            ErrorType::ProductUnavailable => "product_unavailable",
+            ErrorType::OutOfStock => "out_of_stock",
+            ErrorType::InvalidVariant => "invalid_variant",
+            ErrorType::InsufficientVariants => "insufficient_variants",
+            ErrorType::PurchaseLimitExceeded => "purchase_limit_exceeded",
+            ErrorType::ShippingAddressRefused => "shipping_address_refused",
+            ErrorType::CheckoutRefused => "checkout_refused",
+            ErrorType::PaymentDeclined => "payment_declined",
+            ErrorType::CheckoutBlocked => "checkout_blocked",
+            ErrorType::PriceChanged => "price_changed",
+            ErrorType::RetailerError => "retailer_error",
+            ErrorType::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorType::DuplicatePurchase => "duplicate_purchase",
+            ErrorType::TrackingUnavailable => "tracking_unavailable",
+            ErrorType::CancellationUnsupported => "cancellation_unsupported",
+            ErrorType::MaxPriceExceeded => "max_price_exceeded",
+            ErrorType::Expired => "expired",
+            ErrorType::NoRetailerAccount => "no_retailer_account",
+            ErrorType::RetailerAccountUnavailable => "retailer_account_unavailable",
+            ErrorType::UnknownRetailer => "unknown_retailer",
+            ErrorType::RetailerUnavailable => "retailer_unavailable",
+            ErrorType::PlacementUnconfirmed => "placement_unconfirmed",
+            ErrorType::OrderProbablyPlaced => "order_probably_placed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -225,7 +360,8 @@ pub fn screenshot_url(base: &str, order_id: Uuid, name: &str) -> String {
 pub struct JobResult {
     pub success: bool,
     /// Why the order failed, e.g. `max_price_exceeded`, `out_of_stock`, `expired`.
-    pub error_type: Option<String>,
+    #[serde(default, deserialize_with = "stored_error_type")]
+    pub error_type: Option<ErrorType>,
     /// A sentence a person can act on.
     pub error: Option<String>,
     /// What the retailer charged, or quoted when the cap refused it.
@@ -234,6 +370,34 @@ pub struct JobResult {
     pub merchant_order_ids: Vec<MerchantOrder>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub estimated_delivery: Option<Timestamp>,
+}
+
+/// Reads a stored `job_result.error_type`. A name this version does not know (one a
+/// newer version wrote before a downgrade) reads as none, and the order's `error` still
+/// says why it failed: an order must stay readable, and one unknown name must not make
+/// a whole list of orders fail to load.
+fn stored_error_type<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<ErrorType>, D::Error> {
+    let name = Option::<String>::deserialize(deserializer)?;
+    Ok(name.and_then(|name| {
+        let known = ErrorType::parse(&name);
+        if known.is_none() {
+            tracing::warn!(error_type = %name, "a stored job_result has an unknown error_type; it reads as none");
+        }
+        known
+    }))
+}
+
+/// What the retailer will charge, in minor units.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PriceComponents {
+    pub subtotal: i64,
+    pub shipping: i64,
+    pub tax: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub currency: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -267,4 +431,63 @@ pub mod events {
     pub const SHIPPED: &str = "order.shipped";
     pub const DELIVERED: &str = "order.delivered";
     pub const CANCELLED_BY_RETAILER: &str = "order.cancelled_by_retailer";
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_error_type_is_listed_once_and_named_as_serde_names_it() {
+        let distinct: HashSet<ErrorType> = ErrorType::ALL.into_iter().collect();
+        assert_eq!(distinct.len(), ErrorType::ALL.len());
+        for error_type in ErrorType::ALL {
+            let name = error_type.as_str();
+            assert_eq!(serde_json::to_value(error_type).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<ErrorType>(name.into()).unwrap(),
+                error_type
+            );
+            assert_eq!(ErrorType::parse(name), Some(error_type));
+            assert_eq!(error_type.to_string(), name);
+        }
+        assert_eq!(ErrorType::parse("sold_out"), None);
+    }
+
+    #[test]
+    fn stored_job_results_read_with_known_unknown_and_missing_error_types() {
+        let read = |stored: serde_json::Value| {
+            serde_json::from_value::<JobResult>(stored)
+                .unwrap()
+                .error_type
+        };
+        let failed = |error_type: serde_json::Value| {
+            serde_json::json!({
+                "success": false,
+                "error_type": error_type,
+                "error": "why",
+                "price_components": null,
+                "merchant_order_ids": [],
+                "estimated_delivery": null,
+            })
+        };
+        assert_eq!(
+            read(failed("max_price_exceeded".into())),
+            Some(ErrorType::MaxPriceExceeded)
+        );
+        assert_eq!(read(failed(serde_json::Value::Null)), None);
+        assert_eq!(read(failed("a_newer_error_type".into())), None);
+        assert_eq!(read(serde_json::json!({"success": true})), None);
+        // And it is written as the same name it is read from.
+        let result = JobResult {
+            error_type: Some(ErrorType::OutOfStock),
+            ..JobResult::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&result).unwrap()["error_type"],
+            "out_of_stock"
+        );
+    }
 }

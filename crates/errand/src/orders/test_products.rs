@@ -4,7 +4,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::model::OrderStatus;
+use super::model::{ErrorType, OrderStatus};
 
 /// A product with a fixed outcome.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -16,7 +16,7 @@ pub struct TestProduct {
     /// The status an order for it (alone, with a sufficient `max_price`) ends in.
     pub outcome_status: OrderStatus,
     /// The `job_result.error_type` of a failed order.
-    pub outcome_error_type: Option<&'static str>,
+    pub outcome_error_type: Option<ErrorType>,
     pub description: &'static str,
 }
 
@@ -25,19 +25,19 @@ pub struct TestProductList {
     pub test_products: Vec<TestProduct>,
 }
 
-const PRODUCTS: &[(&str, &str, OrderStatus, Option<&str>, &str)] = &[
+const PRODUCTS: &[(&str, &str, OrderStatus, Option<ErrorType>, &str)] = &[
     (
         "B0TEST0001",
         "out_of_stock",
         OrderStatus::OrderFailed,
-        Some("out_of_stock"),
+        Some(ErrorType::OutOfStock),
         "Always out of stock.",
     ),
     (
         "B0TEST0002",
         "price_rise",
         OrderStatus::OrderFailed,
-        Some("max_price_exceeded"),
+        Some(ErrorType::MaxPriceExceeded),
         "The checkout total is $20.00 above the listed price: fails unless max_price covers it, and nothing is bought.",
     ),
     (
@@ -58,21 +58,21 @@ const PRODUCTS: &[(&str, &str, OrderStatus, Option<&str>, &str)] = &[
         "B0TEST0005",
         "payment_declined",
         OrderStatus::OrderFailed,
-        Some("payment_declined"),
+        Some(ErrorType::PaymentDeclined),
         "The card is declined.",
     ),
     (
         "B0TEST0006",
         "checkout_blocked",
         OrderStatus::OrderFailed,
-        Some("checkout_blocked"),
+        Some(ErrorType::CheckoutBlocked),
         "A bot check blocks the checkout.",
     ),
     (
         "B0TEST0007",
         "address_refused",
         OrderStatus::OrderFailed,
-        Some("shipping_address_refused"),
+        Some(ErrorType::ShippingAddressRefused),
         "Every shipping address is refused.",
     ),
     (
@@ -93,7 +93,7 @@ const PRODUCTS: &[(&str, &str, OrderStatus, Option<&str>, &str)] = &[
         "B0TEST0010",
         "needs_two_factor",
         OrderStatus::OrderFailed,
-        Some("login_failed"),
+        Some(ErrorType::LoginFailed),
         "Needs two-factor sign-in: fails with an account without a TOTP secret, is placed with one.",
     ),
 ];

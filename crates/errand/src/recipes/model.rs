@@ -7,6 +7,7 @@ use std::fmt;
 use super::format::AccountMode;
 use super::template::Template;
 use super::values::{Currency, ParseKind};
+use crate::orders::model::ErrorType;
 
 /// A validated recipe.
 #[derive(Debug, Clone)]
@@ -163,7 +164,7 @@ pub struct Step {
     /// Run the step only if this variable has a non-empty value.
     pub if_set: Option<super::template::Var>,
     /// The order's `error_type` when the step fails; one of [`ERROR_TYPES`].
-    pub error_type: Option<&'static str>,
+    pub error_type: Option<ErrorType>,
     pub location: Location,
 }
 
@@ -283,7 +284,7 @@ pub enum Expectation {
 #[derive(Debug, Clone)]
 pub struct Detector {
     /// The order's `error_type` when it fires; one of [`ERROR_TYPES`].
-    pub error_type: &'static str,
+    pub error_type: ErrorType,
     /// Elements matching this selector...
     pub css: Option<String>,
     /// ...or, with `css`, whose text contains this; alone, any visible text.
@@ -295,21 +296,21 @@ pub struct Detector {
 
 /// The `error_type`s a detector can give an order. `temporarily_unavailable` is not a
 /// failure: the engine tries again later.
-pub const ERROR_TYPES: [&str; 14] = [
-    "login_failed",
-    "product_not_found",
-    "product_unavailable",
-    "out_of_stock",
-    "invalid_variant",
-    "insufficient_variants",
-    "purchase_limit_exceeded",
-    "shipping_address_refused",
-    "checkout_refused",
-    "payment_declined",
-    "checkout_blocked",
-    "price_changed",
-    "retailer_error",
-    "temporarily_unavailable",
+pub const ERROR_TYPES: [ErrorType; 14] = [
+    ErrorType::LoginFailed,
+    ErrorType::ProductNotFound,
+    ErrorType::ProductUnavailable,
+    ErrorType::OutOfStock,
+    ErrorType::InvalidVariant,
+    ErrorType::InsufficientVariants,
+    ErrorType::PurchaseLimitExceeded,
+    ErrorType::ShippingAddressRefused,
+    ErrorType::CheckoutRefused,
+    ErrorType::PaymentDeclined,
+    ErrorType::CheckoutBlocked,
+    ErrorType::PriceChanged,
+    ErrorType::RetailerError,
+    ErrorType::TemporarilyUnavailable,
 ];
 
 /// A value the engine takes from a phase's reads, and how it must be read.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::template::Var;
 use super::values::{Value, parse};
 use super::*;
+use crate::orders::model::ErrorType;
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,7 +103,7 @@ fn the_demo_recipe_loads() {
     assert_eq!(
         recipe
             .detectors_for(Phase::Place)
-            .map(|d| d.error_type)
+            .map(|d| d.error_type.as_str())
             .collect::<Vec<_>>(),
         [
             "login_failed",
@@ -171,7 +172,7 @@ fn variants_chosen_by_following_links() {
         panic!("{:?}", step_kinds(product));
     };
     assert_eq!(step_kinds(steps), ["click", "wait_for"]);
-    assert_eq!(steps[0].error_type, Some("invalid_variant"));
+    assert_eq!(steps[0].error_type, Some(ErrorType::InvalidVariant));
     let price = product
         .iter()
         .find_map(|s| match &s.action {
@@ -340,8 +341,12 @@ fn modifiers_are_checked() {
             "t.toml:22:58: an optional step never fails, so it cannot have an error_type",
         ]
     );
-    assert!(
-        found[5].starts_with("t.toml:23:41: unknown error_type \"sold_out\" (known: login_failed,")
+    assert_eq!(
+        found[5],
+        "t.toml:23:41: unknown error_type \"sold_out\" (known: login_failed, product_not_found, \
+         product_unavailable, out_of_stock, invalid_variant, insufficient_variants, \
+         purchase_limit_exceeded, shipping_address_refused, checkout_refused, payment_declined, \
+         checkout_blocked, price_changed, retailer_error, temporarily_unavailable)"
     );
     assert_eq!(
         found[6..],
@@ -360,7 +365,7 @@ fn modifiers_are_checked() {
             step.error_type,
             step.optional
         ),
-        (2, Some(5000), Some("retailer_error"), false)
+        (2, Some(5000), Some(ErrorType::RetailerError), false)
     );
     assert!(matches!(&step.if_present, Some(Target::Css(t)) if t.source() == "#id"));
 }

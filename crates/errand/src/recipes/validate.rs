@@ -11,6 +11,7 @@ use super::format::{self, AccountMode, RecipeFile, StepTable, TargetTable, WaitT
 use super::model::*;
 use super::template::{AccountField, OrderField, Template, Var, is_value_name};
 use super::values::{Currency, ParseKind};
+use crate::orders::model::ErrorType;
 
 /// Longest a step may wait: ten minutes.
 const MAX_TIMEOUT_MS: i64 = 600_000;
@@ -179,19 +180,21 @@ impl Validator<'_> {
         })
     }
 
-    fn error_type(&mut self, raw: &Spanned<String>) -> Option<&'static str> {
-        let found = ERROR_TYPES.iter().find(|t| **t == raw.get_ref().as_str());
+    fn error_type(&mut self, raw: &Spanned<String>) -> Option<ErrorType> {
+        let found = ERROR_TYPES
+            .into_iter()
+            .find(|t| t.as_str() == raw.get_ref().as_str());
         if found.is_none() {
             self.problem(
                 &raw.span(),
                 format!(
                     "unknown error_type {:?} (known: {})",
                     raw.get_ref(),
-                    ERROR_TYPES.join(", ")
+                    ERROR_TYPES.map(ErrorType::as_str).join(", ")
                 ),
             );
         }
-        found.copied()
+        found
     }
 
     fn non_empty(&mut self, value: Option<&Spanned<String>>, key: &str) -> Option<String> {

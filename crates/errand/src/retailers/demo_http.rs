@@ -11,10 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, ProductInfo,
-    ProductVariant, Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, Quote, RetailerLine,
+    RetailerOrder, RetailerOrderStatus, RetailerVariant, Session, Shipment,
 };
-use crate::orders::model::Variant;
+use crate::orders::model::{ErrorType, PriceComponents, Variant};
 use crate::storage::Timestamp;
 
 /// Extra tries of a repeatable call after a temporary failure.
@@ -84,7 +84,7 @@ impl DemoHttpDriver {
         let url = self
             .base
             .join(path)
-            .map_err(|e| DriverError::permanent("retailer_error", e.to_string()))?;
+            .map_err(|e| DriverError::permanent(ErrorType::RetailerError, e.to_string()))?;
         let mut request = self.client.request(method, url);
         if let Some(session) = session {
             request = request.bearer_auth(&session.0);
@@ -193,19 +193,23 @@ fn classify(
     };
     match code {
         "price_changed" => DriverError::PriceChanged,
-        "invalid_credentials" => permanent("login_failed"),
-        "totp_required" | "invalid_totp" => permanent("login_failed"),
-        "out_of_stock" => permanent("out_of_stock"),
-        "invalid_variant" => permanent("invalid_variant"),
-        "insufficient_variants" => permanent("insufficient_variants"),
-        "product_not_found" => permanent("product_not_found"),
-        "invalid_offer" => permanent("product_unavailable"),
-        "purchase_limit_exceeded" => permanent("purchase_limit_exceeded"),
-        "payment_declined" => permanent("payment_declined"),
-        "checkout_blocked" => permanent("checkout_blocked"),
-        "shipping_address_refused" | "address_invalid" => permanent("shipping_address_refused"),
-        "gift_message_too_long" | "buyer_reference_too_long" => permanent("checkout_refused"),
-        "cart_empty" => permanent("checkout_refused"),
+        "invalid_credentials" => permanent(ErrorType::LoginFailed),
+        "totp_required" | "invalid_totp" => permanent(ErrorType::LoginFailed),
+        "out_of_stock" => permanent(ErrorType::OutOfStock),
+        "invalid_variant" => permanent(ErrorType::InvalidVariant),
+        "insufficient_variants" => permanent(ErrorType::InsufficientVariants),
+        "product_not_found" => permanent(ErrorType::ProductNotFound),
+        "invalid_offer" => permanent(ErrorType::ProductUnavailable),
+        "purchase_limit_exceeded" => permanent(ErrorType::PurchaseLimitExceeded),
+        "payment_declined" => permanent(ErrorType::PaymentDeclined),
+        "checkout_blocked" => permanent(ErrorType::CheckoutBlocked),
+        "shipping_address_refused" | "address_invalid" => {
+            permanent(ErrorType::ShippingAddressRefused)
+        }
+        "gift_message_too_long" | "buyer_reference_too_long" => {
+            permanent(ErrorType::CheckoutRefused)
+        }
+        "cart_empty" => permanent(ErrorType::CheckoutRefused),
         _ if status == StatusCode::TOO_MANY_REQUESTS
             || status.is_server_error()
             || status == StatusCode::REQUEST_TIMEOUT =>
@@ -215,9 +219,9 @@ fn classify(
                 retry_after,
             }
         }
-        _ if status == StatusCode::UNAUTHORIZED => permanent("login_failed"),
+        _ if status == StatusCode::UNAUTHORIZED => permanent(ErrorType::LoginFailed),
         _ => DriverError::Permanent {
-            error_type: "retailer_error",
+            error_type: ErrorType::RetailerError,
             message: format!("{message} ({status}, {code:?})"),
         },
     }
@@ -390,7 +394,10 @@ impl Driver for DemoHttpDriver {
 
     async fn product(&self, url: &url::Url) -> Result<ProductInfo, DriverError> {
         let id = self.product_id(url).ok_or_else(|| {
-            DriverError::permanent("product_not_found", format!("{url} is not a product page"))
+            DriverError::permanent(
+                ErrorType::ProductNotFound,
+                format!("{url} is not a product page"),
+            )
         })?;
         let answer = self
             .call(Method::GET, &format!("api/products/{id}"), None, None)
@@ -411,7 +418,7 @@ impl Driver for DemoHttpDriver {
                     })
                     .collect();
                 options.sort_by(|a, b| a.label.cmp(&b.label));
-                ProductVariant {
+                RetailerVariant {
                     options,
                     price: v["price"].as_i64().unwrap_or(0),
                     in_stock: v["in_stock"].as_bool().unwrap_or(false),
@@ -434,7 +441,7 @@ impl Driver for DemoHttpDriver {
         let totp = match &credentials.totp_secret {
             Some(secret) => Some(super::totp::current_code(secret).ok_or_else(|| {
                 DriverError::permanent(
-                    "login_failed",
+                    ErrorType::LoginFailed,
                     "the account's TOTP secret is not valid base32",
                 )
             })?),
@@ -464,10 +471,10 @@ impl Driver for DemoHttpDriver {
             .await?;
         for line in &checkout.lines {
             let url = url::Url::parse(&line.url)
-                .map_err(|e| DriverError::permanent("product_not_found", e.to_string()))?;
+                .map_err(|e| DriverError::permanent(ErrorType::ProductNotFound, e.to_string()))?;
             let product_id = self.product_id(&url).ok_or_else(|| {
                 DriverError::permanent(
-                    "product_not_found",
+                    ErrorType::ProductNotFound,
                     format!("{} is not a product page", line.url),
                 )
             })?;
@@ -523,7 +530,7 @@ impl Driver for DemoHttpDriver {
         let mut url = self
             .base
             .join("api/orders")
-            .map_err(|e| DriverError::permanent("retailer_error", e.to_string()))?;
+            .map_err(|e| DriverError::permanent(ErrorType::RetailerError, e.to_string()))?;
         url.query_pairs_mut().append_pair("reference", reference);
         let path = format!("api/orders?{}", url.query().unwrap_or_default());
         let answer = self.call(Method::GET, &path, Some(session), None).await?;
@@ -532,7 +539,7 @@ impl Driver for DemoHttpDriver {
             0 => Ok(None),
             1 => order_from(orders[0].clone()).map(Some),
             n => Err(DriverError::permanent(
-                "duplicate_purchase",
+                ErrorType::DuplicatePurchase,
                 format!("the store holds {n} orders with reference {reference}"),
             )),
         }

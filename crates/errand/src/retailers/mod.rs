@@ -10,11 +10,8 @@ pub mod totp;
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use crate::orders::address::Address;
-use crate::orders::model::Variant;
+use crate::orders::model::{ErrorType, PriceComponents, Variant};
 use crate::storage::Timestamp;
 
 pub use registry::{Registry, RetailerSettings};
@@ -57,30 +54,20 @@ pub struct CheckoutRequest {
     pub reference: String,
 }
 
-/// What the retailer will charge, in minor units.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PriceComponents {
-    pub subtotal: i64,
-    pub shipping: i64,
-    pub tax: i64,
-    pub discount: i64,
-    pub total: i64,
-    pub currency: String,
-}
-
 /// A product as the retailer shows it.
 #[derive(Debug, Clone)]
 pub struct ProductInfo {
     pub product_id: String,
     pub title: String,
     pub currency: String,
-    pub variants: Vec<ProductVariant>,
+    pub variants: Vec<RetailerVariant>,
 }
 
-/// One buyable variant: its choices (empty for a product without variants), price and
-/// availability.
+/// One buyable variant at the retailer: its choices (empty for a product without
+/// variants), price and availability. (An order's choice of variant is
+/// [`Variant`], `ProductVariant` in the API.)
 #[derive(Debug, Clone)]
-pub struct ProductVariant {
+pub struct RetailerVariant {
     pub options: Vec<Variant>,
     pub price: i64,
     pub in_stock: bool,
@@ -162,7 +149,7 @@ pub enum DriverError {
     /// The store refused, and will refuse again: the order fails with this `error_type`.
     #[error("{error_type}: {message}")]
     Permanent {
-        error_type: &'static str,
+        error_type: ErrorType,
         message: String,
     },
     /// The store answered with a temporary failure; nothing happened there.
@@ -185,7 +172,7 @@ pub enum DriverError {
 }
 
 impl DriverError {
-    pub fn permanent(error_type: &'static str, message: impl Into<String>) -> DriverError {
+    pub fn permanent(error_type: ErrorType, message: impl Into<String>) -> DriverError {
         DriverError::Permanent {
             error_type,
             message: message.into(),

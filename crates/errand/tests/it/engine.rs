@@ -304,7 +304,7 @@ async fn the_demo_driver_reads_products() {
     assert!(matches!(
         error,
         errand::retailers::DriverError::Permanent {
-            error_type: "product_not_found",
+            error_type: errand::orders::model::ErrorType::ProductNotFound,
             ..
         }
     ));

@@ -19,6 +19,20 @@ pub async fn force_status(app: &TestApp, id: &str, status: &str) {
     .unwrap();
 }
 
+/// Stores `job_result` on an order behind the API's back (as another version may have).
+async fn force_job_result(app: &TestApp, id: &str, job_result: Value) {
+    let id = errand::storage::DbId(id.parse().unwrap());
+    errand::on_db!(app.db(), writer, |pool| {
+        sqlx::query("UPDATE orders SET job_result = $1 WHERE id = $2")
+            .bind(sqlx::types::Json(&job_result))
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ())
+    })
+    .unwrap();
+}
+
 async fn cancel(app: &TestApp, id: &str) -> (StatusCode, Value) {
     json_of(
         app.post(&format!("/orders/{id}/cancel"))
@@ -81,6 +95,38 @@ crate::on_both_databases! {
         let (code, body) = cancel(&app, "123").await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error_list(&body), vec![(json!(["path", "order_id"]), "uuid_parsing".to_string())]);
+    }
+
+    async fn a_stored_error_type_this_version_does_not_know_reads_as_null(app: TestApp) {
+        let stored = |error_type: &str| json!({
+            "success": false,
+            "error_type": error_type,
+            "error": "The retailer said no",
+            "price_components": null,
+            "merchant_order_ids": [],
+            "estimated_delivery": null,
+        });
+        let known = app.created(&order_body()).await;
+        let known = known["id"].as_str().unwrap();
+        force_status(&app, known, "order_failed").await;
+        force_job_result(&app, known, stored("out_of_stock")).await;
+        let newer = app.created(&order_body()).await;
+        let newer = newer["id"].as_str().unwrap();
+        force_status(&app, newer, "order_failed").await;
+        force_job_result(&app, newer, stored("an_error_type_from_a_newer_version")).await;
+
+        let (status, order) = app.get_order(known).await;
+        assert_eq!(status, StatusCode::OK, "{order:#}");
+        assert_eq!(order["job_result"]["error_type"], "out_of_stock");
+        let (status, order) = app.get_order(newer).await;
+        assert_eq!(status, StatusCode::OK, "{order:#}");
+        crate::support::schema::assert_valid("OrderResponse", &order);
+        assert_eq!(order["job_result"]["error_type"], Value::Null);
+        assert_eq!(order["job_result"]["error"], "The retailer said no");
+
+        let (status, list) = json_of(app.get("/orders").send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{list:#}");
+        assert_eq!(list["orders"].as_array().map(Vec::len), Some(2), "{list:#}");
     }
 
     async fn orders_keys_and_idempotency_survive_a_restart(app: TestApp) {

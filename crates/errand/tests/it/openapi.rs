@@ -427,6 +427,40 @@ async fn check_docs_page_works_offline(app: &TestApp) {
     );
 }
 
+async fn check_error_types_are_a_named_schema(app: &TestApp) {
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    let names: Vec<&str> = errand::orders::model::ErrorType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(
+        enum_values(&schemas["ErrorType"]),
+        Some(names.iter().map(|n| Value::from(*n)).collect()),
+        "ErrorType lists every error type, as ErrorType::ALL does"
+    );
+    let nullable_error_type = BTreeSet::from(["ref:ErrorType".to_string(), "null".to_string()]);
+    for (schema, property) in [
+        ("JobResult", "error_type"),
+        ("TestProduct", "outcome_error_type"),
+    ] {
+        let found = &schemas[schema]["properties"][property];
+        assert_eq!(
+            signature(found),
+            nullable_error_type,
+            "{schema}.{property}: {found}"
+        );
+    }
+}
+
 crate::on_both_databases! {
     async fn openapi_document_matches_the_contract(app: TestApp) {
         check_openapi_document_matches_the_contract(&app).await
@@ -438,5 +472,9 @@ crate::on_both_databases! {
 
     async fn docs_page_works_offline(app: TestApp) {
         check_docs_page_works_offline(&app).await
+    }
+
+    async fn error_types_are_a_named_schema(app: TestApp) {
+        check_error_types_are_a_named_schema(&app).await
     }
 }

@@ -15,13 +15,14 @@ use tokio::sync::Mutex;
 use super::chromium::{Checkout, Chromium};
 use super::runner::{Failure, ItemInput, OrderInputs, Read, Runner};
 use crate::orders::address::Address;
+use crate::orders::model::{ErrorType, PriceComponents};
 use crate::recipes::AccountMode;
 use crate::recipes::Recipe;
 use crate::recipes::model::Phase;
 use crate::recipes::values::Value;
 use crate::retailers::{
-    Artifact, CheckoutRequest, Credentials, Driver, DriverError, PriceComponents, ProductInfo,
-    ProductVariant, Quote, RetailerLine, RetailerOrder, RetailerOrderStatus, Session, Shipment,
+    Artifact, CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, Quote, RetailerLine,
+    RetailerOrder, RetailerOrderStatus, RetailerVariant, Session, Shipment,
 };
 use crate::storage::Timestamp;
 
@@ -244,7 +245,7 @@ impl Driver for BrowserDriver {
                 product_id: self.product_id(url).unwrap_or_default(),
                 title: runner.text("title").unwrap_or_default().to_string(),
                 currency: self.recipe.currency.code().to_string(),
-                variants: vec![ProductVariant {
+                variants: vec![RetailerVariant {
                     options: vec![],
                     price: runner.money("price").unwrap_or_default(),
                     in_stock: !runner
@@ -366,7 +367,7 @@ impl Driver for BrowserDriver {
     ) -> Result<RetailerOrder, DriverError> {
         if self.recipe.phase(Phase::Tracking).is_none() {
             return Err(DriverError::permanent(
-                "tracking_unavailable",
+                ErrorType::TrackingUnavailable,
                 format!("the {} recipe has no tracking phase", self.retailer),
             ));
         }
@@ -393,7 +394,7 @@ impl Driver for BrowserDriver {
         _merchant_order_id: &str,
     ) -> Result<(), DriverError> {
         Err(DriverError::permanent(
-            "cancellation_unsupported",
+            ErrorType::CancellationUnsupported,
             format!("the {} recipe cannot cancel orders", self.retailer),
         ))
     }
@@ -451,7 +452,7 @@ impl BrowserDriver {
         if self.recipe.phase(Phase::Lookup).is_none() {
             return Err(match refused {
                 DriverError::Permanent {
-                    error_type: "payment_declined",
+                    error_type: ErrorType::PaymentDeclined,
                     ..
                 }
                 | DriverError::PriceChanged => refused,
@@ -526,14 +527,14 @@ impl BrowserDriver {
 fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
     match failure {
         Failure::Detected {
-            error_type: "temporarily_unavailable",
+            error_type: ErrorType::TemporarilyUnavailable,
             message,
         } => DriverError::Transient {
             message: format!("{retailer}: {message}"),
             retry_after: None,
         },
         Failure::Detected {
-            error_type: "price_changed",
+            error_type: ErrorType::PriceChanged,
             ..
         } => DriverError::PriceChanged,
         Failure::Detected {

@@ -14,7 +14,7 @@ use futures_util::future::BoxFuture;
 use serde_json::{Value as Json, json};
 
 use crate::orders::address::Address;
-use crate::orders::model::Variant;
+use crate::orders::model::{ErrorType, Variant};
 use crate::recipes::Recipe;
 use crate::recipes::model::{Action, Expectation, Phase, Step, Target, WaitFor};
 use crate::recipes::template::{AccountValues, Context, Escape, ItemValues, OrderValues, Template};
@@ -56,7 +56,7 @@ pub enum Failure {
     /// `error_type`: the order fails with it.
     #[error("{message}")]
     Detected {
-        error_type: &'static str,
+        error_type: ErrorType,
         message: String,
     },
     /// A step failed and nothing says why: the page is not what the recipe expects.
@@ -65,9 +65,9 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn error_type(&self) -> Option<&'static str> {
+    pub fn error_type(&self) -> Option<ErrorType> {
         match self {
-            Failure::Detected { error_type, .. } => Some(error_type),
+            Failure::Detected { error_type, .. } => Some(*error_type),
             Failure::Step(_) => None,
         }
     }
