@@ -16,8 +16,42 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 pub const MIN_TOTP_LEN: usize = 16;
 pub const MAX_TOTP_LEN: usize = 256;
 
-const CREATE_FIELDS: [&str; 5] = ["retailer", "email", "password", "totp_secret", "active"];
-const UPDATE_FIELDS: [&str; 4] = ["email", "password", "totp_secret", "active"];
+const CREATE_FIELDS: [&str; 6] = [
+    "retailer",
+    "email",
+    "password",
+    "totp_secret",
+    "active",
+    "retailer_config",
+];
+const UPDATE_FIELDS: [&str; 6] = [
+    "retailer",
+    "email",
+    "password",
+    "totp_secret",
+    "active",
+    "retailer_config",
+];
+
+/// `retailer_config`, which the contract allows on managed accounts: Errand keeps a
+/// retailer's configuration in `errand.toml`, not per account, so only an empty one
+/// (or `null`) is accepted.
+fn check_no_retailer_config(obj: &Object<'_>, errors: &mut Errors) {
+    match obj.optional("retailer_config") {
+        None => {}
+        Some(Value::Object(config)) if config.is_empty() => {}
+        Some(Value::Object(_)) => errors.add(
+            &obj.loc("retailer_config"),
+            "retailer_config_unsupported",
+            "Errand keeps no per-account retailer configuration: configure the retailer in errand.toml ([[retailers]])",
+        ),
+        Some(_) => errors.add(
+            &obj.loc("retailer_config"),
+            "dict_type",
+            "Input should be a valid dictionary",
+        ),
+    }
+}
 
 fn object<'a>(body: &'a Value, errors: &mut Errors) -> Result<Object<'a>, ValidationErrors> {
     Object::new(body, Loc::body(), errors).ok_or_else(|| {
@@ -37,6 +71,7 @@ pub fn parse_create(
     let mut errors = Errors::default();
     let obj = object(body, &mut errors)?;
     obj.refuse_unknown(&CREATE_FIELDS, &mut errors);
+    check_no_retailer_config(&obj, &mut errors);
     let retailer = obj
         .required_str("retailer", &mut errors)
         .and_then(|name| check_retailer(name, retailers, &obj.loc("retailer"), &mut errors));
@@ -75,6 +110,10 @@ pub fn parse_update(body: &Value) -> Result<RetailerAccountUpdate, ValidationErr
     let mut errors = Errors::default();
     let obj = object(body, &mut errors)?;
     obj.refuse_unknown(&UPDATE_FIELDS, &mut errors);
+    check_no_retailer_config(&obj, &mut errors);
+    let retailer = obj
+        .optional_str("retailer", &mut errors)
+        .map(str::to_string);
     for field in ["email", "password"] {
         if obj.is_null(field) {
             errors.add(
@@ -108,6 +147,7 @@ pub fn parse_update(body: &Value) -> Result<RetailerAccountUpdate, ValidationErr
         .optional("active")
         .and_then(|v| as_bool(v, &obj.loc("active"), &mut errors));
     errors.finish(|| RetailerAccountUpdate {
+        retailer,
         email,
         password,
         totp_secret,

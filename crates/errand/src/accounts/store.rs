@@ -34,10 +34,23 @@ pub struct RetailerAccount {
     pub updated_at: Timestamp,
     /// Set by a delete: the row stays for the orders placed with it.
     pub deleted_at: Option<Timestamp>,
+    /// The order holding the account for its checkout, until `checkout_lease_until`.
+    pub checkout_order_id: Option<DbId>,
+    pub checkout_lease_until: Option<Timestamp>,
+}
+
+impl RetailerAccount {
+    /// The order checking out with the account right now, if any.
+    pub fn checking_out(&self) -> Option<Uuid> {
+        match (self.checkout_order_id, self.checkout_lease_until) {
+            (Some(order), Some(until)) if until > Timestamp::now() => Some(order.0),
+            _ => None,
+        }
+    }
 }
 
 const COLUMNS: &str = "id, account_id, livemode, retailer, email, has_totp, active, last_used_at, \
-                       created_at, updated_at, deleted_at";
+                       created_at, updated_at, deleted_at, checkout_order_id, checkout_lease_until";
 
 #[derive(sqlx::FromRow)]
 struct SealedRow {
@@ -58,6 +71,8 @@ pub struct NewRetailerAccount {
 /// A partial update: `None` leaves a field as it is.
 #[derive(Clone, Default)]
 pub struct RetailerAccountUpdate {
+    /// The retailer cannot change: given, it must be the account's own.
+    pub retailer: Option<String>,
     pub email: Option<String>,
     pub password: Option<String>,
     /// `Some(None)` removes the TOTP secret.
@@ -69,6 +84,7 @@ impl fmt::Debug for RetailerAccountUpdate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let redacted = |set: bool| if set { "****" } else { "unchanged" };
         f.debug_struct("RetailerAccountUpdate")
+            .field("retailer", &self.retailer)
             .field("email", &self.email)
             .field("password", &redacted(self.password.is_some()))
             .field("totp_secret", &redacted(self.totp_secret.is_some()))
@@ -93,6 +109,8 @@ pub enum AccountError {
     NotFound,
     #[error("the managed account's secrets were changed by another request at the same time")]
     Contended,
+    #[error("the retailer of a managed account cannot be changed (it is {0:?})")]
+    RetailerCannotChange(String),
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -155,6 +173,8 @@ pub async fn create(
                     created_at: now,
                     updated_at: now,
                     deleted_at: None,
+                    checkout_order_id: None,
+                    checkout_lease_until: None,
                 });
             }
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempt < ID_ATTEMPTS => {}
@@ -227,6 +247,12 @@ pub async fn update(
     id: &str,
     change: RetailerAccountUpdate,
 ) -> Result<RetailerAccount, AccountError> {
+    if let Some(retailer) = &change.retailer {
+        let current = get(db, account_id, livemode, id).await?;
+        if current.retailer != *retailer {
+            return Err(AccountError::RetailerCannotChange(current.retailer));
+        }
+    }
     // Nothing to change: `updated_at` keeps meaning "last changed".
     if change.is_empty() {
         return get(db, account_id, livemode, id).await;

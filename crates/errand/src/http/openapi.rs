@@ -59,6 +59,7 @@ use crate::returns;
         request::ExpirationDoc,
         orders::timeline::Timeline,
         orders::timeline::Milestone,
+        orders::timeline::MilestoneType,
         orders::test_products::TestProductList,
         orders::test_products::TestProduct,
         Address,

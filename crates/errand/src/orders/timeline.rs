@@ -6,17 +6,51 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::model::events;
+use super::model::{OrderStatus, events};
+use super::store::corrupt;
 use crate::auth::Tenant;
 use crate::on_db;
 use crate::storage::{Db, DbId, Timestamp};
 
+/// What kind of step a milestone is. The contract lists the customer-facing kinds;
+/// `waiting_for_account` and `placement_started` are Errand's own, shown only in
+/// [`Timeline::progress`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = OrderMilestoneType)]
+pub enum MilestoneType {
+    OrderCreated,
+    WaitingForAccount,
+    PlacementStarted,
+    OrderPlaced,
+    TrackingAcquired,
+    Shipped,
+    Delivered,
+    /// The carrier could not deliver (not reported by any retailer Errand drives yet).
+    Undeliverable,
+    OrderFailed,
+    Cancelled,
+}
+
+impl MilestoneType {
+    /// Whether the contract's timeline shows it (`milestones`).
+    fn is_customer_facing(self) -> bool {
+        !matches!(
+            self,
+            MilestoneType::WaitingForAccount | MilestoneType::PlacementStarted
+        )
+    }
+}
+
 /// One step in an order's life.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OrderMilestone)]
 pub struct Milestone {
-    /// `order_created`, `waiting_for_account`, `placement_started`, `order_placed`,
-    /// `tracking_acquired`, `shipped`, `delivered`, `order_failed` or `cancelled`.
-    pub milestone: &'static str,
+    #[serde(rename = "type")]
+    pub kind: MilestoneType,
+    /// The same as `type` (kept for clients written before `type`).
+    #[schema(deprecated)]
+    pub milestone: MilestoneType,
     pub label: String,
     #[schema(value_type = String, format = DateTime)]
     pub occurred_at: Timestamp,
@@ -27,9 +61,15 @@ pub struct Milestone {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = OrderTimelineResponse)]
 pub struct Timeline {
     pub order_id: Uuid,
+    pub current_status: OrderStatus,
+    /// The customer-facing milestones, oldest first.
     pub milestones: Vec<Milestone>,
+    /// Every step, oldest first, Errand's own included (`waiting_for_account`,
+    /// `placement_started`).
+    pub progress: Vec<Milestone>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -45,79 +85,94 @@ pub async fn timeline(
     tenant: &Tenant,
     order_id: Uuid,
 ) -> Result<Option<Timeline>, sqlx::Error> {
-    let rows: Option<Vec<EventRow>> = on_db!(db, reader, |pool| {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1 AND account_id = $2 AND livemode = $3)",
+    let found: Option<(String, Vec<EventRow>)> = on_db!(db, reader, |pool| {
+        let status: Option<String> = sqlx::query_scalar(
+            "SELECT status FROM orders WHERE id = $1 AND account_id = $2 AND livemode = $3",
         )
         .bind(DbId(order_id))
         .bind(DbId(tenant.account_id))
         .bind(tenant.livemode)
-        .fetch_one(pool)
+        .fetch_optional(pool)
         .await?;
-        if !exists {
+        let Some(status) = status else {
             return Ok(None);
-        }
-        Some(
+        };
+        Some((
+            status,
             sqlx::query_as(
                 "SELECT event, detail, created_at FROM order_events WHERE order_id = $1 ORDER BY sequence",
             )
             .bind(DbId(order_id))
             .fetch_all(pool)
             .await?,
-        )
+        ))
     });
-    Ok(rows.map(|rows| Timeline {
+    let Some((status, rows)) = found else {
+        return Ok(None);
+    };
+    let current_status =
+        OrderStatus::parse(&status).ok_or_else(|| corrupt("order status", &status))?;
+    let progress: Vec<Milestone> = rows.into_iter().filter_map(milestone).collect();
+    Ok(Some(Timeline {
         order_id,
-        milestones: rows.into_iter().filter_map(milestone).collect(),
+        current_status,
+        milestones: progress
+            .iter()
+            .filter(|m| m.kind.is_customer_facing())
+            .cloned()
+            .collect(),
+        progress,
     }))
 }
 
 fn milestone(row: EventRow) -> Option<Milestone> {
     let detail = row.detail.0;
     let text = |key: &str| detail[key].as_str().unwrap_or_default().to_string();
-    let (milestone, source, label) = match row.event.as_str() {
-        events::CREATED => ("order_created", "customer", "Order received".to_string()),
+    use MilestoneType::*;
+    let (kind, source, label) = match row.event.as_str() {
+        events::CREATED => (OrderCreated, "customer", "Order received".to_string()),
         events::WAITING_FOR_ACCOUNT => (
-            "waiting_for_account",
+            WaitingForAccount,
             "errand",
             "Waiting for a free retailer account".to_string(),
         ),
         events::STARTED => (
-            "placement_started",
+            PlacementStarted,
             "errand",
             format!("Checking out at {}", text("retailer")),
         ),
         events::PLACED => (
-            "order_placed",
+            OrderPlaced,
             "retailer",
             format!("Placed with the retailer as {}", text("merchant_order_id")),
         ),
         events::TRACKING_RECEIVED => (
-            "tracking_acquired",
+            TrackingAcquired,
             "retailer",
             "Tracking number received".to_string(),
         ),
-        events::SHIPPED => ("shipped", "retailer", "Shipped".to_string()),
-        events::DELIVERED => ("delivered", "retailer", "Delivered".to_string()),
+        events::SHIPPED => (Shipped, "retailer", "Shipped".to_string()),
+        events::DELIVERED => (Delivered, "retailer", "Delivered".to_string()),
         events::FAILED => (
-            "order_failed",
+            OrderFailed,
             "errand",
             format!("Failed: {}", text("message")),
         ),
         events::CANCELLED => (
-            "cancelled",
+            Cancelled,
             "customer",
             "Cancelled at the customer's request".to_string(),
         ),
         events::CANCELLED_BY_RETAILER => (
-            "cancelled",
+            Cancelled,
             "retailer",
             "Cancelled by the retailer".to_string(),
         ),
         _ => return None,
     };
     Some(Milestone {
-        milestone,
+        kind,
+        milestone: kind,
         label,
         occurred_at: row.created_at,
         source,

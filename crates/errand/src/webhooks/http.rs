@@ -23,12 +23,20 @@ pub fn routes() -> Router<AppState> {
         .route("/webhooks/endpoint/rotate-secret", post(rotate_secret))
 }
 
-/// The account's webhook endpoint: both fields are null until a URL is set.
+/// The account's webhook endpoint (the contract's `WebhookEndpointResponse`): URL and
+/// secret are null until a URL is set.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = WebhookEndpointResponse)]
 pub struct WebhookEndpoint {
-    pub url: Option<String>,
+    pub webhook_url: Option<String>,
     /// Signs every delivery (`whsec_…`): verify `webhook-signature` (Standard Webhooks)
     /// or `X-Webhook-Signature` with it.
+    pub webhook_secret: Option<String>,
+    /// The same as `webhook_url` (kept for clients written before it).
+    #[schema(deprecated)]
+    pub url: Option<String>,
+    /// The same as `webhook_secret` (kept for clients written before it).
+    #[schema(deprecated)]
     pub secret: Option<String>,
     /// Why deliveries stopped (the receiver answered 410 Gone, or every attempt failed
     /// for too long); null while active. Setting the URL again re-enables it.
@@ -49,11 +57,15 @@ impl From<Option<Endpoint>> for WebhookEndpoint {
     fn from(endpoint: Option<Endpoint>) -> Self {
         match endpoint {
             Some(e) => WebhookEndpoint {
+                webhook_url: e.url.clone(),
+                webhook_secret: Some(e.secret.clone()),
                 url: e.url,
                 secret: Some(e.secret),
                 disabled_reason: e.disabled_reason,
             },
             None => WebhookEndpoint {
+                webhook_url: None,
+                webhook_secret: None,
                 url: None,
                 secret: None,
                 disabled_reason: None,

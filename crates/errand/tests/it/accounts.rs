@@ -59,9 +59,14 @@ async fn create(app: &TestApp, key: &str, body: &Value) -> Value {
 async fn listed_ids(app: &TestApp, key: &str) -> Vec<String> {
     let (status, list) = call_json(app, key, Method::GET, "/managed-accounts", None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
-    list["data"]
+    assert_eq!(
+        list["data"], list["credentials"],
+        "the old name lists the same"
+    );
+    assert_eq!(list["total"], list["credentials"].as_array().unwrap().len());
+    list["credentials"]
         .as_array()
-        .expect("data array")
+        .expect("credentials array")
         .iter()
         .map(|a| a["id"].as_str().unwrap().to_string())
         .collect()
@@ -100,6 +105,12 @@ crate::on_both_databases! {
         assert_eq!(first["active"], true, "active by default");
         assert_eq!(first["last_used_at"], Value::Null);
         assert_eq!(first["created_at"], first["updated_at"]);
+        // The contract's fields.
+        assert_eq!(first["short_id"], first["id"]);
+        assert_eq!(first["is_paused"], false);
+        assert_eq!(first["has_forwarding"], false);
+        assert_eq!(first["forwarding_email"], "");
+        assert_eq!(first["locked_by_job_id"], Value::Null);
 
         let (status, fetched) = call_json(&app, &key, Method::GET, &format!("/managed-accounts/{id}"), None).await;
         assert_eq!(status, StatusCode::OK);
@@ -112,9 +123,10 @@ crate::on_both_databases! {
         let second_id = second["id"].as_str().unwrap();
         assert_eq!(listed_ids(&app, &key).await, [second_id, id], "newest first");
 
-        // Partial update: only the fields given change.
+        // Partial update (PUT, as the contract's clients send it, or PATCH): only the
+        // fields given change.
         let path = format!("/managed-accounts/{id}");
-        let (status, updated) = call_json(&app, &key, Method::PATCH, &path,
+        let (status, updated) = call_json(&app, &key, Method::PUT, &path,
                                           Some(&json!({"email": "new@example.com", "active": false}))).await;
         assert_eq!(status, StatusCode::OK, "{updated}");
         assert_eq!(updated["email"], "new@example.com");
@@ -125,9 +137,19 @@ crate::on_both_databases! {
         assert!(updated["updated_at"].as_str() > first["updated_at"].as_str());
         let (_, fetched) = call_json(&app, &key, Method::GET, &path, None).await;
         assert_eq!(fetched, updated);
+        assert_eq!(updated["is_paused"], true);
         let (status, unchanged) = call_json(&app, &key, Method::PATCH, &path, Some(&json!({}))).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(unchanged, updated, "an empty update changes nothing");
+        // The retailer cannot change; naming the same one is fine.
+        let (status, same) = call_json(&app, &key, Method::PUT, &path, Some(&json!({"retailer": "demo", "retailer_config": null}))).await;
+        assert_eq!((status, &same), (StatusCode::OK, &updated));
+        let (status, error) = call_json(&app, &key, Method::PUT, &path, Some(&json!({"retailer": "other"}))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+        assert_eq!(error["detail"][0]["loc"], json!(["body", "retailer"]));
+        let (status, error) = call_json(&app, &key, Method::PUT, &path, Some(&json!({"retailer_config": {"zip": "1"}}))).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+        assert_eq!(error["detail"][0]["loc"], json!(["body", "retailer_config"]));
 
         // A new password keeps the TOTP secret; a null TOTP secret removes it and keeps
         // the password.
@@ -174,7 +196,9 @@ crate::on_both_databases! {
         let created: Value = serde_json::from_str(&text).unwrap();
         let id = created["id"].as_str().unwrap();
         let fields: std::collections::BTreeSet<&str> = created.as_object().unwrap().keys().map(String::as_str).collect();
-        assert_eq!(fields, ["active", "created_at", "email", "has_totp", "id", "last_used_at", "retailer", "updated_at"].into());
+        assert_eq!(fields, ["active", "cooldown_minutes", "created_at", "email", "forwarding_email", "has_forwarding", "has_totp",
+                            "id", "is_paused", "last_used_at", "locked_by_job_id", "retailer", "retailer_config", "retailer_id",
+                            "short_id", "updated_at"].into());
 
         let path = format!("/managed-accounts/{id}");
         let mut bodies = vec![text];
@@ -289,11 +313,12 @@ crate::on_both_databases! {
         let created = create(&app, &key, &account_body()).await;
         let path = format!("/managed-accounts/{}", created["id"].as_str().unwrap());
         let (status, errors) = call_json(&app, &key, Method::PATCH, &path,
-                                         Some(&json!({"retailer": "x", "email": null, "password": 5,
-                                                      "totp_secret": "JBSWY3DP", "active": null}))).await;
+                                         Some(&json!({"retailer": 7, "email": null, "password": 5,
+                                                      "totp_secret": "JBSWY3DP", "active": null, "colour": "red"}))).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error_list(&errors), [
-            (json!(["body", "retailer"]), "extra_forbidden".to_string()),
+            (json!(["body", "colour"]), "extra_forbidden".to_string()),
+            (json!(["body", "retailer"]), "string_type".to_string()),
             (json!(["body", "email"]), "string_type".to_string()),
             (json!(["body", "active"]), "bool_type".to_string()),
             (json!(["body", "password"]), "string_type".to_string()),
@@ -390,9 +415,9 @@ async fn the_openapi_document_lists_the_managed_account_operations() {
     for (path, method) in [
         ("/managed-accounts", "get"),
         ("/managed-accounts", "post"),
-        ("/managed-accounts/{id}", "get"),
-        ("/managed-accounts/{id}", "patch"),
-        ("/managed-accounts/{id}", "delete"),
+        ("/managed-accounts/{short_id}", "get"),
+        ("/managed-accounts/{short_id}", "put"),
+        ("/managed-accounts/{short_id}", "delete"),
     ] {
         let operation = &paths[path][method];
         assert_eq!(
@@ -402,7 +427,7 @@ async fn the_openapi_document_lists_the_managed_account_operations() {
         );
         assert!(operation["security"].is_array(), "{method} {path}");
     }
-    let schema = &doc["components"]["schemas"]["ManagedAccount"];
+    let schema = &doc["components"]["schemas"]["RetailerCredentialsResponse"];
     let properties: std::collections::BTreeSet<&str> = schema["properties"]
         .as_object()
         .unwrap()
@@ -413,12 +438,20 @@ async fn the_openapi_document_lists_the_managed_account_operations() {
         properties,
         [
             "active",
+            "cooldown_minutes",
             "created_at",
             "email",
+            "forwarding_email",
+            "has_forwarding",
             "has_totp",
             "id",
+            "is_paused",
             "last_used_at",
+            "locked_by_job_id",
             "retailer",
+            "retailer_config",
+            "retailer_id",
+            "short_id",
             "updated_at"
         ]
         .into()
@@ -426,7 +459,7 @@ async fn the_openapi_document_lists_the_managed_account_operations() {
     assert_eq!(
         paths["/managed-accounts"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
             ["$ref"],
-        "#/components/schemas/ManagedAccount"
+        "#/components/schemas/RetailerCredentialsResponse"
     );
 }
 

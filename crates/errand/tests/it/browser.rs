@@ -458,7 +458,7 @@ crate::on_both_databases! {
             merchant_ids.insert(bought[0]["id"].as_str().unwrap().to_string());
             let events = crate::support::json_of(app.get(&format!("/orders/{id}/timeline")).send().await.unwrap()).await.1;
             // Fixed-width UTC RFC 3339 times: as strings, they sort as times.
-            let at = |milestone: &str| events["milestones"].as_array().unwrap().iter().find(|m| m["milestone"] == milestone).and_then(|m| m["occurred_at"].as_str()).map(str::to_string);
+            let at = |milestone: &str| events["progress"].as_array().unwrap().iter().find(|m| m["type"] == milestone).and_then(|m| m["occurred_at"].as_str()).map(str::to_string);
             started.push(at("placement_started").expect("a start"));
             placed.push(at("order_placed").expect("a placement"));
         }

@@ -60,6 +60,12 @@ crate::on_both_databases! {
 
         let timeline = app.timeline(id).await;
         assert_eq!(timeline[..3], ["order_created", "placement_started", "order_placed"]);
+        // The contract's view: the current status, and only customer-facing milestones.
+        let (_, body) = crate::support::json_of(app.get(&format!("/orders/{id}/timeline")).send().await.unwrap()).await;
+        assert_eq!(body["current_status"], order["status"]);
+        let kinds: Vec<&str> = body["milestones"].as_array().unwrap().iter().map(|m| m["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds[..2], ["order_created", "order_placed"], "{body:#}");
+        assert!(body["milestones"].as_array().unwrap().iter().all(|m| m["milestone"] == m["type"]));
 
         let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
         for name in [

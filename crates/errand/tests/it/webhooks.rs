@@ -27,13 +27,15 @@ crate::on_both_databases! {
         let key = app.key.clone();
         let (status, empty) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
         assert_eq!(status, 200);
-        assert_eq!(empty, json!({"url": null, "secret": null, "disabled_reason": null}));
+        assert_eq!(empty, json!({"webhook_url": null, "webhook_secret": null, "url": null, "secret": null, "disabled_reason": null}));
 
         let (status, set) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": PUBLIC_URL}))).await;
         assert_eq!(status, 200, "{set}");
+        assert_eq!(set["webhook_url"], PUBLIC_URL);
         assert_eq!(set["url"], PUBLIC_URL);
-        let secret = set["secret"].as_str().unwrap().to_string();
+        let secret = set["webhook_secret"].as_str().unwrap().to_string();
         assert!(secret.starts_with("whsec_"));
+        assert_eq!(set["secret"], set["webhook_secret"]);
         let (_, read) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
         assert_eq!(read, set);
 
@@ -52,12 +54,12 @@ crate::on_both_databases! {
         let (status, _) = call(&app, &key, reqwest::Method::DELETE, "/webhooks/endpoint", None).await;
         assert_eq!(status, 204);
         let (_, stopped) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
-        assert_eq!(stopped, json!({"url": null, "secret": secret, "disabled_reason": null}));
+        assert_eq!(stopped, json!({"webhook_url": null, "webhook_secret": secret, "url": null, "secret": secret, "disabled_reason": null}));
 
         // Another account sees nothing of it.
         let stranger = app.new_account_key("stranger").await;
         let (_, theirs) = call(&app, &stranger, reqwest::Method::GET, "/webhooks/endpoint", None).await;
-        assert_eq!(theirs, json!({"url": null, "secret": null, "disabled_reason": null}));
+        assert_eq!(theirs, json!({"webhook_url": null, "webhook_secret": null, "url": null, "secret": null, "disabled_reason": null}));
         let (status, _) = call(&app, &stranger, reqwest::Method::POST, "/webhooks/endpoint/rotate-secret", None).await;
         assert_eq!(status, 404);
     }
@@ -94,6 +96,6 @@ crate::on_both_databases! {
         assert_eq!(status, 422);
         assert_eq!(error["detail"][0]["type"], "missing");
         let (_, nothing) = call(&app, &key, reqwest::Method::GET, "/webhooks/endpoint", None).await;
-        assert_eq!(nothing, json!({"url": null, "secret": null, "disabled_reason": null}), "nothing was stored");
+        assert_eq!(nothing, json!({"webhook_url": null, "webhook_secret": null, "url": null, "secret": null, "disabled_reason": null}), "nothing was stored");
     }
 }

@@ -290,6 +290,8 @@ impl TestApp {
         .await
     }
 
+    /// Every step of the order's timeline (`progress`: Errand's own steps included),
+    /// by `type`, oldest first.
     pub async fn timeline(&self, id: &str) -> Vec<String> {
         let (status, body) = json_of(
             self.get(&format!("/orders/{id}/timeline"))
@@ -299,11 +301,11 @@ impl TestApp {
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        body["milestones"]
+        body["progress"]
             .as_array()
-            .expect("milestones")
+            .expect("progress")
             .iter()
-            .map(|m| m["milestone"].as_str().unwrap_or_default().to_string())
+            .map(|m| m["type"].as_str().unwrap_or_default().to_string())
             .collect()
     }
 
