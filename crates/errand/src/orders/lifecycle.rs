@@ -71,16 +71,10 @@ pub struct Change {
     pub tracking: Vec<(String, String)>,
 }
 
-/// One row of `order_events`.
+/// One row of `order_events`: the event as its webhook sees it, and its detail.
 struct EventRow<'a> {
-    order_id: Uuid,
-    account_id: Uuid,
-    livemode: bool,
-    sequence: i64,
-    event: &'a str,
-    status: &'a str,
+    event: RecordedEvent<'a>,
     detail: &'a Value,
-    at: Timestamp,
 }
 
 /// Writes events (many rows per statement) and, through the outbox, their webhooks.
@@ -91,29 +85,21 @@ async fn record_events(tx: &mut Tx, rows: &[EventRow<'_>]) -> Result<(), sqlx::E
                 "INSERT INTO order_events (id, order_id, account_id, sequence, event, status, detail, created_at) ",
             );
             qb.push_values(chunk, |mut b, row| {
+                let event = &row.event;
                 b.push_bind(DbId(Uuid::now_v7()))
-                    .push_bind(DbId(row.order_id))
-                    .push_bind(DbId(row.account_id))
-                    .push_bind(row.sequence)
-                    .push_bind(row.event)
-                    .push_bind(row.status)
+                    .push_bind(DbId(event.order_id))
+                    .push_bind(DbId(event.account_id))
+                    .push_bind(event.sequence)
+                    .push_bind(event.event)
+                    .push_bind(event.status)
                     .push_bind(Json(row.detail))
-                    .push_bind(row.at);
+                    .push_bind(event.at);
             });
             qb.build().execute(&mut *conn).await.map(|_| ())
         })?;
     }
     for row in rows {
-        let event = RecordedEvent {
-            order_id: row.order_id,
-            account_id: row.account_id,
-            livemode: row.livemode,
-            sequence: row.sequence,
-            event: row.event,
-            status: row.status,
-            at: row.at,
-        };
-        outbox::record(tx, &event).await?;
+        outbox::record(tx, &row.event).await?;
     }
     Ok(())
 }
@@ -156,14 +142,16 @@ pub(crate) async fn create(tx: &mut Tx, orders: &[&PendingInsert]) -> Result<(),
     let events: Vec<EventRow> = orders
         .iter()
         .map(|p| EventRow {
-            order_id: p.order.id,
-            account_id: p.tenant.account_id,
-            livemode: p.tenant.livemode,
-            sequence: 1,
-            event: events::CREATED,
-            status: p.order.status.as_str(),
+            event: RecordedEvent {
+                order_id: p.order.id,
+                account_id: p.tenant.account_id,
+                livemode: p.tenant.livemode,
+                sequence: 1,
+                event: events::CREATED,
+                status: p.order.status.as_str(),
+                at: p.order.created_at,
+            },
             detail: &created,
-            at: p.order.created_at,
         })
         .collect();
     record_events(tx, &events).await?;
@@ -244,14 +232,16 @@ pub async fn apply(
         .map(|(event, detail)| {
             sequence += 1;
             EventRow {
-                order_id,
-                account_id: account_id.0,
-                livemode,
-                sequence,
-                event,
-                status: next.as_str(),
+                event: RecordedEvent {
+                    order_id,
+                    account_id: account_id.0,
+                    livemode,
+                    sequence,
+                    event,
+                    status: next.as_str(),
+                    at: now,
+                },
                 detail,
-                at: now,
             }
         })
         .collect();
