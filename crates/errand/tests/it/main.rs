@@ -20,6 +20,7 @@ mod orders;
 mod queue;
 mod retailers;
 mod screenshots;
+mod sdk;
 mod validation;
 mod webhook_delivery;
 mod webhooks;
