@@ -399,9 +399,21 @@ impl Page {
     /// Takes the query parameter if it is `limit` or `offset` (noting a bad value in
     /// `errors`); false for any other name.
     pub fn take(&mut self, name: &str, text: &Value, loc: &Loc, errors: &mut Errors) -> bool {
+        self.take_up_to(MAX_PAGE_SIZE, name, text, loc, errors)
+    }
+
+    /// [`Page::take`] with a page size of at most `max_limit`.
+    pub fn take_up_to(
+        &mut self,
+        max_limit: i64,
+        name: &str,
+        text: &Value,
+        loc: &Loc,
+        errors: &mut Errors,
+    ) -> bool {
         match name {
             "limit" => {
-                if let Some(n) = int_in_range(text, 1, MAX_PAGE_SIZE, loc, errors) {
+                if let Some(n) = int_in_range(text, 1, max_limit, loc, errors) {
                     self.limit = n;
                 }
             }

@@ -133,6 +133,9 @@ pub struct ManagedAccountList {
     pub data: Vec<ManagedAccount>,
 }
 
+/// The largest page of `GET /managed-accounts` (a tenant has few accounts).
+const MAX_ACCOUNTS_PAGE: i64 = 500;
+
 /// `limit`, `offset` and `search` of `GET /managed-accounts`.
 #[derive(Debug, Default)]
 struct ListFilter {
@@ -145,9 +148,10 @@ fn parse_list_filter(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> 
     let mut filter = ListFilter::default();
     for (name, value) in query_pairs(raw) {
         let loc = Loc::query(&name);
+        let text = Value::String(value.clone());
         if filter
             .page
-            .take(&name, &Value::String(value.clone()), &loc, &mut errors)
+            .take_up_to(MAX_ACCOUNTS_PAGE, &name, &text, &loc, &mut errors)
         {
             continue;
         }
@@ -168,7 +172,7 @@ fn parse_list_filter(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> 
     tag = "managed-accounts",
     operation_id = "list_managed_accounts_managed_accounts_get",
     params(
-        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size (default 20)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 20)"),
         ("offset" = Option<i64>, Query, minimum = 0, description = "Accounts to skip (default 0)"),
         ("search" = Option<String>, Query, description = "Only accounts whose id, e-mail or retailer contains this (any case)"),
     ),

@@ -32,43 +32,7 @@ const NOT_SERVED_YET = {
 // regression), or no longer has a listed problem (shrink its entry): this list can
 // only shrink, and nothing else hides behind it.
 const NO_SHORT_ID = "createRetailerCredentials returned no short_id (used its id instead)";
-const missing = (field, type) => `$.${field}: missing required field (${type})`;
-const KNOWN_MISMATCHES = {
-  "orders.getOrderTimeline": {
-    why: "no current_status, and a milestone's kind is in `milestone`, not `type`",
-    problems: [
-      missing("current_status", "Zinc.OrderStatus"),
-      /^\$\.milestones\[\d+\]\.type: missing required field \(Zinc\.OrderMilestone\.Type\)$/,
-    ],
-  },
-  "managedAccounts.createRetailerCredentials": {
-    why: "a managed account has no short_id and no forwarding_email",
-    problems: [missing("short_id", "string"), missing("forwarding_email", "string")],
-  },
-  "managedAccounts.listRetailerCredentials": {
-    why: "the list is `{data: [...]}`, not `{credentials, total}`",
-    problems: [
-      missing("credentials", "Zinc.RetailerCredentialsResponse[]"),
-      missing("total", "number"),
-    ],
-  },
-  "managedAccounts.updateRetailerCredentials": {
-    why: "updates are PATCH /managed-accounts/{id}; the SDK sends PUT .../{short_id}",
-    problems: [NO_SHORT_ID, /^the SDK raised ZincError: status 405, body .*"method_not_allowed"/],
-  },
-  "managedAccounts.deleteRetailerCredentials": {
-    why: "there is no short_id to address the account by (DELETE by its id works)",
-    problems: [NO_SHORT_ID],
-  },
-  "webhooks.getWebhookEndpoint": {
-    why: "the endpoint is `{url, secret}`, not `{webhook_url, webhook_secret}`",
-    problems: [missing("webhook_url", "string | null"), missing("webhook_secret", "string | null")],
-  },
-  "webhooks.setWebhookEndpoint": {
-    why: "the endpoint is `{url, secret}`, not `{webhook_url, webhook_secret}`",
-    problems: [missing("webhook_url", "string | null"), missing("webhook_secret", "string | null")],
-  },
-};
+const KNOWN_MISMATCHES = {};
 
 const ADDRESS = {
   first_name: "Ada",
