@@ -110,6 +110,9 @@ impl NewOrder {
             None => Some(None),
             Some(v) => parse_expiration(v, obj.loc("expiration"), &mut errors).map(Some),
         };
+        if let Some(payment) = obj.optional("payment") {
+            check_payment(payment, obj.loc("payment"), &mut errors);
+        }
 
         match (products, shipping_address, max_price, metadata, expiration) {
             (
@@ -137,6 +140,42 @@ impl NewOrder {
     pub fn fingerprint(&self) -> Vec<u8> {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         Sha256::digest(&canonical).to_vec()
+    }
+}
+
+/// The contract's payment modes.
+const PAYMENT_MODES: [&str; 3] = ["wallet", "card", "connect"];
+
+/// `payment`: Errand pays with the retailer account's own saved payment method, which is
+/// the contract's default (`wallet`, or no `payment` at all). A card held or charged
+/// through a payment processor (`card`, `connect`) is not something Errand does, so it
+/// is refused rather than ignored: the order would not be paid as asked.
+fn check_payment(value: &Value, loc: Loc, errors: &mut Errors) {
+    let Some(obj) = Object::new(value, loc, errors) else {
+        return;
+    };
+    obj.refuse_unknown(&["mode", "payment_method", "customer", "margin"], errors);
+    let Some(mode) = obj.optional_str("mode", errors) else {
+        return;
+    };
+    let mode_loc = obj.loc("mode");
+    if !PAYMENT_MODES.contains(&mode) {
+        errors.add(
+            &mode_loc,
+            "enum",
+            format!(
+                "Input should be {}",
+                PAYMENT_MODES.map(|m| format!("'{m}'")).join(", ")
+            ),
+        );
+    } else if mode != "wallet" {
+        errors.add(
+            &mode_loc,
+            "payment_mode_unsupported",
+            format!(
+                "Errand pays with the retailer account's own saved payment method; payment mode '{mode}' is not available (omit payment, or use 'wallet')"
+            ),
+        );
     }
 }
 

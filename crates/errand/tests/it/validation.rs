@@ -359,6 +359,37 @@ fn refused_cases() -> Vec<RefusedCase> {
                 (json!(["body", "idempotency_key"]), "string_too_long"),
             ],
         ),
+        (
+            "a card payment (Errand pays with the retailer account)",
+            |b| b["payment"] = json!({"mode": "card", "payment_method": "pm_1"}),
+            vec![(
+                json!(["body", "payment", "mode"]),
+                "payment_mode_unsupported",
+            )],
+        ),
+        (
+            "a Connect payment",
+            |b| b["payment"] = json!({"mode": "connect", "customer": "cus_1"}),
+            vec![(
+                json!(["body", "payment", "mode"]),
+                "payment_mode_unsupported",
+            )],
+        ),
+        (
+            "an unknown payment mode",
+            |b| b["payment"] = json!({"mode": "cash"}),
+            vec![(json!(["body", "payment", "mode"]), "enum")],
+        ),
+        (
+            "payment not an object",
+            |b| b["payment"] = json!("wallet"),
+            vec![(json!(["body", "payment"]), "model_type")],
+        ),
+        (
+            "payment with an unknown field",
+            |b| b["payment"] = json!({"mode": "wallet", "coupon": "X"}),
+            vec![(json!(["body", "payment", "coupon"]), "extra_forbidden")],
+        ),
     ]
 }
 
@@ -399,6 +430,11 @@ fn accepted_cases() -> Vec<(&'static str, Mutation)> {
         ("phone in E.164", |b| {
             b["shipping_address"]["phone_number"] = json!("+15125550134")
         }),
+        (
+            "the wallet payment mode (the retailer account's own)",
+            |b| b["payment"] = json!({"mode": "wallet"}),
+        ),
+        ("a payment without a mode", |b| b["payment"] = json!({})),
         ("null optionals", |b| {
             b["po_number"] = Value::Null;
             b["idempotency_key"] = Value::Null;
