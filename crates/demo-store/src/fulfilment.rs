@@ -17,6 +17,10 @@ pub struct Clock {
 
 /// Days a return may be requested after delivery.
 pub const RETURN_WINDOW_DAYS: f64 = 30.0;
+/// Days from a return's approval until its parcel is back at the store (`received`).
+pub const RETURN_TRANSIT_DAYS: f64 = 3.0;
+/// Days from a return's receipt until its refund is credited (`credited`).
+pub const REFUND_DAYS: f64 = 2.0;
 /// Orders the store can ship at once (no handling time) still take this long to pack.
 const MIN_HANDLING_DAYS: f64 = 0.25;
 
