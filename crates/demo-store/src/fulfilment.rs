@@ -1,6 +1,7 @@
 //! After the sale, on the store clock: orders ship (in one or two shipments, each with a
-//! carrier and a well-formed tracking number) and are delivered. `time_scale` speeds the
-//! clock up (86 400 makes a store day last a second), so tests take seconds.
+//! carrier and a well-formed tracking number) and are delivered; approved returns come
+//! back to the store and are credited. `time_scale` speeds the clock up (86 400 makes a
+//! store day last a second), so tests take seconds.
 
 use std::time::Duration;
 
@@ -66,15 +67,15 @@ pub fn tracking_number(rng: &mut impl Rng) -> (&'static str, String) {
     }
 }
 
-/// Moves due orders along (placed → shipped → delivered), forever, checking a few times
-/// a second.
-pub async fn run(db: Db) {
+/// Moves due orders along (placed → shipped → delivered) and returns (approved →
+/// received → credited), forever, checking a few times a second.
+pub async fn run(db: Db, clock: Clock) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = db.advance(OffsetDateTime::now_utc()).await {
-            tracing::warn!(error = %e, "the store clock could not advance orders");
+        if let Err(e) = db.advance(OffsetDateTime::now_utc(), clock).await {
+            tracing::warn!(error = %e, "the store clock could not advance orders and returns");
         }
     }
 }

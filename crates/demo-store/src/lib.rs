@@ -5,6 +5,7 @@ pub mod api;
 pub mod catalogue;
 pub mod db;
 pub mod fulfilment;
+pub mod label;
 pub mod pages;
 pub mod pricing;
 pub mod shop;
@@ -42,7 +43,8 @@ pub struct StoreOptions {
     /// not given.
     pub admin_token: Option<String>,
     /// How fast the store clock runs: 1.0 is real time, 86 400 makes a store day last a
-    /// second. Orders ship and arrive on this clock.
+    /// second. Orders ship and arrive, and returns come back and are credited, on this
+    /// clock.
     pub time_scale: f64,
 }
 
@@ -152,7 +154,7 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
             })
             .await
     });
-    let clock = tokio::spawn(fulfilment::run(db.clone()));
+    let clock = tokio::spawn(fulfilment::run(db.clone(), clock));
     Ok(RunningStore {
         addr,
         admin_token,

@@ -461,24 +461,38 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
     page(&p.title, "product", &body).into_response()
 }
 
-/// A printable prepaid label for an approved return.
+/// A printable prepaid label for a return that is not denied (the same as the PDF).
 async fn return_label(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.db.return_by_id(&id).await {
-        Ok(Some((record, order_id))) if record.status == "approved" => page(
-            "Return label",
-            "return-label",
-            &format!(
-                r#"<article class="card" id="return-label"><h1>Prepaid return label</h1>
+    match state.db.return_record(&id).await {
+        Ok(Some(record)) if record.status != "denied" => {
+            let items: String = record
+                .lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        r#"<li class="label-line" data-sku="{sku}" data-quantity="{q}">{q} × {sku}</li>"#,
+                        sku = esc(&l.sku),
+                        q = l.quantity
+                    )
+                })
+                .collect();
+            page(
+                "Return label",
+                "return-label",
+                &format!(
+                    r#"<article class="card" id="return-label"><h1>Prepaid return label</h1>
 <p>Return <strong>{id}</strong> for order <strong>{order}</strong></p>
-<p>Ship to: Errand Demo Store Returns, 100 Warehouse Way, Reno, NV 89501</p>
+<p>Ship to: {address}</p>
 <p style="font-family:monospace;font-size:2rem;letter-spacing:.3rem">*{id}*</p>
-<p>Items: {skus}</p><button onclick="window.print()">Print</button></article>"#,
-                id = esc(&record.id),
-                order = esc(&order_id),
-                skus = esc(&record.skus.join(", "))
-            ),
-        )
-        .into_response(),
+<p>Items: {skus}</p><ul id="label-lines">{items}</ul><button onclick="window.print()">Print</button></article>"#,
+                    id = esc(&record.id),
+                    order = esc(&record.order_id),
+                    address = esc(&crate::label::RETURN_ADDRESS.join(", ")),
+                    skus = esc(&record.skus.join(", "))
+                ),
+            )
+            .into_response()
+        }
         Ok(_) => not_found(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read a return");

@@ -653,20 +653,30 @@ async fn returns_are_approved_with_a_label_or_denied_for_final_sale() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["return"]["status"], "approved");
+    let return_id = body["return"]["id"].as_str().unwrap();
     let label = body["return"]["label_url"].as_str().unwrap();
+    assert_eq!(
+        label,
+        format!("{}/api/returns/{return_id}/label", store.base),
+        "the label is a PDF, at an absolute URL"
+    );
+    let pdf = store
+        .client
+        .get(label)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), StatusCode::OK);
+    check_pdf(&pdf.bytes().await.unwrap(), return_id);
     let page = store
         .client
-        .get(format!("{}{label}", store.base))
+        .get(format!("{}/returns/{return_id}/label", store.base))
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(
-        page.text()
-            .await
-            .unwrap()
-            .contains(body["return"]["id"].as_str().unwrap())
-    );
+    assert!(page.text().await.unwrap().contains(return_id));
 
     let plush = buy(&store, &token, &["B0DEMO0023"]).await;
     let plush_id = plush["id"].as_str().unwrap();
@@ -1011,5 +1021,60 @@ async fn two_factor_accounts_need_the_current_code() {
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("invalid_totp_secret")
         )
+    );
+}
+
+/// Checks a PDF the way a reader starts: the header, the trailer, a cross-reference
+/// table whose every entry points at its `N 0 obj`, and the text shown.
+fn check_pdf(bytes: &[u8], return_id: &str) {
+    assert!(bytes.starts_with(b"%PDF-1."), "the PDF header");
+    assert!(bytes.ends_with(b"%%EOF\n"), "the PDF trailer");
+    let find = |needle: &[u8]| {
+        bytes
+            .windows(needle.len())
+            .rposition(|w| w == needle)
+            .unwrap_or_else(|| panic!("{} not in the PDF", String::from_utf8_lossy(needle)))
+    };
+    let after = find(b"startxref\n") + b"startxref\n".len();
+    let startxref: usize = std::str::from_utf8(&bytes[after..])
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let table = std::str::from_utf8(&bytes[startxref..]).unwrap();
+    let mut lines = table.lines();
+    assert_eq!(lines.next(), Some("xref"));
+    let count: usize = lines
+        .next()
+        .unwrap()
+        .strip_prefix("0 ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 5, "catalogue, pages, page, font, contents");
+    for n in 0..count {
+        // 20 bytes each: offset, generation, kind, then a space and a newline.
+        let entry = lines.next().unwrap();
+        assert_eq!(entry.len(), 19, "{entry:?}");
+        let offset: usize = entry[..10].parse().unwrap();
+        if n == 0 {
+            assert_eq!(entry, "0000000000 65535 f ");
+            continue;
+        }
+        assert!(entry.ends_with(" 00000 n "), "{entry:?}");
+        assert!(
+            bytes[offset..].starts_with(format!("{n} 0 obj").as_bytes()),
+            "object {n} at {offset}"
+        );
+    }
+    assert!(table.contains("/Root 1 0 R"));
+    let text = String::from_utf8_lossy(bytes);
+    assert!(text.contains("/BaseFont /Helvetica"));
+    assert!(text.contains(&format!("(Return {return_id}) Tj")), "{text}");
+    assert!(
+        text.contains("Reno, NV 89501"),
+        "the store's return address"
     );
 }
