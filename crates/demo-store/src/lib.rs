@@ -8,6 +8,7 @@ pub mod fulfilment;
 pub mod label;
 pub mod pages;
 pub mod pricing;
+pub mod return_pages;
 pub mod shop;
 pub mod totp;
 
@@ -133,6 +134,7 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
         .merge(api::routes())
         .merge(pages::routes())
         .merge(shop::routes())
+        .merge(return_pages::routes())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
