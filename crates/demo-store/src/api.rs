@@ -13,7 +13,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::catalogue::{Catalogue, Product, TestBehavior, VariantError};
-use crate::db::{CancelOutcome, CartLine, Customer, Db, NewOrder, PlaceError, ReturnError, SignIn};
+use crate::db::{
+    CancelOutcome, CartLine, Customer, Db, NewOrder, NewReturn, PlaceError, ReturnError,
+    ReturnFilter, ReturnItems, ReturnOutcome, ReturnRecord, SignIn, StoredOrder,
+};
 use crate::pricing::{self, Line, PricingError, ShippingMethod};
 
 #[derive(Clone)]
@@ -83,7 +86,7 @@ impl StoreError {
             details: None,
         }
     }
-    fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
     pub(crate) fn status(&self) -> StatusCode {
@@ -156,6 +159,57 @@ impl FromRequestParts<AppState> for Customer {
     }
 }
 
+/// The address the store was reached at (`http://host:port`, from the `Host` header), for
+/// the absolute URLs it gives; empty when unknown, which leaves them relative.
+pub struct BaseUrl(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BaseUrl {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let host = header("host")
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .filter(|h| {
+                h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+            });
+        let scheme = match header("x-forwarded-proto") {
+            Some("https") => "https",
+            _ => "http",
+        };
+        Ok(BaseUrl(
+            host.map(|h| format!("{scheme}://{h}")).unwrap_or_default(),
+        ))
+    }
+}
+
+impl BaseUrl {
+    /// The return with its label URL absolute.
+    pub fn on_return(&self, mut record: ReturnRecord) -> ReturnRecord {
+        if let Some(path) = record.label_url.take() {
+            record.label_url = Some(format!("{}{path}", self.0));
+        }
+        record
+    }
+
+    /// The order with its returns' label URLs absolute.
+    pub fn on_order(&self, mut order: StoredOrder) -> StoredOrder {
+        order.returns = std::mem::take(&mut order.returns)
+            .into_iter()
+            .map(|r| self.on_return(r))
+            .collect();
+        order
+    }
+}
+
 /// Proof that the request carries the store's admin token.
 pub struct Admin;
 
@@ -187,7 +241,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/orders/{id}", get(order))
         .route("/api/orders/{id}/cancel", post(cancel_order))
         .route("/api/orders/{id}/returns", post(request_return))
+        .route("/api/returns", get(customer_returns))
+        .route("/api/returns/{id}", get(customer_return))
+        .route("/api/returns/{id}/label", get(return_label_pdf))
         .route("/api/admin/orders", get(admin_orders))
+        .route("/api/admin/returns", get(admin_returns))
         .route("/api/admin/reset", post(admin_reset))
         .route("/api/admin/customers", post(admin_create_customer))
         .route(
@@ -845,22 +903,27 @@ struct HistoryQuery {
 async fn order_history(
     State(state): State<AppState>,
     customer: Customer,
+    base: BaseUrl,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Json<Value>> {
-    let orders = state
+    let orders: Vec<StoredOrder> = state
         .db
         .orders(Some(customer.id), q.reference.as_deref(), None)
-        .await?;
+        .await?
+        .into_iter()
+        .map(|o| base.on_order(o))
+        .collect();
     Ok(Json(json!({ "orders": orders })))
 }
 
 async fn order(
     State(state): State<AppState>,
     customer: Customer,
+    base: BaseUrl,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     match state.db.customer_order(customer.id, &id).await? {
-        Some(order) => Ok(Json(json!({ "order": order }))),
+        Some(order) => Ok(Json(json!({ "order": base.on_order(order) }))),
         None => Err(StoreError::new(
             StatusCode::NOT_FOUND,
             "order_not_found",
@@ -869,10 +932,35 @@ async fn order(
     }
 }
 
-async fn admin_orders(State(state): State<AppState>, _: Admin) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        json!({ "orders": state.db.orders(None, None, None).await? }),
-    ))
+async fn admin_orders(
+    State(state): State<AppState>,
+    _: Admin,
+    base: BaseUrl,
+) -> ApiResult<Json<Value>> {
+    let orders: Vec<StoredOrder> = state
+        .db
+        .orders(None, None, None)
+        .await?
+        .into_iter()
+        .map(|o| base.on_order(o))
+        .collect();
+    Ok(Json(json!({ "orders": orders })))
+}
+
+/// Ground truth: every return of every customer, oldest first.
+async fn admin_returns(
+    State(state): State<AppState>,
+    _: Admin,
+    base: BaseUrl,
+) -> ApiResult<Json<Value>> {
+    let returns: Vec<ReturnRecord> = state
+        .db
+        .returns(ReturnFilter::default())
+        .await?
+        .into_iter()
+        .map(|r| base.on_return(r))
+        .collect();
+    Ok(Json(json!({ "returns": returns })))
 }
 
 async fn admin_reset(State(state): State<AppState>, _: Admin) -> ApiResult<StatusCode> {
@@ -970,6 +1058,7 @@ async fn admin_set_stock(
 async fn cancel_order(
     State(state): State<AppState>,
     customer: Customer,
+    base: BaseUrl,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     match state
@@ -978,7 +1067,11 @@ async fn cancel_order(
         .await?
     {
         CancelOutcome::Cancelled => {
-            let order = state.db.customer_order(customer.id, &id).await?;
+            let order = state
+                .db
+                .customer_order(customer.id, &id)
+                .await?
+                .map(|o| base.on_order(o));
             Ok(Json(json!({ "order": order })))
         }
         CancelOutcome::NotFound => Err(StoreError::new(
@@ -997,64 +1090,272 @@ async fn cancel_order(
     }
 }
 
-/// Return reasons, as the reference API names them.
-const RETURN_REASONS: &[&str] = &[
-    "damaged",
-    "not_delivered",
-    "empty_box",
-    "wrong_item",
-    "defective",
-    "not_as_described",
-    "wrong_size",
-    "no_longer_needed",
-    "forced_cancellation",
-    "other",
+/// Return reasons, as the reference API names them, with what the pages call them.
+pub(crate) const RETURN_REASONS: &[(&str, &str)] = &[
+    ("damaged", "Arrived damaged"),
+    ("not_delivered", "Never arrived"),
+    ("empty_box", "The box was empty"),
+    ("wrong_item", "Wrong item sent"),
+    ("defective", "Defective or doesn't work"),
+    ("not_as_described", "Not as described"),
+    ("wrong_size", "Wrong size"),
+    ("no_longer_needed", "No longer needed"),
+    ("forced_cancellation", "Order should have been cancelled"),
+    ("other", "Other"),
 ];
 
+/// The longest buyer reference and notes a return takes.
+const RETURN_REFERENCE_MAX: usize = 100;
+const RETURN_NOTES_MAX: usize = 1000;
+
 #[derive(Deserialize)]
-struct ReturnRequest {
-    reason: String,
-    /// Which items; all of the order's when empty.
+pub(crate) struct ReturnLineRequest {
+    pub(crate) sku: String,
+    pub(crate) quantity: i64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReturnRequest {
+    pub(crate) reason: String,
+    /// The buyer's reference: a repeated request with it gives back the same return.
     #[serde(default)]
-    skus: Vec<String>,
+    pub(crate) reference: Option<String>,
+    /// How many of which SKUs.
+    #[serde(default)]
+    pub(crate) lines: Vec<ReturnLineRequest>,
+    /// Which SKUs, each with every unit not returned yet; with neither, the whole order.
+    #[serde(default)]
+    pub(crate) skus: Vec<String>,
+    #[serde(default)]
+    pub(crate) notes: Option<String>,
+}
+
+/// Requests a return for the customer, after the store's checks: the return and whether
+/// it is new (false when the reference found the one made before).
+pub(crate) async fn create_return(
+    state: &AppState,
+    customer: &Customer,
+    order_id: &str,
+    request: &ReturnRequest,
+) -> ApiResult<(bool, ReturnRecord)> {
+    if !RETURN_REASONS.iter().any(|(r, _)| *r == request.reason) {
+        let reasons: Vec<&str> = RETURN_REASONS.iter().map(|(r, _)| *r).collect();
+        return Err(StoreError::unprocessable(
+            "invalid_reason",
+            format!("Choose one of: {}", reasons.join(", ")),
+        ));
+    }
+    let reference = request
+        .reference
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if reference.is_some_and(|r| r.chars().count() > RETURN_REFERENCE_MAX) {
+        return Err(StoreError::unprocessable(
+            "reference_too_long",
+            format!("References are limited to {RETURN_REFERENCE_MAX} characters"),
+        ));
+    }
+    let notes = request
+        .notes
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    if notes.is_some_and(|n| n.chars().count() > RETURN_NOTES_MAX) {
+        return Err(StoreError::unprocessable(
+            "notes_too_long",
+            format!("Notes are limited to {RETURN_NOTES_MAX} characters"),
+        ));
+    }
+    let items = match (request.lines.is_empty(), request.skus.is_empty()) {
+        (false, false) => {
+            return Err(StoreError::unprocessable(
+                "invalid_items",
+                "Give either lines or skus, not both",
+            ));
+        }
+        (false, true) => ReturnItems::Quantities(
+            request
+                .lines
+                .iter()
+                .map(|l| (l.sku.clone(), l.quantity))
+                .collect(),
+        ),
+        (true, false) => ReturnItems::Skus(request.skus.clone()),
+        (true, true) => ReturnItems::Everything,
+    };
+    let new = NewReturn {
+        customer_id: customer.id,
+        order_id,
+        reason: &request.reason,
+        reference,
+        notes,
+        items,
+    };
+    let outcome = state
+        .db
+        .request_return(&new, state.clock)
+        .await
+        .map_err(|e| return_error(order_id, e))?;
+    Ok(match outcome {
+        ReturnOutcome::Created(record) => {
+            tracing::info!(return_id = %record.id, order_id, status = %record.status, "return requested");
+            (true, record)
+        }
+        ReturnOutcome::Existing(record) => (false, record),
+    })
+}
+
+/// The store's error for a refused return request.
+pub(crate) fn return_error(order_id: &str, e: ReturnError) -> StoreError {
+    let message = e.to_string();
+    match e {
+        ReturnError::NotFound => StoreError::new(
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+            format!("No order {order_id}"),
+        ),
+        ReturnError::NotDelivered(status) => StoreError {
+            details: Some(json!({ "status": status })),
+            ..StoreError::new(StatusCode::CONFLICT, "not_delivered", message)
+        },
+        ReturnError::WindowClosed => {
+            StoreError::new(StatusCode::CONFLICT, "return_window_closed", message)
+        }
+        ReturnError::UnknownSku(sku) => StoreError {
+            details: Some(json!({ "sku": sku })),
+            ..StoreError::unprocessable("unknown_sku", message)
+        },
+        ReturnError::InvalidQuantity(sku) => StoreError {
+            details: Some(json!({ "sku": sku })),
+            ..StoreError::unprocessable("invalid_quantity", message)
+        },
+        ReturnError::QuantityExceeded { sku, remaining } => StoreError {
+            details: Some(json!({ "sku": sku, "remaining": remaining })),
+            ..StoreError::unprocessable("quantity_exceeded", message)
+        },
+        ReturnError::NothingToReturn => StoreError::unprocessable("nothing_to_return", message),
+        ReturnError::ReferenceInUse(other) => StoreError {
+            details: Some(json!({ "order_id": other })),
+            ..StoreError::new(StatusCode::CONFLICT, "reference_in_use", message)
+        },
+        ReturnError::Database(e) => e.into(),
+    }
 }
 
 async fn request_return(
     State(state): State<AppState>,
     customer: Customer,
+    base: BaseUrl,
     Path(id): Path<String>,
     Body(request): Body<ReturnRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    if !RETURN_REASONS.contains(&request.reason.as_str()) {
-        return Err(StoreError::unprocessable(
-            "invalid_reason",
-            format!("Choose one of: {}", RETURN_REASONS.join(", ")),
-        ));
+    let (created, record) = create_return(&state, &customer, &id, &request).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!({ "return": base.on_return(record) }))))
+}
+
+#[derive(Deserialize)]
+struct ReturnsQuery {
+    reference: Option<String>,
+}
+
+/// The customer's returns, oldest first; `?reference=` keeps those with that reference.
+async fn customer_returns(
+    State(state): State<AppState>,
+    customer: Customer,
+    base: BaseUrl,
+    Query(q): Query<ReturnsQuery>,
+) -> ApiResult<Json<Value>> {
+    let reference = q
+        .reference
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    let returns: Vec<ReturnRecord> = state
+        .db
+        .returns(ReturnFilter {
+            customer_id: Some(customer.id),
+            reference,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .map(|r| base.on_return(r))
+        .collect();
+    Ok(Json(json!({ "returns": returns })))
+}
+
+fn return_not_found(id: &str) -> StoreError {
+    StoreError::new(
+        StatusCode::NOT_FOUND,
+        "return_not_found",
+        format!("No return {id}"),
+    )
+}
+
+async fn customer_return(
+    State(state): State<AppState>,
+    customer: Customer,
+    base: BaseUrl,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    match state.db.customer_return(customer.id, &id).await? {
+        Some(record) => Ok(Json(json!({ "return": base.on_return(record) }))),
+        None => Err(return_not_found(&id)),
     }
+}
+
+/// The label of one of the customer's returns, as a PDF; none for a denied return.
+pub(crate) async fn label_pdf(
+    state: &AppState,
+    customer: &Customer,
+    id: &str,
+) -> ApiResult<Response> {
     let record = state
         .db
-        .request_return(
-            customer.id,
-            &id,
-            &request.skus,
-            &request.reason,
-            state.clock,
-        )
-        .await
-        .map_err(|e| match e {
-            ReturnError::NotFound => StoreError::new(
-                StatusCode::NOT_FOUND,
-                "order_not_found",
-                format!("No order {id}"),
+        .customer_return(customer.id, id)
+        .await?
+        .ok_or_else(|| return_not_found(id))?;
+    if record.label_url.is_none() {
+        return Err(StoreError::new(
+            StatusCode::NOT_FOUND,
+            "label_not_found",
+            "Denied returns have no label",
+        ));
+    }
+    let order = state
+        .db
+        .customer_order(customer.id, &record.order_id)
+        .await?;
+    let from = order
+        .map(|o| crate::label::address_lines(&o.shipping_address))
+        .unwrap_or_default();
+    let bytes = crate::label::pdf(&crate::label::label_lines(&record, &from));
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/pdf".to_string(),
             ),
-            ReturnError::NotDelivered(_) => {
-                StoreError::new(StatusCode::CONFLICT, "not_delivered", e.to_string())
-            }
-            ReturnError::WindowClosed => {
-                StoreError::new(StatusCode::CONFLICT, "return_window_closed", e.to_string())
-            }
-            ReturnError::UnknownSku(_) => StoreError::unprocessable("unknown_sku", e.to_string()),
-            ReturnError::Database(e) => e.into(),
-        })?;
-    Ok((StatusCode::CREATED, Json(json!({ "return": record }))))
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"return-label-{}.pdf\"", record.id),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn return_label_pdf(
+    State(state): State<AppState>,
+    customer: Customer,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    label_pdf(&state, &customer, &id).await
 }

@@ -106,17 +106,208 @@ pub struct Shipment {
     pub delivered_at: Option<String>,
 }
 
+/// One returned line: units of one order line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReturnLine {
+    pub sku: String,
+    pub product_id: String,
+    pub quantity: i64,
+    pub unit_price: i64,
+}
+
+/// A return as the store keeps it and shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReturnRecord {
     pub id: String,
-    /// `approved` or `denied`.
+    pub order_id: String,
+    pub customer_email: String,
+    /// The buyer's reference, unique among the customer's returns.
+    pub reference: Option<String>,
+    /// `approved`, then `received` and `credited` on the store clock; or `denied`, which
+    /// is final.
     pub status: String,
     pub reason: String,
+    pub notes: Option<String>,
+    pub lines: Vec<ReturnLine>,
+    /// The returned SKUs, each once (the shape before returns had quantities).
     pub skus: Vec<String>,
     pub created_at: String,
     pub decision: Option<String>,
-    /// A printable return label, for approved returns.
+    /// The prepaid label (a PDF) of a return that is not denied: a path here, made
+    /// absolute on the store's address by the API.
     pub label_url: Option<String>,
+    pub received_at: Option<String>,
+    pub credited_at: Option<String>,
+    /// What was credited back, in cents, once `credited`.
+    pub refund: Option<i64>,
+    pub currency: &'static str,
+}
+
+/// Which returns to list; every field left `None` matches all.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReturnFilter<'a> {
+    pub customer_id: Option<i64>,
+    pub order_id: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub id: Option<&'a str>,
+}
+
+/// Which units a return request asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReturnItems {
+    /// Every unit of the order not returned yet.
+    Everything,
+    /// These SKUs, each with every unit not returned yet.
+    Skus(Vec<String>),
+    /// So many units of each SKU.
+    Quantities(Vec<(String, i64)>),
+}
+
+/// A customer's request to return items of an order.
+#[derive(Debug, Clone)]
+pub struct NewReturn<'a> {
+    pub customer_id: i64,
+    pub order_id: &'a str,
+    pub reason: &'a str,
+    /// The buyer's reference: asking again with it finds the return made the first time.
+    pub reference: Option<&'a str>,
+    pub notes: Option<&'a str>,
+    pub items: ReturnItems,
+}
+
+#[derive(Debug)]
+pub enum ReturnOutcome {
+    Created(ReturnRecord),
+    /// The customer already made a return of this order with this reference.
+    Existing(ReturnRecord),
+}
+
+/// What of a delivered order can still be returned.
+#[derive(Debug, Clone)]
+pub struct Returnable {
+    pub order_id: String,
+    pub lines: Vec<ReturnableLine>,
+}
+
+/// An order line, with how many of its units are in returns not denied.
+#[derive(Debug, Clone)]
+pub struct ReturnableLine {
+    pub position: i64,
+    pub sku: String,
+    pub product_id: String,
+    pub title: String,
+    pub quantity: i64,
+    pub returned: i64,
+    pub unit_price: i64,
+}
+
+/// The units of one SKU of an order (over its lines, which may be from several sellers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnableSku {
+    pub sku: String,
+    pub product_id: String,
+    pub title: String,
+    pub bought: i64,
+    pub remaining: i64,
+}
+
+impl Returnable {
+    /// The order's SKUs, each once, in the order's order.
+    pub fn skus(&self) -> Vec<ReturnableSku> {
+        let mut skus: Vec<ReturnableSku> = Vec::new();
+        for line in &self.lines {
+            let left = (line.quantity - line.returned).max(0);
+            match skus.iter_mut().find(|s| s.sku == line.sku) {
+                Some(s) => {
+                    s.bought += line.quantity;
+                    s.remaining += left;
+                }
+                None => skus.push(ReturnableSku {
+                    sku: line.sku.clone(),
+                    product_id: line.product_id.clone(),
+                    title: line.title.clone(),
+                    bought: line.quantity,
+                    remaining: left,
+                }),
+            }
+        }
+        skus
+    }
+
+    /// The units asked for, per SKU, checked against what is left.
+    pub fn choose(&self, items: &ReturnItems) -> Result<Vec<(String, i64)>, ReturnError> {
+        let skus = self.skus();
+        let find = |sku: &str| {
+            skus.iter()
+                .find(|s| s.sku == sku)
+                .ok_or_else(|| ReturnError::UnknownSku(sku.to_string()))
+        };
+        let mut chosen: Vec<(String, i64)> = Vec::new();
+        match items {
+            ReturnItems::Everything => {
+                chosen = skus
+                    .iter()
+                    .filter(|s| s.remaining > 0)
+                    .map(|s| (s.sku.clone(), s.remaining))
+                    .collect();
+                if chosen.is_empty() {
+                    return Err(ReturnError::NothingToReturn);
+                }
+            }
+            ReturnItems::Skus(list) => {
+                for sku in list {
+                    let s = find(sku)?;
+                    if chosen.iter().any(|(c, _)| c == sku) {
+                        continue;
+                    }
+                    if s.remaining == 0 {
+                        return Err(ReturnError::QuantityExceeded {
+                            sku: sku.clone(),
+                            remaining: 0,
+                        });
+                    }
+                    chosen.push((sku.clone(), s.remaining));
+                }
+            }
+            ReturnItems::Quantities(list) => {
+                for (sku, quantity) in list {
+                    let s = find(sku)?;
+                    if *quantity < 1 {
+                        return Err(ReturnError::InvalidQuantity(sku.clone()));
+                    }
+                    match chosen.iter_mut().find(|(c, _)| c == sku) {
+                        Some((_, q)) => *q += quantity,
+                        None => chosen.push((sku.clone(), *quantity)),
+                    }
+                    let asked = chosen.iter().find(|(c, _)| c == sku).map_or(0, |c| c.1);
+                    if asked > s.remaining {
+                        return Err(ReturnError::QuantityExceeded {
+                            sku: sku.clone(),
+                            remaining: s.remaining,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// The order lines the chosen units come from (the first lines of a SKU first) and
+    /// how many of each.
+    fn allocate(&self, chosen: &[(String, i64)]) -> Vec<(&ReturnableLine, i64)> {
+        let mut taken = Vec::new();
+        for (sku, quantity) in chosen {
+            let mut left = *quantity;
+            for line in self.lines.iter().filter(|l| &l.sku == sku) {
+                let take = left.min((line.quantity - line.returned).max(0));
+                if take > 0 {
+                    taken.push((line, take));
+                    left -= take;
+                }
+            }
+        }
+        taken
+    }
 }
 
 #[derive(Debug)]
@@ -136,6 +327,14 @@ pub enum ReturnError {
     WindowClosed,
     #[error("{0} is not part of this order")]
     UnknownSku(String),
+    #[error("return at least 1 of {0}")]
+    InvalidQuantity(String),
+    #[error("only {remaining} of {sku} can still be returned")]
+    QuantityExceeded { sku: String, remaining: i64 },
+    #[error("everything in this order has been returned already")]
+    NothingToReturn,
+    #[error("this reference is already used for a return of order {0}")]
+    ReferenceInUse(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -557,7 +756,12 @@ impl Db {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
             let shipments = self.shipments(&id).await?;
-            let returns = self.returns(&id).await?;
+            let returns = self
+                .returns(ReturnFilter {
+                    order_id: Some(&id),
+                    ..Default::default()
+                })
+                .await?;
             let address: Json<serde_json::Value> = r.try_get("shipping_address")?;
             orders.push(StoredOrder {
                 id,
@@ -600,6 +804,7 @@ impl Db {
     pub async fn reset(&self) -> Result<(), sqlx::Error> {
         let mut tx = self.writer.begin().await?;
         for table in [
+            "return_lines",
             "returns",
             "shipments",
             "order_lines",
@@ -636,28 +841,81 @@ impl Db {
             .collect()
     }
 
-    async fn returns(&self, order_id: &str) -> Result<Vec<ReturnRecord>, sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM returns WHERE order_id = $1 ORDER BY created_at, id")
-            .bind(order_id)
+    /// Returns, oldest first, filtered by customer, order, reference or id.
+    pub async fn returns(
+        &self,
+        filter: ReturnFilter<'_>,
+    ) -> Result<Vec<ReturnRecord>, sqlx::Error> {
+        let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT r.*, c.email FROM returns r JOIN orders o ON o.id = r.order_id
+             JOIN customers c ON c.id = o.customer_id WHERE 1 = 1",
+        );
+        if let Some(customer) = filter.customer_id {
+            query.push(" AND o.customer_id = ").push_bind(customer);
+        }
+        if let Some(order_id) = filter.order_id {
+            query
+                .push(" AND r.order_id = ")
+                .push_bind(order_id.to_string());
+        }
+        if let Some(reference) = filter.reference {
+            query
+                .push(" AND r.reference = ")
+                .push_bind(reference.to_string());
+        }
+        if let Some(id) = filter.id {
+            query.push(" AND r.id = ").push_bind(id.to_string());
+        }
+        query.push(" ORDER BY r.created_at, r.id");
+        let rows = query.build().fetch_all(&self.reader).await?;
+        let mut returns = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let lines: Vec<(String, String, i64, i64)> = sqlx::query_as(
+                "SELECT sku, product_id, quantity, unit_price FROM return_lines WHERE return_id = $1 ORDER BY order_line",
+            )
+            .bind(&id)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter().map(return_from_row).collect()
+            returns.push(return_from_row(row, lines)?);
+        }
+        Ok(returns)
     }
 
-    pub async fn return_by_id(
+    /// One return, by id.
+    pub async fn return_record(&self, id: &str) -> Result<Option<ReturnRecord>, sqlx::Error> {
+        Ok(self
+            .returns(ReturnFilter {
+                id: Some(id),
+                ..Default::default()
+            })
+            .await?
+            .pop())
+    }
+
+    /// One of the customer's returns, by id.
+    pub async fn customer_return(
         &self,
+        customer_id: i64,
         id: &str,
-    ) -> Result<Option<(ReturnRecord, String)>, sqlx::Error> {
-        let row = sqlx::query("SELECT * FROM returns WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.map(|r| Ok((return_from_row(&r)?, r.try_get("order_id")?)))
-            .transpose()
+    ) -> Result<Option<ReturnRecord>, sqlx::Error> {
+        Ok(self
+            .returns(ReturnFilter {
+                customer_id: Some(customer_id),
+                id: Some(id),
+                ..Default::default()
+            })
+            .await?
+            .pop())
     }
 
-    /// Ships the orders whose time has come and delivers those that have arrived.
-    pub async fn advance(&self, now: time::OffsetDateTime) -> Result<(), sqlx::Error> {
+    /// Ships the orders whose time has come and delivers those that have arrived; marks
+    /// the returns whose parcel is back received, and credits those whose refund is due.
+    pub async fn advance(
+        &self,
+        now: time::OffsetDateTime,
+        clock: crate::fulfilment::Clock,
+    ) -> Result<(), sqlx::Error> {
         use rand::SeedableRng;
         let now = rfc3339(now);
         let due: Vec<String> = sqlx::query_scalar(
@@ -735,7 +993,72 @@ impl Db {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
+        self.advance_returns(&mut tx, &now, clock).await?;
         tx.commit().await
+    }
+
+    /// Within `tx`: approved returns are received at their `receive_at`, and received
+    /// ones credited at their `credit_at`, with the refund.
+    async fn advance_returns(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+        now: &str,
+        clock: crate::fulfilment::Clock,
+    ) -> Result<(), sqlx::Error> {
+        // Returns approved before the store kept their schedule: from their approval.
+        let unscheduled: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, created_at FROM returns WHERE status = 'approved' AND receive_at IS NULL LIMIT 500",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        for (id, created_at) in unscheduled {
+            let approved = parse_rfc3339(&created_at).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let (receive_at, credit_at) = return_schedule(clock, approved);
+            sqlx::query("UPDATE returns SET receive_at = $1, credit_at = $2 WHERE id = $3")
+                .bind(rfc3339(receive_at))
+                .bind(rfc3339(credit_at))
+                .bind(&id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE returns SET status = 'received', received_at = receive_at
+             WHERE status = 'approved' AND receive_at <= $1",
+        )
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM returns WHERE status = 'received' AND credit_at <= $1 LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+        for id in due {
+            // The goods of this return and of the order's earlier returns (not denied).
+            let (goods, earlier, subtotal, tax): (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT
+                   (SELECT COALESCE(SUM(quantity * unit_price), 0) FROM return_lines WHERE return_id = r.id),
+                   (SELECT COALESCE(SUM(el.quantity * el.unit_price), 0)
+                      FROM return_lines el JOIN returns e ON e.id = el.return_id
+                     WHERE e.order_id = r.order_id AND e.status <> 'denied'
+                       AND (e.created_at < r.created_at OR (e.created_at = r.created_at AND e.id < r.id))),
+                   o.subtotal, o.tax
+                 FROM returns r JOIN orders o ON o.id = r.order_id WHERE r.id = $1",
+            )
+            .bind(&id)
+            .fetch_one(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE returns SET status = 'credited', credited_at = credit_at, refund = $1
+                 WHERE id = $2 AND status = 'received'",
+            )
+            .bind(crate::pricing::refund(goods, earlier, subtotal, tax))
+            .bind(&id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
     }
 
     /// Cancels a customer's order that has not shipped yet.
@@ -795,80 +1118,118 @@ impl Db {
         Ok(CancelOutcome::Cancelled)
     }
 
-    /// Records a return request for delivered items: approved with a label, or denied
-    /// when any item is final sale.
-    pub async fn request_return(
+    /// What of a customer's order can still be returned: refused unless the order is
+    /// delivered and its return window open.
+    pub async fn returnable(
         &self,
         customer_id: i64,
         order_id: &str,
-        skus: &[String],
-        reason: &str,
         clock: crate::fulfilment::Clock,
-    ) -> Result<ReturnRecord, ReturnError> {
-        let row =
-            sqlx::query("SELECT status, deliver_at FROM orders WHERE id = $1 AND customer_id = $2")
-                .bind(order_id)
-                .bind(customer_id)
-                .fetch_optional(&self.reader)
-                .await?
-                .ok_or(ReturnError::NotFound)?;
-        let status: String = row.try_get("status")?;
-        if status != "delivered" {
-            return Err(ReturnError::NotDelivered(status));
-        }
-        let delivered: String = row.try_get("deliver_at")?;
-        let window_ends = parse_rfc3339(&delivered)
-            .map(|d| clock.after(d, crate::fulfilment::RETURN_WINDOW_DAYS))
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        if time::OffsetDateTime::now_utc() > window_ends {
-            return Err(ReturnError::WindowClosed);
-        }
-        let lines: Vec<(String, String)> =
-            sqlx::query_as("SELECT sku, product_id FROM order_lines WHERE order_id = $1")
-                .bind(order_id)
-                .fetch_all(&self.reader)
+    ) -> Result<Returnable, ReturnError> {
+        let mut conn = self.reader.acquire().await?;
+        returnable_in(&mut conn, customer_id, order_id, clock).await
+    }
+
+    /// Records a return request in one transaction. A reference the customer used before
+    /// for this order gives that return back (and creates nothing); for another order it
+    /// is refused. Otherwise the units asked for (at most what is left of each SKU) are
+    /// returned: approved with a label, or denied when any item is final sale.
+    pub async fn request_return(
+        &self,
+        new: &NewReturn<'_>,
+        clock: crate::fulfilment::Clock,
+    ) -> Result<ReturnOutcome, ReturnError> {
+        let mut tx = self.writer.begin().await?;
+        let owned: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM orders WHERE id = $1 AND customer_id = $2")
+                .bind(new.order_id)
+                .bind(new.customer_id)
+                .fetch_optional(&mut *tx)
                 .await?;
-        let chosen: Vec<String> = if skus.is_empty() {
-            lines.iter().map(|(s, _)| s.clone()).collect()
-        } else {
-            skus.to_vec()
-        };
-        let catalogue = crate::catalogue::Catalogue::get();
-        let mut final_sale = false;
-        for sku in &chosen {
-            let (_, product_id) = lines
-                .iter()
-                .find(|(s, _)| s == sku)
-                .ok_or_else(|| ReturnError::UnknownSku(sku.clone()))?;
-            final_sale |= catalogue.product(product_id).is_some_and(|p| p.final_sale);
+        if owned.is_none() {
+            return Err(ReturnError::NotFound);
         }
+        if let Some(reference) = new.reference {
+            let existing: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, order_id FROM returns WHERE customer_id = $1 AND reference = $2",
+            )
+            .bind(new.customer_id)
+            .bind(reference)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((id, order_id)) = existing {
+                drop(tx);
+                if order_id != new.order_id {
+                    return Err(ReturnError::ReferenceInUse(order_id));
+                }
+                return self
+                    .return_record(&id)
+                    .await?
+                    .map(ReturnOutcome::Existing)
+                    .ok_or(ReturnError::NotFound);
+            }
+        }
+        let returnable = returnable_in(&mut tx, new.customer_id, new.order_id, clock).await?;
+        let chosen = returnable.choose(&new.items)?;
+        let lines = returnable.allocate(&chosen);
+        let catalogue = crate::catalogue::Catalogue::get();
+        let final_sale = lines.iter().any(|(l, _)| {
+            catalogue
+                .product(&l.product_id)
+                .is_some_and(|p| p.final_sale)
+        });
         let id = format!(
             "RT-{}",
             rand::Rng::random_range(&mut rand::rng(), 1_000_000_000u64..10_000_000_000)
         );
-        let (status, decision) = if final_sale {
-            ("denied", "Final-sale items cannot be returned")
+        let approved = time::OffsetDateTime::now_utc();
+        let (status, decision, schedule) = if final_sale {
+            ("denied", "Final-sale items cannot be returned", None)
         } else {
             (
                 "approved",
                 "Approved: print the label and drop the parcel at any carrier location",
+                Some(return_schedule(clock, approved)),
             )
         };
+        let skus: Vec<&str> = chosen.iter().map(|(sku, _)| sku.as_str()).collect();
         sqlx::query(
-            "INSERT INTO returns (id, order_id, status, reason, skus, created_at, decision) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO returns (id, order_id, customer_id, reference, status, reason, notes, skus, created_at, decision,
+                                  receive_at, credit_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&id)
-        .bind(order_id)
+        .bind(new.order_id)
+        .bind(new.customer_id)
+        .bind(new.reference)
         .bind(status)
-        .bind(reason)
-        .bind(Json(&chosen))
-        .bind(now_rfc3339())
+        .bind(new.reason)
+        .bind(new.notes)
+        .bind(Json(&skus))
+        .bind(rfc3339(approved))
         .bind(decision)
-        .execute(&self.writer)
+        .bind(schedule.map(|(receive, _)| rfc3339(receive)))
+        .bind(schedule.map(|(_, credit)| rfc3339(credit)))
+        .execute(&mut *tx)
         .await?;
-        self.return_by_id(&id)
+        for (line, quantity) in &lines {
+            sqlx::query(
+                "INSERT INTO return_lines (return_id, order_line, sku, product_id, quantity, unit_price)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&id)
+            .bind(line.position)
+            .bind(&line.sku)
+            .bind(&line.product_id)
+            .bind(quantity)
+            .bind(line.unit_price)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        self.return_record(&id)
             .await?
-            .map(|(r, _)| r)
+            .map(ReturnOutcome::Created)
             .ok_or(ReturnError::NotFound)
     }
 
@@ -907,17 +1268,185 @@ impl Db {
     }
 }
 
-fn return_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ReturnRecord, sqlx::Error> {
+/// When a return approved at `approved` is received, and when it is credited.
+fn return_schedule(
+    clock: crate::fulfilment::Clock,
+    approved: time::OffsetDateTime,
+) -> (time::OffsetDateTime, time::OffsetDateTime) {
+    let receive = clock.after(approved, crate::fulfilment::RETURN_TRANSIT_DAYS);
+    (
+        receive,
+        clock.after(receive, crate::fulfilment::REFUND_DAYS),
+    )
+}
+
+/// Within `conn`: the customer's order as returnable, if it is delivered and within its
+/// return window.
+async fn returnable_in(
+    conn: &mut sqlx::SqliteConnection,
+    customer_id: i64,
+    order_id: &str,
+    clock: crate::fulfilment::Clock,
+) -> Result<Returnable, ReturnError> {
+    let row =
+        sqlx::query("SELECT status, deliver_at FROM orders WHERE id = $1 AND customer_id = $2")
+            .bind(order_id)
+            .bind(customer_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(ReturnError::NotFound)?;
+    let status: String = row.try_get("status")?;
+    if status != "delivered" {
+        return Err(ReturnError::NotDelivered(status));
+    }
+    let delivered: String = row.try_get("deliver_at")?;
+    let window_ends = parse_rfc3339(&delivered)
+        .map(|d| clock.after(d, crate::fulfilment::RETURN_WINDOW_DAYS))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    if time::OffsetDateTime::now_utc() > window_ends {
+        return Err(ReturnError::WindowClosed);
+    }
+    let rows = sqlx::query(
+        "SELECT l.position, l.sku, l.product_id, l.title, l.quantity, l.unit_price,
+                COALESCE((SELECT SUM(rl.quantity) FROM return_lines rl JOIN returns r ON r.id = rl.return_id
+                           WHERE r.order_id = l.order_id AND rl.order_line = l.position AND r.status <> 'denied'), 0)
+                  AS returned
+         FROM order_lines l WHERE l.order_id = $1 ORDER BY l.position",
+    )
+    .bind(order_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let lines = rows
+        .iter()
+        .map(|r| {
+            Ok(ReturnableLine {
+                position: r.try_get("position")?,
+                sku: r.try_get("sku")?,
+                product_id: r.try_get("product_id")?,
+                title: r.try_get("title")?,
+                quantity: r.try_get("quantity")?,
+                returned: r.try_get("returned")?,
+                unit_price: r.try_get("unit_price")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Returnable {
+        order_id: order_id.to_string(),
+        lines,
+    })
+}
+
+fn return_from_row(
+    r: &sqlx::sqlite::SqliteRow,
+    lines: Vec<(String, String, i64, i64)>,
+) -> Result<ReturnRecord, sqlx::Error> {
     let id: String = r.try_get("id")?;
     let status: String = r.try_get("status")?;
-    let skus: Json<Vec<String>> = r.try_get("skus")?;
+    let lines: Vec<ReturnLine> = lines
+        .into_iter()
+        .map(|(sku, product_id, quantity, unit_price)| ReturnLine {
+            sku,
+            product_id,
+            quantity,
+            unit_price,
+        })
+        .collect();
+    let mut skus: Vec<String> = Vec::new();
+    for line in &lines {
+        if !skus.contains(&line.sku) {
+            skus.push(line.sku.clone());
+        }
+    }
     Ok(ReturnRecord {
-        label_url: (status == "approved").then(|| format!("/returns/{id}/label")),
-        id,
-        status,
+        label_url: (status != "denied").then(|| format!("/api/returns/{id}/label")),
+        order_id: r.try_get("order_id")?,
+        customer_email: r.try_get("email")?,
+        reference: r.try_get("reference")?,
         reason: r.try_get("reason")?,
-        skus: skus.0,
+        notes: r.try_get("notes")?,
+        lines,
+        skus,
         created_at: r.try_get("created_at")?,
         decision: r.try_get("decision")?,
+        received_at: r.try_get("received_at")?,
+        credited_at: r.try_get("credited_at")?,
+        refund: r.try_get("refund")?,
+        currency: crate::pricing::CURRENCY,
+        id,
+        status,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(position: i64, sku: &str, quantity: i64, returned: i64) -> ReturnableLine {
+        ReturnableLine {
+            position,
+            sku: sku.into(),
+            product_id: sku.into(),
+            title: sku.into(),
+            quantity,
+            returned,
+            unit_price: 100 + position,
+        }
+    }
+
+    #[test]
+    fn choosing_what_to_return() {
+        // Two units of A from two sellers (one already returned), three of B.
+        let order = Returnable {
+            order_id: "112".into(),
+            lines: vec![line(0, "A", 1, 1), line(1, "B", 3, 0), line(2, "A", 1, 0)],
+        };
+        let skus = order.skus();
+        assert_eq!(
+            skus.iter()
+                .map(|s| (s.sku.as_str(), s.bought, s.remaining))
+                .collect::<Vec<_>>(),
+            vec![("A", 2, 1), ("B", 3, 3)]
+        );
+        let everything = order.choose(&ReturnItems::Everything).unwrap();
+        assert_eq!(everything, vec![("A".into(), 1), ("B".into(), 3)]);
+        // A's remaining unit comes from the second seller's line.
+        let lines = order.allocate(&everything);
+        assert_eq!(
+            lines
+                .iter()
+                .map(|(l, q)| (l.position, *q))
+                .collect::<Vec<_>>(),
+            vec![(2, 1), (1, 3)]
+        );
+        assert_eq!(
+            order
+                .choose(&ReturnItems::Skus(vec!["B".into(), "B".into()]))
+                .unwrap(),
+            vec![("B".into(), 3)]
+        );
+        assert!(matches!(
+            order.choose(&ReturnItems::Quantities(vec![("B".into(), 2), ("B".into(), 2)])),
+            Err(ReturnError::QuantityExceeded { ref sku, remaining: 3 }) if sku == "B"
+        ));
+        assert!(matches!(
+            order.choose(&ReturnItems::Quantities(vec![("B".into(), 0)])),
+            Err(ReturnError::InvalidQuantity(_))
+        ));
+        assert!(matches!(
+            order.choose(&ReturnItems::Skus(vec!["C".into()])),
+            Err(ReturnError::UnknownSku(ref sku)) if sku == "C"
+        ));
+        let returned = Returnable {
+            order_id: "112".into(),
+            lines: vec![line(0, "A", 1, 1)],
+        };
+        assert!(matches!(
+            returned.choose(&ReturnItems::Everything),
+            Err(ReturnError::NothingToReturn)
+        ));
+        assert!(matches!(
+            returned.choose(&ReturnItems::Skus(vec!["A".into()])),
+            Err(ReturnError::QuantityExceeded { remaining: 0, .. })
+        ));
+    }
 }

@@ -1,6 +1,7 @@
 //! After the sale, on the store clock: orders ship (in one or two shipments, each with a
-//! carrier and a well-formed tracking number) and are delivered. `time_scale` speeds the
-//! clock up (86 400 makes a store day last a second), so tests take seconds.
+//! carrier and a well-formed tracking number) and are delivered; approved returns come
+//! back to the store and are credited. `time_scale` speeds the clock up (86 400 makes a
+//! store day last a second), so tests take seconds.
 
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ pub struct Clock {
 
 /// Days a return may be requested after delivery.
 pub const RETURN_WINDOW_DAYS: f64 = 30.0;
+/// Days from a return's approval until its parcel is back at the store (`received`).
+pub const RETURN_TRANSIT_DAYS: f64 = 3.0;
+/// Days from a return's receipt until its refund is credited (`credited`).
+pub const REFUND_DAYS: f64 = 2.0;
 /// Orders the store can ship at once (no handling time) still take this long to pack.
 const MIN_HANDLING_DAYS: f64 = 0.25;
 
@@ -62,15 +67,15 @@ pub fn tracking_number(rng: &mut impl Rng) -> (&'static str, String) {
     }
 }
 
-/// Moves due orders along (placed → shipped → delivered), forever, checking a few times
-/// a second.
-pub async fn run(db: Db) {
+/// Moves due orders along (placed → shipped → delivered) and returns (approved →
+/// received → credited), forever, checking a few times a second.
+pub async fn run(db: Db, clock: Clock) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = db.advance(OffsetDateTime::now_utc()).await {
-            tracing::warn!(error = %e, "the store clock could not advance orders");
+        if let Err(e) = db.advance(OffsetDateTime::now_utc(), clock).await {
+            tracing::warn!(error = %e, "the store clock could not advance orders and returns");
         }
     }
 }

@@ -5,8 +5,10 @@ pub mod api;
 pub mod catalogue;
 pub mod db;
 pub mod fulfilment;
+pub mod label;
 pub mod pages;
 pub mod pricing;
+pub mod return_pages;
 pub mod shop;
 pub mod totp;
 
@@ -42,7 +44,8 @@ pub struct StoreOptions {
     /// not given.
     pub admin_token: Option<String>,
     /// How fast the store clock runs: 1.0 is real time, 86 400 makes a store day last a
-    /// second. Orders ship and arrive on this clock.
+    /// second. Orders ship and arrive, and returns come back and are credited, on this
+    /// clock.
     pub time_scale: f64,
 }
 
@@ -131,6 +134,7 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
         .merge(api::routes())
         .merge(pages::routes())
         .merge(shop::routes())
+        .merge(return_pages::routes())
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
@@ -152,7 +156,7 @@ pub async fn start(options: StoreOptions) -> anyhow::Result<RunningStore> {
             })
             .await
     });
-    let clock = tokio::spawn(fulfilment::run(db.clone()));
+    let clock = tokio::spawn(fulfilment::run(db.clone(), clock));
     Ok(RunningStore {
         addr,
         admin_token,

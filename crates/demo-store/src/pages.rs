@@ -40,7 +40,7 @@ pub(crate) fn money(cents: i64) -> String {
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1d2530;background:#f6f7f9}\
 header{background:#16324f;color:#fff;padding:.8rem 1.5rem;display:flex;gap:1.5rem;align-items:center}\
-header a{color:#fff;text-decoration:none;font-weight:600}main{max-width:64rem;margin:1.5rem auto;padding:0 1rem}\
+header a{color:#fff;text-decoration:none;font-weight:600}header input{min-width:10rem}main{max-width:64rem;margin:1.5rem auto;padding:0 1rem}\
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:1rem}\
 .card{background:#fff;border-radius:.5rem;padding:1rem;box-shadow:0 1px 3px #0002}.price{font-weight:700;color:#0b6e3a}\
 .swatch{display:inline-block;border:1px solid #889;border-radius:.3rem;padding:.3rem .7rem;background:#fff;margin:.2rem;color:inherit;text-decoration:none}\
@@ -59,7 +59,7 @@ pub(crate) fn page(title: &str, kind: &str, body: &str) -> Html<String> {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{} · Errand Demo Store</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body data-page="{kind}"><header><a href="/">Errand Demo Store</a>{categories}
-<a href="/cart" id="cart-link">Cart</a><a href="/orders">Orders</a><a href="/signin">Sign in</a>
+<a href="/cart" id="cart-link">Cart</a><a href="/orders">Orders</a><a href="/returns">Returns</a><a href="/signin">Sign in</a>
 <form action="/search" role="search"><label for="q" hidden>Search</label><input id="q" name="q" placeholder="Search"></form></header>
 <div id="cookie-banner" class="card">We use cookies to keep you signed in and remember your cart.
 <button id="accept-cookies" type="button">Accept</button></div>
@@ -196,15 +196,15 @@ pub(crate) fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// An error box (`#error`) when there is one: `data-error` holds the store's error code
-/// (the JSON API's `error.code`), the text its message.
+/// An error box (`#error`) when there is one: `data-error` (and `data-code`) hold the
+/// store's error code (the JSON API's `error.code`), the text its message.
 pub(crate) fn error_box(error: Option<(&str, &str)>) -> String {
     error
         .map(|(code, message)| {
             format!(
-                r#"<div id="error" role="alert" class="error" data-error="{}">{}</div>"#,
-                esc(code),
-                esc(message)
+                r#"<div id="error" role="alert" class="error" data-error="{code}" data-code="{code}">{}</div>"#,
+                esc(message),
+                code = esc(code),
             )
         })
         .unwrap_or_default()
@@ -461,24 +461,38 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
     page(&p.title, "product", &body).into_response()
 }
 
-/// A printable prepaid label for an approved return.
+/// A printable prepaid label for a return that is not denied (the same as the PDF).
 async fn return_label(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    match state.db.return_by_id(&id).await {
-        Ok(Some((record, order_id))) if record.status == "approved" => page(
-            "Return label",
-            "return-label",
-            &format!(
-                r#"<article class="card" id="return-label"><h1>Prepaid return label</h1>
+    match state.db.return_record(&id).await {
+        Ok(Some(record)) if record.status != "denied" => {
+            let items: String = record
+                .lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        r#"<li class="label-line" data-sku="{sku}" data-quantity="{q}">{q} × {sku}</li>"#,
+                        sku = esc(&l.sku),
+                        q = l.quantity
+                    )
+                })
+                .collect();
+            page(
+                "Return label",
+                "return-label",
+                &format!(
+                    r#"<article class="card" id="return-label"><h1>Prepaid return label</h1>
 <p>Return <strong>{id}</strong> for order <strong>{order}</strong></p>
-<p>Ship to: Errand Demo Store Returns, 100 Warehouse Way, Reno, NV 89501</p>
+<p>Ship to: {address}</p>
 <p style="font-family:monospace;font-size:2rem;letter-spacing:.3rem">*{id}*</p>
-<p>Items: {skus}</p><button onclick="window.print()">Print</button></article>"#,
-                id = esc(&record.id),
-                order = esc(&order_id),
-                skus = esc(&record.skus.join(", "))
-            ),
-        )
-        .into_response(),
+<p>Items: {skus}</p><ul id="label-lines">{items}</ul><button onclick="window.print()">Print</button></article>"#,
+                    id = esc(&record.id),
+                    order = esc(&record.order_id),
+                    address = esc(&crate::label::RETURN_ADDRESS.join(", ")),
+                    skus = esc(&record.skus.join(", "))
+                ),
+            )
+            .into_response()
+        }
         Ok(_) => not_found(),
         Err(e) => {
             tracing::error!(error = %e, "cannot read a return");

@@ -158,6 +158,23 @@ pub fn price(
     })
 }
 
+/// The refund for returned goods worth `goods` (unit price × quantity of the returned
+/// lines) from an order of `subtotal` that charged `tax`: the goods plus their share of
+/// the tax (`tax × goods / subtotal`, rounded half up). `earlier` is the worth of the
+/// order's earlier returns (those not denied); the share is taken as the difference of
+/// the cumulative shares, so returning everything, in any number of returns, refunds
+/// exactly the tax charged. Shipping is not refunded, and promotions are not taken back.
+pub fn refund(goods: i64, earlier: i64, subtotal: i64, tax: i64) -> i64 {
+    let share = |worth: i64| {
+        if subtotal <= 0 {
+            0
+        } else {
+            (2 * tax * worth.min(subtotal) + subtotal) / (2 * subtotal)
+        }
+    };
+    goods + share(earlier + goods) - share(earlier)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +231,20 @@ mod tests {
             (500, 281, 1999, 5000 + 1999 + 281 - 500)
         );
         assert_eq!(t.delivery_days, 2);
+    }
+
+    #[test]
+    fn refunds_add_the_goods_share_of_the_tax() {
+        // $29.99 × 2 to Texas: $3.75 tax. One unit back: $29.99 + $1.88 (1.875 rounded up).
+        let t = price(&[line(2999, 2)], "TX", ShippingMethod::NextDay, None).unwrap();
+        assert_eq!((t.subtotal, t.tax), (5998, 375));
+        assert_eq!(refund(2999, 0, t.subtotal, t.tax), 2999 + 188);
+        // The second unit gets the rest of the tax: together exactly what was charged.
+        assert_eq!(refund(2999, 2999, t.subtotal, t.tax), 2999 + 187);
+        assert_eq!(refund(5998, 0, t.subtotal, t.tax), 5998 + 375);
+        // No tax charged, no tax refunded.
+        assert_eq!(refund(1000, 0, 3000, 0), 1000);
+        assert_eq!(refund(0, 0, 0, 0), 0);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The signed-in shopper, or a redirect to the sign-in page.
-pub struct Shopper(Customer);
+pub struct Shopper(pub(crate) Customer);
 
 impl FromRequestParts<AppState> for Shopper {
     type Rejection = Response;
@@ -78,11 +78,11 @@ impl FromRequestParts<AppState> for Shopper {
     }
 }
 
-fn see_other(to: &str) -> Response {
+pub(crate) fn see_other(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, to.to_string())]).into_response()
 }
 
-fn error_page(status: StatusCode, title: &str, kind: &str, body: String) -> Response {
+pub(crate) fn error_page(status: StatusCode, title: &str, kind: &str, body: String) -> Response {
     (status, page(title, kind, &body)).into_response()
 }
 
@@ -342,7 +342,7 @@ async fn cart_page(
     .into_response()
 }
 
-fn something_went_wrong(title: &str, kind: &str) -> Response {
+pub(crate) fn something_went_wrong(title: &str, kind: &str) -> Response {
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
         title,
@@ -642,7 +642,7 @@ async fn place(
 }
 
 /// The date part of a timestamp (`2026-11-24T…` → `2026-11-24`).
-fn date_of(timestamp: &str) -> &str {
+pub(crate) fn date_of(timestamp: &str) -> &str {
     timestamp.get(..10).unwrap_or(timestamp)
 }
 
@@ -721,8 +721,9 @@ async fn history_page(
 }
 
 /// One order: its status (`placed`, `shipped`, `delivered` or `cancelled`, also in
-/// `data-status`), why it was cancelled, and a `.shipment` per parcel with its carrier
-/// and tracking number (as text and in `data-carrier` / `data-tracking-number`).
+/// `data-status`), why it was cancelled, a `.shipment` per parcel with its carrier and
+/// tracking number (as text and in `data-carrier` / `data-tracking-number`), and for a
+/// delivered order its returns (`.order-return`) and a `#return-items` link.
 async fn order_page(
     State(state): State<AppState>,
     Shopper(customer): Shopper,
@@ -761,6 +762,33 @@ async fn order_page(
             )
         })
         .unwrap_or_default();
+    let returns = if order.status == "delivered" || !order.returns.is_empty() {
+        let items: String = order
+            .returns
+            .iter()
+            .map(|r| {
+                format!(
+                    r#"<li class="order-return" data-return-id="{id}" data-status="{status}"><a href="/returns/{id}">{id}</a> — {status}</li>"#,
+                    id = esc(&r.id),
+                    status = esc(&r.status)
+                )
+            })
+            .collect();
+        let link = if order.status == "delivered" {
+            format!(
+                r#"<p><a id="return-items" href="/orders/{}/return">Return items</a></p>"#,
+                esc(&order.id)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"<h2>Returns</h2>{link}<ul id="order-returns" data-count="{}">{items}</ul>"#,
+            order.returns.len()
+        )
+    } else {
+        String::new()
+    };
     page(
         "Order",
         "order",
@@ -768,7 +796,7 @@ async fn order_page(
             r#"<h1>Order <span id="merchant-order-id">{id}</span></h1><p>Status: <strong id="order-status" data-status="{status}">{status}</strong></p>{cancelled}
 <p>Your reference: <span id="order-reference">{reference}</span></p>
 <p>Estimated delivery: <time id="estimated-delivery" datetime="{eta_full}">{eta}</time></p>{lines}
-<p>Total: <span id="order-total-charged" data-cents="{cents}">{total}</span></p><h2>Shipments</h2><ul id="shipments" data-count="{count}">{shipments}</ul>{none}"#,
+<p>Total: <span id="order-total-charged" data-cents="{cents}">{total}</span></p><h2>Shipments</h2><ul id="shipments" data-count="{count}">{shipments}</ul>{none}{returns}"#,
             id = esc(&order.id),
             status = esc(&order.status),
             reference = esc(order.buyer_reference.as_deref().unwrap_or("")),

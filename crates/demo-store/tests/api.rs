@@ -4,6 +4,7 @@
 use errand_demo_store::{DEMO_EMAIL, DEMO_PASSWORD, RunningStore, StoreOptions, start};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::path::Path;
 
 const ADMIN: &str = "test-admin-token";
 
@@ -653,20 +654,30 @@ async fn returns_are_approved_with_a_label_or_denied_for_final_sale() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["return"]["status"], "approved");
+    let return_id = body["return"]["id"].as_str().unwrap();
     let label = body["return"]["label_url"].as_str().unwrap();
+    assert_eq!(
+        label,
+        format!("{}/api/returns/{return_id}/label", store.base),
+        "the label is a PDF, at an absolute URL"
+    );
+    let pdf = store
+        .client
+        .get(label)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), StatusCode::OK);
+    check_pdf(&pdf.bytes().await.unwrap(), return_id);
     let page = store
         .client
-        .get(format!("{}{label}", store.base))
+        .get(format!("{}/returns/{return_id}/label", store.base))
         .send()
         .await
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
-    assert!(
-        page.text()
-            .await
-            .unwrap()
-            .contains(body["return"]["id"].as_str().unwrap())
-    );
+    assert!(page.text().await.unwrap().contains(return_id));
 
     let plush = buy(&store, &token, &["B0DEMO0023"]).await;
     let plush_id = plush["id"].as_str().unwrap();
@@ -1012,4 +1023,449 @@ async fn two_factor_accounts_need_the_current_code() {
             Some("invalid_totp_secret")
         )
     );
+}
+
+/// A store day lasts a second: next-day orders arrive after 1.25 s, and the return
+/// window stays open for 30 s.
+const DAY_PER_SECOND: f64 = 86_400.0;
+
+/// Checks a PDF the way a reader starts: the header, the trailer, a cross-reference
+/// table whose every entry points at its `N 0 obj`, and the text shown.
+fn check_pdf(bytes: &[u8], return_id: &str) {
+    assert!(bytes.starts_with(b"%PDF-1."), "the PDF header");
+    assert!(bytes.ends_with(b"%%EOF\n"), "the PDF trailer");
+    let find = |needle: &[u8]| {
+        bytes
+            .windows(needle.len())
+            .rposition(|w| w == needle)
+            .unwrap_or_else(|| panic!("{} not in the PDF", String::from_utf8_lossy(needle)))
+    };
+    let after = find(b"startxref\n") + b"startxref\n".len();
+    let startxref: usize = std::str::from_utf8(&bytes[after..])
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let table = std::str::from_utf8(&bytes[startxref..]).unwrap();
+    let mut lines = table.lines();
+    assert_eq!(lines.next(), Some("xref"));
+    let count: usize = lines
+        .next()
+        .unwrap()
+        .strip_prefix("0 ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(count >= 5, "catalogue, pages, page, font, contents");
+    for n in 0..count {
+        // 20 bytes each: offset, generation, kind, then a space and a newline.
+        let entry = lines.next().unwrap();
+        assert_eq!(entry.len(), 19, "{entry:?}");
+        let offset: usize = entry[..10].parse().unwrap();
+        if n == 0 {
+            assert_eq!(entry, "0000000000 65535 f ");
+            continue;
+        }
+        assert!(entry.ends_with(" 00000 n "), "{entry:?}");
+        assert!(
+            bytes[offset..].starts_with(format!("{n} 0 obj").as_bytes()),
+            "object {n} at {offset}"
+        );
+    }
+    assert!(table.contains("/Root 1 0 R"));
+    let text = String::from_utf8_lossy(bytes);
+    assert!(text.contains("/BaseFont /Helvetica"));
+    assert!(text.contains(&format!("(Return {return_id}) Tj")), "{text}");
+    assert!(
+        text.contains("Reno, NV 89501"),
+        "the store's return address"
+    );
+}
+
+/// Places a delivered order of `quantity` units of each product, and waits for it.
+async fn delivered(store: &Store, token: &str, products: &[(&str, i64)]) -> Value {
+    for (product, quantity) in products {
+        let (status, body) = store
+            .add(token, json!({"product_id": product, "quantity": quantity}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, placed) = store
+        .post(
+            "/api/checkout/place",
+            Some(token),
+            json!({"shipping_address": address("TX"), "shipping_method": "next_day"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let id = placed["order"]["id"].as_str().unwrap().to_string();
+    wait_for_status(store, token, &id, "delivered").await
+}
+
+fn error(response: &(StatusCode, Value)) -> (StatusCode, &str) {
+    (
+        response.0,
+        response.1["error"]["code"].as_str().unwrap_or("(none)"),
+    )
+}
+
+#[tokio::test]
+async fn return_requests_follow_the_store_rules() {
+    let store = Store::open_with_clock(DAY_PER_SECOND).await;
+    let token = store.customer("rma@example.com").await;
+    let other = store.customer("rma-other@example.com").await;
+    let (order, second, plush, others) = tokio::join!(
+        delivered(&store, &token, &[(PLAIN, 2), ("B0DEMO0006", 1)]),
+        async {
+            // After the first order: the cart is the customer's, one checkout at a time.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            delivered(&store, &token, &[(PLAIN, 1)]).await
+        },
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+            delivered(&store, &token, &[("B0DEMO0023", 1)]).await
+        },
+        delivered(&store, &other, &[(PLAIN, 1)]),
+    );
+    let id = order["id"].as_str().unwrap();
+    let path = format!("/api/orders/{id}/returns");
+    let returns = |body: Value| store.post(&path, Some(&token), body);
+
+    // Refusals.
+    assert_eq!(
+        error(&returns(json!({"reason": "changed_my_mind"})).await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_reason")
+    );
+    let unknown =
+        returns(json!({"reason": "defective", "lines": [{"sku": "NOPE", "quantity": 1}]})).await;
+    assert_eq!(
+        error(&unknown),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_sku")
+    );
+    assert_eq!(unknown.1["error"]["details"]["sku"], "NOPE");
+    let too_many =
+        returns(json!({"reason": "defective", "lines": [{"sku": PLAIN, "quantity": 3}]})).await;
+    assert_eq!(
+        error(&too_many),
+        (StatusCode::UNPROCESSABLE_ENTITY, "quantity_exceeded")
+    );
+    assert_eq!(
+        too_many.1["error"]["details"],
+        json!({"sku": PLAIN, "remaining": 2})
+    );
+    assert!(
+        too_many.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(PLAIN)
+    );
+    assert_eq!(
+        error(
+            &returns(json!({"reason": "defective", "lines": [{"sku": PLAIN, "quantity": 0}]}))
+                .await
+        ),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_quantity")
+    );
+    assert_eq!(
+        error(&returns(json!({"reason": "defective", "lines": [{"sku": PLAIN, "quantity": 1}], "skus": [PLAIN]})).await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_items")
+    );
+    assert_eq!(
+        error(&returns(json!({"reason": "defective", "reference": "R".repeat(101)})).await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "reference_too_long")
+    );
+    assert_eq!(
+        error(
+            &store
+                .post(&path, Some(&other), json!({"reason": "defective"}))
+                .await
+        ),
+        (StatusCode::NOT_FOUND, "order_not_found"),
+        "only the buyer returns an order"
+    );
+
+    // A partial return with a reference: one of the two French presses.
+    let first = json!({"reason": "defective", "reference": "RMA-1", "notes": "Cracked lid",
+                       "lines": [{"sku": PLAIN, "quantity": 1}]});
+    let (status, body) = returns(first.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let made = body["return"].clone();
+    let return_id = made["id"].as_str().unwrap();
+    assert!(return_id.starts_with("RT-"));
+    assert_eq!(made["order_id"], id);
+    assert_eq!(made["reference"], "RMA-1");
+    assert_eq!(made["status"], "approved");
+    assert_eq!(made["reason"], "defective");
+    assert_eq!(made["notes"], "Cracked lid");
+    assert_eq!(
+        made["lines"],
+        json!([{"sku": PLAIN, "product_id": PLAIN, "quantity": 1, "unit_price": 2999}])
+    );
+    assert_eq!(made["skus"], json!([PLAIN]));
+    assert!(made["created_at"].is_string() && made["decision"].is_string());
+    assert_eq!(
+        made["label_url"],
+        format!("{}/api/returns/{return_id}/label", store.base)
+    );
+    for field in ["received_at", "credited_at", "refund"] {
+        assert_eq!(made[field], Value::Null, "{field}");
+    }
+    assert_eq!(made["currency"], "USD");
+
+    // Asking again with the reference (say, after a lost answer) finds the same return,
+    // whatever the rest of the request says; nothing new is made.
+    let (status, again) = returns(first.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["return"]["id"], return_id);
+    let (status, again) = returns(json!({"reason": "other", "reference": "RMA-1"})).await;
+    assert_eq!(
+        (status, again["return"]["id"].as_str()),
+        (StatusCode::OK, Some(return_id))
+    );
+    let (_, truth) = store.get("/api/admin/returns", Some(ADMIN)).await;
+    let with_reference = |truth: &Value, reference: &str| {
+        truth["returns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["reference"] == reference)
+            .count()
+    };
+    assert_eq!(with_reference(&truth, "RMA-1"), 1);
+    // The reference is taken for this order; another customer has references of their own.
+    let in_use = store
+        .post(
+            &format!("/api/orders/{}/returns", second["id"].as_str().unwrap()),
+            Some(&token),
+            first.clone(),
+        )
+        .await;
+    assert_eq!(error(&in_use), (StatusCode::CONFLICT, "reference_in_use"));
+    assert_eq!(in_use.1["error"]["details"]["order_id"], id);
+    let (status, theirs) = store
+        .post(
+            &format!("/api/orders/{}/returns", others["id"].as_str().unwrap()),
+            Some(&other),
+            first.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+
+    // The second press; then none is left, whichever way it is asked for.
+    let (status, body) = returns(json!({"reason": "wrong_item", "reference": "RMA-2",
+                                        "lines": [{"sku": PLAIN, "quantity": 1}]}))
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for request in [
+        json!({"reason": "defective", "lines": [{"sku": PLAIN, "quantity": 1}]}),
+        json!({"reason": "defective", "skus": [PLAIN]}),
+    ] {
+        let refused = returns(request).await;
+        assert_eq!(
+            error(&refused),
+            (StatusCode::UNPROCESSABLE_ENTITY, "quantity_exceeded")
+        );
+        assert_eq!(refused.1["error"]["details"]["remaining"], 0);
+    }
+    // Neither lines nor skus: what is left of the order.
+    let (status, body) = returns(json!({"reason": "no_longer_needed"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["return"]["lines"],
+        json!([{"sku": "B0DEMO0006", "product_id": "B0DEMO0006", "quantity": 1, "unit_price": 3499}])
+    );
+    assert_eq!(
+        error(&returns(json!({"reason": "no_longer_needed"})).await),
+        (StatusCode::UNPROCESSABLE_ENTITY, "nothing_to_return")
+    );
+
+    // Final sale: denied, without a label; denied returns do not use up the quantity.
+    let plush_path = format!("/api/orders/{}/returns", plush["id"].as_str().unwrap());
+    for _ in 0..2 {
+        let (status, body) = store
+            .post(
+                &plush_path,
+                Some(&token),
+                json!({"reason": "damaged", "lines": [{"sku": "B0DEMO0023", "quantity": 1}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["return"]["status"], "denied");
+        assert!(
+            body["return"]["decision"]
+                .as_str()
+                .unwrap()
+                .contains("Final-sale")
+        );
+        assert_eq!(body["return"]["label_url"], Value::Null);
+        let (status, label) = store
+            .get(
+                &format!(
+                    "/api/returns/{}/label",
+                    body["return"]["id"].as_str().unwrap()
+                ),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(
+            (status, label["error"]["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("label_not_found"))
+        );
+    }
+
+    // Finding and following returns.
+    let (status, found) = store
+        .get("/api/returns?reference=RMA-1", Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["returns"].as_array().unwrap().len(), 1);
+    assert_eq!(found["returns"][0]["id"], return_id);
+    let (_, none) = store
+        .get("/api/returns?reference=RMA-9", Some(&token))
+        .await;
+    assert_eq!(none, json!({"returns": []}));
+    let (_, theirs) = store
+        .get("/api/returns?reference=RMA-1", Some(&other))
+        .await;
+    assert_eq!(theirs["returns"].as_array().unwrap().len(), 1);
+    assert_ne!(theirs["returns"][0]["id"], return_id, "each customer's own");
+    let (_, all) = store.get("/api/returns", Some(&token)).await;
+    assert_eq!(all["returns"].as_array().unwrap().len(), 5);
+    let (status, one) = store
+        .get(&format!("/api/returns/{return_id}"), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["return"]["lines"], made["lines"]);
+    for (path, who) in [
+        (format!("/api/returns/{return_id}"), &other),
+        ("/api/returns/RT-0".to_string(), &token),
+        (format!("/api/returns/{return_id}/label"), &other),
+    ] {
+        assert_eq!(
+            error(&store.get(&path, Some(who)).await),
+            (StatusCode::NOT_FOUND, "return_not_found"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        error(&store.get("/api/returns", None).await),
+        (StatusCode::UNAUTHORIZED, "sign_in_required")
+    );
+    let (_, order) = store.get(&format!("/api/orders/{id}"), Some(&token)).await;
+    let listed = order["order"]["returns"].as_array().unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0]["id"], return_id);
+    assert_eq!(listed[0]["lines"], made["lines"]);
+
+    // Ground truth: every customer's returns, counted by reference.
+    let (status, truth) = store.get("/api/admin/returns", Some(ADMIN)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(truth["returns"].as_array().unwrap().len(), 6);
+    assert_eq!(with_reference(&truth, "RMA-1"), 2, "one per customer");
+    assert_eq!(with_reference(&truth, "RMA-2"), 1);
+    let (status, _) = store.get("/api/admin/returns", Some(&token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn returns_are_received_then_credited_with_a_refund() {
+    let store = Store::open_with_clock(FAST_CLOCK).await;
+    let token = store.customer("refund@example.com").await;
+    let other = store.customer("refund-other@example.com").await;
+    let order = delivered(&store, &token, &[(PLAIN, 2)]).await;
+    let id = order["id"].as_str().unwrap();
+    let (subtotal, tax) = (
+        order["subtotal"].as_i64().unwrap(),
+        order["tax"].as_i64().unwrap(),
+    );
+    assert_eq!((subtotal, tax), (5998, 375), "Texas charges 6.25 %");
+
+    let mut refunds = 0;
+    for n in 0..2 {
+        let (status, body) = store
+            .post(
+                &format!("/api/orders/{id}/returns"),
+                Some(&token),
+                json!({"reason": "defective", "reference": format!("refund-{n}"),
+                       "lines": [{"sku": PLAIN, "quantity": 1}]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let return_id = body["return"]["id"].as_str().unwrap().to_string();
+        if n == 0 {
+            let label = body["return"]["label_url"].as_str().unwrap();
+            let response = store
+                .client
+                .get(label)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(response.headers()["content-type"], "application/pdf");
+            let bytes = response.bytes().await.unwrap();
+            check_pdf(&bytes, &return_id);
+            // Kept for a look with a PDF reader.
+            std::fs::write(
+                Path::new(env!("CARGO_TARGET_TMPDIR")).join("return-label.pdf"),
+                &bytes,
+            )
+            .unwrap();
+            let (status, _) = store
+                .get(&format!("/api/returns/{return_id}/label"), None)
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        // approved → received (3 store days, 0.3 s) → credited (2 more, 0.2 s).
+        let mut seen = vec!["approved".to_string()];
+        let mut credited = Value::Null;
+        for _ in 0..200 {
+            let (_, body) = store
+                .get(&format!("/api/returns/{return_id}"), Some(&token))
+                .await;
+            let status = body["return"]["status"].as_str().unwrap().to_string();
+            if seen.last() != Some(&status) {
+                seen.push(status.clone());
+            }
+            if status == "credited" {
+                credited = body["return"].clone();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            seen == ["approved", "received", "credited"] || seen == ["approved", "credited"],
+            "{seen:?}"
+        );
+        assert_eq!(credited["status"], "credited", "{seen:?}");
+        let (created, received, at) = (
+            credited["created_at"].as_str().unwrap(),
+            credited["received_at"].as_str().unwrap(),
+            credited["credited_at"].as_str().unwrap(),
+        );
+        assert!(created < received && received < at, "{credited}");
+        assert!(credited["label_url"].is_string(), "the label stays");
+        // The press and its share of the tax: $1.88 (1.875 rounded up), then the rest.
+        let refund = credited["refund"].as_i64().unwrap();
+        let share = if n == 0 { 188 } else { 187 };
+        assert_eq!(refund, 2999 + share);
+        refunds += refund;
+    }
+    assert_eq!(
+        refunds,
+        subtotal + tax,
+        "everything returned: goods and tax back"
+    );
+    let (_, order) = store.get(&format!("/api/orders/{id}"), Some(&token)).await;
+    let listed = order["order"]["returns"].as_array().unwrap();
+    assert!(listed.iter().all(|r| r["status"] == "credited"));
+    let (status, _) = store
+        .get(
+            &format!("/api/returns/{}", listed[0]["id"].as_str().unwrap()),
+            Some(&other),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -1,9 +1,10 @@
 //! A person's purchase in a real headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from `tests/browser`): sign in, empty a cart holding a line from an
 //! earlier attempt, pick a variant, check out, place the order; then the order ships and
-//! arrives on the store clock, and a test product's declined card shows in `#error`.
-//! Screenshots of the product, review, confirmation, delivered and declined pages are
-//! saved under the target directory.
+//! arrives on the store clock, one of the two shirts is returned through the return form,
+//! and a test product's declined card shows in `#error`. Screenshots of the product,
+//! review, confirmation, delivered, return and declined pages are saved under the
+//! target directory.
 //!
 //! Needs `chromium` and `npm ci` in `tests/browser`; `scripts/test` provides both.
 
@@ -86,7 +87,25 @@ async fn a_person_buys_in_headless_chromium_and_the_order_arrives() {
         "with its tracking numbers"
     );
 
-    for name in ["product", "review", "confirmation", "delivered", "declined"] {
+    let returned = &result["returned"];
+    let return_id = returned["id"].as_str().unwrap();
+    assert!(return_id.starts_with("RT-"), "{returned}");
+    assert_eq!(returned["status"], "approved");
+    assert_eq!(returned["quantity"], "1", "one of the two shirts");
+    assert_eq!(
+        returned["label"],
+        format!("/returns/{return_id}/label.pdf").as_str()
+    );
+    assert_eq!(returned["found"], return_id, "found by its reference");
+
+    for name in [
+        "product",
+        "review",
+        "confirmation",
+        "delivered",
+        "return",
+        "declined",
+    ] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,

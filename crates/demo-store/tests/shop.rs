@@ -618,3 +618,187 @@ async fn test_products_end_through_the_pages_as_through_the_api() {
     assert!(order.contains(r#"data-status="placed""#) && order.contains(r#"id="no-shipments""#));
     store.stop().await.unwrap();
 }
+
+/// Polls a page until it contains `needle`.
+async fn wait_for(browser: &Browser, path: &str, needle: &str) -> String {
+    let mut html = String::new();
+    for _ in 0..200 {
+        html = browser.get(path).await.1;
+        if html.contains(needle) {
+            return html;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never showed {needle}: {html}");
+}
+
+#[tokio::test]
+async fn a_shopper_returns_one_of_two_items_through_the_pages() {
+    // A store day lasts 0.3 s: standard delivery takes about 1.6 s, the return window
+    // 9 s, and a return is received 0.9 s after approval and credited 0.6 s later.
+    let (_dir, store) = open_store(288_000.0).await;
+    let mut browser = shopper(&store, "returns@example.com").await;
+    add(&mut browser, "B0DEMO0005", &[]).await;
+    add(&mut browser, "B0DEMO0006", &[]).await;
+    let Outcome::Placed(order, _) = check_out(&mut browser, "ret-order").await else {
+        panic!("placed");
+    };
+    let form_path = format!("/orders/{order}/return");
+
+    // Not delivered yet: the form says so.
+    let (status, html, _) = browser.get(&form_path).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&html), Some("not_delivered"));
+    assert!(html.contains(r#"data-code="not_delivered""#));
+
+    let page = wait_for(
+        &browser,
+        &format!("/orders/{order}"),
+        r#"data-status="delivered""#,
+    )
+    .await;
+    assert!(page.contains(&format!(
+        r#"<a id="return-items" href="/orders/{order}/return">Return items</a>"#
+    )));
+    assert!(page.contains(r#"<ul id="order-returns" data-count="0">"#));
+
+    let (status, form, _) = browser.get(&form_path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains(r#"data-page="return-request""#));
+    assert!(form.contains(&format!(r#"action="/orders/{order}/return""#)));
+    assert!(form.contains(r#"<select id="reason" name="reason">"#));
+    assert!(form.contains(r#"<option value="defective">"#));
+    for sku in ["B0DEMO0005", "B0DEMO0006"] {
+        assert!(form.contains(&format!(
+            r#"<input id="qty_{sku}" class="return-quantity" name="qty_{sku}" type="number" min="0" max="1" value="0""#
+        )));
+    }
+    assert!(form.contains(r#"name="reference""#) && form.contains(r#"name="notes""#));
+
+    // Refusals come back on the form, with what was entered.
+    let (status, html, _) = browser
+        .post(
+            &form_path,
+            &[("reason", "defective"), ("qty_B0DEMO0005", "0")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&html), Some("no_items_chosen"));
+    let (status, html, _) = browser
+        .post(
+            &form_path,
+            &[("reason", "defective"), ("qty_B0DEMO0005", "2")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&html), Some("quantity_exceeded"));
+    assert!(html.contains(r#"<option value="defective" selected>"#));
+    assert!(html.contains(r#"name="qty_B0DEMO0005" type="number" min="0" max="1" value="2""#));
+    let (_, html, _) = browser
+        .post(&form_path, &[("reason", ""), ("qty_B0DEMO0005", "1")])
+        .await;
+    assert_eq!(error_code(&html), Some("invalid_reason"));
+
+    // One of the two items.
+    let request = [
+        ("reason", "defective"),
+        ("qty_B0DEMO0005", "1"),
+        ("qty_B0DEMO0006", "0"),
+        ("reference", "web-ret-1"),
+        ("notes", "The lid is cracked"),
+    ];
+    let (status, _, location) = browser.post(&form_path, &request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = location.unwrap();
+    let return_id = location.strip_prefix("/returns/").unwrap().to_string();
+    assert!(return_id.starts_with("RT-"));
+    let (status, page, _) = browser.get(&location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(r#"data-page="return""#));
+    assert!(page.contains(&format!(r#"<span id="return-id">{return_id}</span>"#)));
+    assert!(
+        page.contains(r#"id="return-status" data-status="approved""#),
+        "{page}"
+    );
+    assert!(page.contains(r#"<p id="return-decision">Approved"#));
+    assert!(page.contains(r#"<span id="return-reference">web-ret-1</span>"#));
+    assert!(page.contains(
+        r#"<tr class="return-line" data-sku="B0DEMO0005" data-product-id="B0DEMO0005" data-quantity="1" data-unit-price="2999">"#
+    ));
+    assert!(!page.contains(r#"data-sku="B0DEMO0006""#));
+    assert!(page.contains(r#"id="refund-pending""#));
+    let pdf_link = format!(r#"<a id="return-label-pdf" href="/returns/{return_id}/label.pdf""#);
+    assert!(page.contains(&pdf_link));
+    let response = browser
+        .client
+        .get(format!("{}/returns/{return_id}/label.pdf", browser.base))
+        .header("cookie", browser.cookie.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    assert!(response.bytes().await.unwrap().starts_with(b"%PDF-"));
+
+    // The same request again (a retry) finds the same return.
+    let (status, _, again) = browser.post(&form_path, &request).await;
+    assert_eq!(
+        (status, again.as_deref()),
+        (StatusCode::SEE_OTHER, Some(location.as_str()))
+    );
+
+    // Found by the reference, and on the order's page; nothing else is left to return of
+    // that item.
+    let (_, found, _) = browser.get("/returns?reference=web-ret-1").await;
+    assert!(found.contains(r#"data-page="returns""#));
+    assert!(found.contains(r#"<table id="returns" data-count="1">"#));
+    assert!(found.contains(&format!(
+        r#"<tr class="return-row" data-return-id="{return_id}" data-order-id="{order}" data-reference="web-ret-1" data-status="approved">"#
+    )));
+    let (_, none, _) = browser.get("/returns?reference=nope").await;
+    assert!(none.contains(r#"id="no-returns""#));
+    let (_, page, _) = browser.get(&format!("/orders/{order}")).await;
+    assert!(page.contains(&format!(
+        r#"<li class="order-return" data-return-id="{return_id}" data-status="approved">"#
+    )));
+    let (_, form, _) = browser.get(&form_path).await;
+    assert!(form.contains(
+        r#"data-sku="B0DEMO0005" data-product-id="B0DEMO0005" data-bought="1" data-remaining="0""#
+    ));
+    assert!(form.contains(
+        r#"data-sku="B0DEMO0006" data-product-id="B0DEMO0006" data-bought="1" data-remaining="1""#
+    ));
+
+    // Another shopper cannot see it.
+    let stranger = shopper(&store, "stranger@example.com").await;
+    assert_eq!(stranger.get(&location).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(stranger.get(&form_path).await.0, StatusCode::NOT_FOUND);
+
+    // Received, then credited: the page shows the refund.
+    let page = wait_for(&browser, &location, r#"data-status="credited""#).await;
+    assert!(page.contains(r#"id="return-received-at""#));
+    assert!(page.contains(r#"id="return-credited-at""#));
+    let refund: i64 = between(&page, r#"<span id="return-refund" data-cents=""#, "\"")
+        .parse()
+        .unwrap();
+    assert!(refund > 2999, "the press and its tax: {refund}");
+
+    let truth: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/admin/returns", store.base_url()))
+        .bearer_auth("admin")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let returns = truth["returns"].as_array().unwrap();
+    assert_eq!(
+        returns.len(),
+        1,
+        "one return, however often it was asked for"
+    );
+    assert_eq!(returns[0]["reference"], "web-ret-1");
+    assert_eq!(returns[0]["notes"], "The lid is cracked");
+    assert_eq!(returns[0]["refund"], refund);
+    store.stop().await.unwrap();
+}

@@ -1,8 +1,10 @@
 // Walks the demo store like a shopper in headless Chromium: sign in, empty a cart that
 // holds a line from an earlier attempt, pick a variant (its price shows), add to cart,
 // check out over three pages, place the order, see the confirmation, follow the order
-// until it arrives; then try a test product whose card is declined.
-// Saves screenshots of the product, review, confirmation, delivered and declined pages.
+// until it arrives, return one of the two shirts through the return form and find the
+// return by its reference; then try a test product whose card is declined.
+// Saves screenshots of the product, review, confirmation, delivered, return and declined
+// pages.
 //   node smoke.mjs <store base URL> <screenshot dir> <email> <password>
 import { chromium } from "playwright-core";
 
@@ -78,6 +80,22 @@ try {
   const tracking = await page.$$eval(".tracking-number", (els) => els.map((e) => e.textContent));
   await page.screenshot({ path: `${shots}/delivered.png`, fullPage: true });
 
+  // Return one of the two shirts: the order's "Return items" form, then the return's page.
+  await Promise.all([page.waitForURL(/\/return$/), page.click("#return-items")]);
+  await page.selectOption("#reason", "wrong_size");
+  await page.fill("input.return-quantity >> nth=0", "1");
+  await page.fill("#reference", "browser-return-1");
+  await Promise.all([page.waitForURL(/\/returns\/RT-/), page.click("#request-return")]);
+  const returned = {
+    id: (await page.textContent("#return-id")).trim(),
+    status: await page.getAttribute("#return-status", "data-status"),
+    quantity: await page.getAttribute(".return-line", "data-quantity"),
+    label: await page.getAttribute("#return-label-pdf", "href"),
+  };
+  await page.screenshot({ path: `${shots}/return.png`, fullPage: true });
+  await page.goto(`${base}/returns?reference=browser-return-1`);
+  returned.found = await page.getAttribute(".return-row", "data-return-id");
+
   // A test product whose card is declined: the review page comes back with #error.
   await page.goto(`${base}/dp/B0TEST0005`);
   await Promise.all([page.waitForURL(/\/cart$/), page.click("#add-to-cart")]);
@@ -94,7 +112,8 @@ try {
   await page.screenshot({ path: `${shots}/declined.png`, fullPage: true });
 
   console.log(JSON.stringify({
-    leftover, emptied, priceXL, priceM, availability, orderId, total, status, tracking, declined,
+    leftover, emptied, priceXL, priceM, availability, orderId, total, status, tracking, returned,
+    declined,
   }));
 } finally {
   await browser.close();
