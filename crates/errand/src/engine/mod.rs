@@ -2,6 +2,7 @@
 //! retailer (exactly once, never above its price cap) and then follow it to delivery.
 
 mod placement;
+mod returns;
 pub mod store;
 mod tracking;
 
@@ -12,7 +13,7 @@ use serde_json::json;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::accounts::Vault;
+use crate::accounts::{AccountError, Vault};
 use crate::orders::lifecycle::{self, Change};
 use crate::orders::model::{
     ErrorType, JobResult, OrderItemStatus, OrderRecord, OrderStatus, PriceComponents, events,
@@ -48,12 +49,15 @@ impl Engine {
         }
     }
 
-    /// Lets a worker pool run the engine's jobs: placing, tracking and expiring orders.
+    /// Lets a worker pool run the engine's jobs: placing, tracking and expiring orders,
+    /// and asking for and following returns.
     pub fn register(&self, handlers: &mut Handlers) {
         for kind in [
             JobKind::PlaceOrder,
             JobKind::TrackOrder,
             JobKind::ExpireOrder,
+            JobKind::RequestReturn,
+            JobKind::TrackReturn,
         ] {
             let engine = self.clone();
             handlers.register(
@@ -67,6 +71,27 @@ impl Engine {
     }
 
     async fn run(&self, job: Job) -> Result<Outcome, sqlx::Error> {
+        if matches!(job.kind, JobKind::RequestReturn | JobKind::TrackReturn) {
+            let Some(return_id) = job.payload["return"]
+                .as_str()
+                .and_then(|id| Uuid::parse_str(id).ok())
+            else {
+                return Ok(Outcome::Dead(format!(
+                    "a {} job without a return",
+                    job.kind
+                )));
+            };
+            let span = tracing::info_span!("job", kind = %job.kind, return_id = %return_id, attempt = job.attempt);
+            return async {
+                if job.kind == JobKind::RequestReturn {
+                    returns::request(self, &job, return_id).await
+                } else {
+                    returns::track(self, &job, return_id).await
+                }
+            }
+            .instrument(span)
+            .await;
+        }
         let Some(order_id) = job.order_id() else {
             return Ok(Outcome::Dead(format!(
                 "a {} job without an order",
@@ -91,6 +116,28 @@ impl Engine {
 
     fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The sign-in data of the managed account that placed an order, for following it
+    /// (tracking, returns); `Err` is the job's end when the account is gone or broken.
+    async fn account_credentials(
+        &self,
+        account: &str,
+    ) -> Result<Result<Credentials, Outcome>, sqlx::Error> {
+        Ok(
+            match crate::accounts::secrets(self.db(), &self.inner.vault, account).await {
+                Ok(Some((account, secrets))) => Ok(Credentials {
+                    email: account.email,
+                    password: secrets.password,
+                    totp_secret: secrets.totp_secret,
+                }),
+                Ok(None) => Err(Outcome::Dead(format!(
+                    "the retailer account {account} is gone"
+                ))),
+                Err(AccountError::Database(e)) => return Err(e),
+                Err(e) => Err(Outcome::Dead(e.to_string())),
+            },
+        )
     }
 
     /// Decrypts an account's sign-in data.

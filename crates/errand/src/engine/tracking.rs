@@ -9,12 +9,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{Engine, change_order};
-use crate::accounts::AccountError;
 use crate::orders::lifecycle::Change;
 use crate::orders::model::{OrderItemStatus, OrderRecord, OrderStatus, events};
 use crate::orders::store;
 use crate::queue::{Job, Outcome};
-use crate::retailers::{Credentials, RetailerOrder, RetailerOrderStatus};
+use crate::retailers::{RetailerOrder, RetailerOrderStatus};
 use crate::storage::Timestamp;
 
 /// Each wait is this much longer than the last, up to the retailer's maximum.
@@ -47,21 +46,9 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
                 .into(),
         ));
     };
-    let credentials = match crate::accounts::secrets(db, &engine.inner.vault, &placed.account).await
-    {
-        Ok(Some((account, secrets))) => Credentials {
-            email: account.email,
-            password: secrets.password,
-            totp_secret: secrets.totp_secret,
-        },
-        Ok(None) => {
-            return Ok(Outcome::Dead(format!(
-                "the retailer account {} is gone",
-                placed.account
-            )));
-        }
-        Err(AccountError::Database(e)) => return Err(e),
-        Err(e) => return Ok(Outcome::Dead(e.to_string())),
+    let credentials = match engine.account_credentials(&placed.account).await? {
+        Ok(credentials) => credentials,
+        Err(outcome) => return Ok(outcome),
     };
     let driver = &retailer.driver;
     let looked_up = match driver.sign_in(&credentials).await {

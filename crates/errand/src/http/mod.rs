@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(orders::http::routes())
         .merge(accounts::http::routes())
+        .merge(crate::returns::http::routes())
         .merge(crate::webhooks::http::routes())
         .merge(crate::webhooks::log::routes())
         .merge(ops::routes())

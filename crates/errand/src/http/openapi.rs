@@ -32,6 +32,10 @@ use crate::returns;
         accounts::http::get_managed_account,
         accounts::http::update_managed_account,
         accounts::http::delete_managed_account,
+        returns::http::create_return,
+        returns::http::list_returns,
+        returns::http::get_return,
+        returns::http::get_label,
         crate::webhooks::http::get_endpoint,
         crate::webhooks::http::put_endpoint,
         crate::webhooks::http::delete_endpoint,
@@ -67,6 +71,9 @@ use crate::returns;
         returns::ReturnStatus,
         returns::ReturnReason,
         returns::ReturnItem,
+        returns::Return,
+        returns::ReturnList,
+        returns::http::ReturnRequestCreateDoc,
         accounts::http::ManagedAccount,
         accounts::http::ManagedAccountList,
         accounts::request::ManagedAccountCreateDoc,
@@ -85,6 +92,7 @@ use crate::returns;
         (name = "orders", description = "Create, read, list and cancel orders"),
         (name = "managed-accounts", description = "The retailer accounts orders are placed with; \
                                                    their secrets are write-only"),
+        (name = "returns", description = "Return delivered items: asked of the retailer exactly once, followed until credited"),
         (name = "webhooks", description = "Where order events are delivered, and how they are signed"),
         (name = "operations", description = "Probes for load balancers and orchestrators"),
     )

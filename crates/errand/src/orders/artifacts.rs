@@ -49,6 +49,8 @@ pub enum ArtifactKind {
     Screenshot,
     /// A page's HTML.
     Page,
+    /// A return label the retailer gave (PDF), named after its return.
+    ReturnLabel,
 }
 
 impl ArtifactKind {
@@ -56,19 +58,25 @@ impl ArtifactKind {
         match self {
             ArtifactKind::Screenshot => "screenshot",
             ArtifactKind::Page => "page",
+            ArtifactKind::ReturnLabel => "label",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [ArtifactKind::Screenshot, ArtifactKind::Page]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            ArtifactKind::Screenshot,
+            ArtifactKind::Page,
+            ArtifactKind::ReturnLabel,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 
     pub fn content_type(self) -> &'static str {
         match self {
             ArtifactKind::Screenshot => "image/png",
             ArtifactKind::Page => "text/html; charset=utf-8",
+            ArtifactKind::ReturnLabel => "application/pdf",
         }
     }
 }
@@ -183,6 +191,7 @@ fn prepare<'a>(
             std::borrow::Cow::Borrowed(_) => bytes.into(),
             std::borrow::Cow::Owned(text) => text.into_bytes().into(),
         },
+        ArtifactKind::ReturnLabel => bytes.into(),
     })
 }
 

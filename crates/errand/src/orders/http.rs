@@ -399,38 +399,7 @@ async fn serve_artifact(
                 .with_details(serde_json::json!({ "name": name, "available": available })),
         );
     };
-    let content_type = HeaderValue::from_str(&artifact.content_type)
-        .unwrap_or_else(|_| HeaderValue::from_static(kind.content_type()));
-    let (disposition, extension) = match kind {
-        ArtifactKind::Screenshot => ("inline", "png"),
-        ArtifactKind::Page => ("attachment", "html"),
-    };
-    // The name is checked to be [a-z0-9_-], so it needs no quoting in the header.
-    let disposition = HeaderValue::from_str(&format!(
-        "{disposition}; filename=\"{id}-{name}.{extension}\""
-    ))
-    .map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = artifact.content.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, content_type);
-    headers.insert(header::CONTENT_DISPOSITION, disposition);
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    if kind == ArtifactKind::Page {
-        // Opened anyway (a browser's "open" on the download), a retailer's page must not
-        // run scripts, submit forms or read this origin's storage.
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox"),
-        );
-    }
-    Ok(response)
+    artifact_response(artifact, &format!("{id}-{name}"))
 }
 
 fn parse_instant(text: &str) -> Option<Timestamp> {
@@ -495,4 +464,45 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
         }
     }
     errors.finish(|| filter)
+}
+
+/// An artifact as a response: its content type, a file name `<stem>.<extension>`, and
+/// headers that keep a browser from running or sniffing it.
+pub(crate) fn artifact_response(
+    artifact: artifacts::Artifact,
+    stem: &str,
+) -> Result<Response, ApiError> {
+    let kind = artifact.kind;
+    let content_type = HeaderValue::from_str(&artifact.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static(kind.content_type()));
+    let (disposition, extension) = match kind {
+        ArtifactKind::Screenshot => ("inline", "png"),
+        ArtifactKind::Page => ("attachment", "html"),
+        ArtifactKind::ReturnLabel => ("attachment", "pdf"),
+    };
+    // The stem is made of ids and names checked to be [a-z0-9_-]: no quoting needed.
+    let disposition =
+        HeaderValue::from_str(&format!("{disposition}; filename=\"{stem}.{extension}\""))
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = artifact.content.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::CONTENT_DISPOSITION, disposition);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    if kind == ArtifactKind::Page {
+        // Opened anyway (a browser's "open" on the download), a retailer's page must not
+        // run scripts, submit forms or read this origin's storage.
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox"),
+        );
+    }
+    Ok(response)
 }

@@ -339,14 +339,22 @@ pub struct OrderRecord {
 }
 
 impl Order {
-    /// Fills `screenshots` with the URLs of the order's screenshots under `base` (the
-    /// server's public address, without a trailing slash).
+    /// Fills `screenshots` with the URLs of the order's screenshots, and its returns'
+    /// `label_urls`, under `base` (the server's public address, without a trailing
+    /// slash).
     pub fn link_screenshots(&mut self, base: &str) {
         self.screenshots = self
             .screenshot_names
             .iter()
             .map(|name| screenshot_url(base, self.id, name))
             .collect();
+        for ret in &mut self.returns {
+            ret.label_urls = ret
+                .label_names
+                .iter()
+                .map(|name| crate::returns::label_url(base, ret.id, name))
+                .collect();
+        }
     }
 }
 

@@ -256,7 +256,8 @@ pub async fn tracking_numbers(db: &Db, order_id: Uuid) -> Result<Vec<String>, sq
     })
 }
 
-/// Sets the orders' `screenshot_names`, with one query for all of them.
+/// Sets the orders' `screenshot_names` and `returns`, with one query each for all of
+/// them.
 async fn attach_screenshots(
     db: &Db,
     tenant: &Tenant,
@@ -264,8 +265,15 @@ async fn attach_screenshots(
 ) -> Result<(), sqlx::Error> {
     let ids: Vec<Uuid> = orders.iter().map(|o| o.id).collect();
     let mut names = artifacts::names_by_order(db, tenant, &ids, ArtifactKind::Screenshot).await?;
+    let mut returns = crate::returns::store::by_order(db, tenant, &ids).await?;
     for order in orders {
         order.screenshot_names = names.remove(&order.id).unwrap_or_default();
+        order.returns = returns
+            .remove(&order.id)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.summary())
+            .collect();
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use super::model::{OrderStatus, events};
 use super::store::corrupt;
 use crate::auth::Tenant;
 use crate::on_db;
+use crate::returns::events as returns;
 use crate::storage::{Db, DbId, Timestamp};
 
 /// What kind of step a milestone is. The contract lists the customer-facing kinds;
@@ -30,14 +31,24 @@ pub enum MilestoneType {
     Undeliverable,
     OrderFailed,
     Cancelled,
+    ReturnRequested,
+    ReturnApproved,
+    ReturnDenied,
+    ReturnCredited,
 }
 
 impl MilestoneType {
-    /// Whether the contract's timeline shows it (`milestones`).
+    /// Whether the contract's timeline shows it (`milestones`): its kinds end at
+    /// `cancelled`; Errand's own steps and a return's are in `progress` only.
     fn is_customer_facing(self) -> bool {
         !matches!(
             self,
-            MilestoneType::WaitingForAccount | MilestoneType::PlacementStarted
+            MilestoneType::WaitingForAccount
+                | MilestoneType::PlacementStarted
+                | MilestoneType::ReturnRequested
+                | MilestoneType::ReturnApproved
+                | MilestoneType::ReturnDenied
+                | MilestoneType::ReturnCredited
         )
     }
 }
@@ -167,6 +178,22 @@ fn milestone(row: EventRow) -> Option<Milestone> {
             Cancelled,
             "retailer",
             "Cancelled by the retailer".to_string(),
+        ),
+        returns::REQUESTED => (ReturnRequested, "customer", "Return requested".to_string()),
+        returns::APPROVED => (
+            ReturnApproved,
+            "retailer",
+            "Return approved: send the items back with the label".to_string(),
+        ),
+        returns::DENIED => (
+            ReturnDenied,
+            "retailer",
+            format!("Return denied: {}", text("resolution_notes")),
+        ),
+        returns::CREDITED => (
+            ReturnCredited,
+            "retailer",
+            "Return received and credited".to_string(),
         ),
         _ => return None,
     };

@@ -35,6 +35,10 @@ pub enum JobKind {
     TrackOrder,
     /// Fail an order still unplaced at its expiration (the engine).
     ExpireOrder,
+    /// Ask the retailer for a return, exactly once (the engine).
+    RequestReturn,
+    /// Follow a return until the retailer credits it (the engine).
+    TrackReturn,
     /// Deliver one webhook (webhooks).
     DeliverWebhook,
     /// Does nothing: for measuring the queue itself.
@@ -42,10 +46,12 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 7] = [
         JobKind::PlaceOrder,
         JobKind::TrackOrder,
         JobKind::ExpireOrder,
+        JobKind::RequestReturn,
+        JobKind::TrackReturn,
         JobKind::DeliverWebhook,
         JobKind::Noop,
     ];
@@ -55,6 +61,8 @@ impl JobKind {
             JobKind::PlaceOrder => "place_order",
             JobKind::TrackOrder => "track_order",
             JobKind::ExpireOrder => "expire_order",
+            JobKind::RequestReturn => "request_return",
+            JobKind::TrackReturn => "track_return",
             JobKind::DeliverWebhook => "deliver_webhook",
             JobKind::Noop => "noop",
         }

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::{
     CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, Quote, RetailerLine,
-    RetailerOrder, RetailerOrderStatus, RetailerVariant, Session, Shipment,
+    RetailerOrder, RetailerOrderStatus, RetailerReturn, RetailerReturnStatus, RetailerVariant,
+    ReturnRequest, Session, Shipment,
 };
 use crate::orders::model::{ErrorType, PriceComponents, Variant};
 use crate::storage::Timestamp;
@@ -561,6 +562,110 @@ impl Driver for DemoHttpDriver {
         order_from(answer["order"].clone())
     }
 
+    fn takes_returns(&self) -> bool {
+        true
+    }
+
+    async fn request_return(
+        &self,
+        session: &Session,
+        request: &ReturnRequest,
+    ) -> Result<RetailerReturn, DriverError> {
+        let lines: Vec<Value> = request
+            .lines
+            .iter()
+            .map(|l| json!({"sku": l.sku, "quantity": l.quantity}))
+            .collect();
+        // Not repeated on its own: a lost answer is settled by looking the reference up.
+        let answer = self
+            .call_once(
+                Method::POST,
+                &format!("api/orders/{}/returns", request.merchant_order_id),
+                Some(session),
+                Some(
+                    json!({"reason": request.reason, "reference": request.reference,
+                            "lines": lines, "notes": request.notes}),
+                ),
+            )
+            .await?;
+        return_from(&answer["return"])
+    }
+
+    async fn find_return(
+        &self,
+        session: &Session,
+        reference: &str,
+    ) -> Result<Option<RetailerReturn>, DriverError> {
+        let mut url = self
+            .base
+            .join("api/returns")
+            .map_err(|e| DriverError::permanent(ErrorType::RetailerError, e.to_string()))?;
+        url.query_pairs_mut().append_pair("reference", reference);
+        let path = format!("api/returns?{}", url.query().unwrap_or_default());
+        let answer = self.call(Method::GET, &path, Some(session), None).await?;
+        match answer["returns"].as_array().map(Vec::as_slice) {
+            Some([]) | None => Ok(None),
+            Some([found]) => return_from(found).map(Some),
+            Some(many) => Err(DriverError::permanent(
+                ErrorType::RetailerError,
+                format!(
+                    "the store holds {} returns with reference {reference}",
+                    many.len()
+                ),
+            )),
+        }
+    }
+
+    async fn get_return(
+        &self,
+        session: &Session,
+        merchant_return_id: &str,
+    ) -> Result<RetailerReturn, DriverError> {
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("api/returns/{merchant_return_id}"),
+                Some(session),
+                None,
+            )
+            .await?;
+        return_from(&answer["return"])
+    }
+
+    async fn return_label(&self, session: &Session, url: &str) -> Result<Vec<u8>, DriverError> {
+        let url = self
+            .base
+            .join(url)
+            .map_err(|e| DriverError::permanent(ErrorType::RetailerError, e.to_string()))?;
+        let response = self
+            .client
+            .get(url)
+            .bearer_auth(&session.0)
+            .send()
+            .await
+            .map_err(|e| DriverError::Transient {
+                message: format!("cannot fetch the return label: {e}"),
+                retry_after: None,
+            })?;
+        if !response.status().is_success() {
+            return Err(DriverError::Transient {
+                message: format!(
+                    "the store answered {} for the return label",
+                    response.status()
+                ),
+                retry_after: None,
+            });
+        }
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| DriverError::Transient {
+                message: format!("the return label was cut off: {e}"),
+                retry_after: None,
+            })
+    }
+
     async fn cancel(&self, session: &Session, merchant_order_id: &str) -> Result<(), DriverError> {
         self.call(
             Method::POST,
@@ -571,4 +676,28 @@ impl Driver for DemoHttpDriver {
         .await
         .map(|_| ())
     }
+}
+
+/// A return in the store's JSON.
+fn return_from(value: &Value) -> Result<RetailerReturn, DriverError> {
+    let malformed = || {
+        DriverError::permanent(
+            ErrorType::RetailerError,
+            format!("the store's return is malformed: {value}"),
+        )
+    };
+    let id = value["id"].as_str().ok_or_else(malformed)?;
+    let status = match value["status"].as_str().ok_or_else(malformed)? {
+        "approved" => RetailerReturnStatus::Approved,
+        "denied" => RetailerReturnStatus::Denied,
+        "received" => RetailerReturnStatus::Received,
+        "credited" => RetailerReturnStatus::Credited,
+        _ => return Err(malformed()),
+    };
+    Ok(RetailerReturn {
+        merchant_return_id: id.to_string(),
+        status,
+        decision: value["decision"].as_str().map(str::to_string),
+        label_url: value["label_url"].as_str().map(str::to_string),
+    })
 }

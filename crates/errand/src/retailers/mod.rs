@@ -115,6 +115,49 @@ pub struct Shipment {
     pub delivered: bool,
 }
 
+/// One line of a return: which of the order's SKUs, and how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnLine {
+    pub sku: String,
+    pub quantity: i32,
+}
+
+/// A return to ask of the retailer.
+#[derive(Debug, Clone)]
+pub struct ReturnRequest {
+    pub merchant_order_id: String,
+    /// Our reference for the return (its id), kept by the retailer so that it can be
+    /// found again after a crash.
+    pub reference: String,
+    /// The contract's reason code (`damaged`, `wrong_size`, …).
+    pub reason: &'static str,
+    pub notes: Option<String>,
+    pub lines: Vec<ReturnLine>,
+}
+
+/// Where a return stands at the retailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetailerReturnStatus {
+    /// Accepted: the items are to be sent back (with the label).
+    Approved,
+    Denied,
+    /// The items came back; the refund is still to come.
+    Received,
+    /// Refunded.
+    Credited,
+}
+
+/// A return as the retailer has it.
+#[derive(Debug, Clone)]
+pub struct RetailerReturn {
+    pub merchant_return_id: String,
+    pub status: RetailerReturnStatus,
+    /// The retailer's words about its decision.
+    pub decision: Option<String>,
+    /// Where the retailer serves the return label, once approved.
+    pub label_url: Option<String>,
+}
+
 /// A screenshot or page a driver kept from a session, for the order's record.
 #[derive(Debug, Clone)]
 pub struct Artifact {
@@ -180,6 +223,13 @@ impl DriverError {
     }
 }
 
+fn no_returns() -> DriverError {
+    DriverError::permanent(
+        ErrorType::RetailerError,
+        "this retailer takes no returns through Errand",
+    )
+}
+
 /// Everything Errand asks of one retailer.
 #[async_trait::async_trait]
 pub trait Driver: Send + Sync {
@@ -219,6 +269,39 @@ pub trait Driver: Send + Sync {
         merchant_order_id: &str,
     ) -> Result<RetailerOrder, DriverError>;
     async fn cancel(&self, session: &Session, merchant_order_id: &str) -> Result<(), DriverError>;
+    /// Whether the retailer takes returns through this driver (`POST /returns` is
+    /// refused for one that does not).
+    fn takes_returns(&self) -> bool {
+        false
+    }
+    /// Asks for a return; the retailer decides at once (approved or denied).
+    async fn request_return(
+        &self,
+        _session: &Session,
+        _request: &ReturnRequest,
+    ) -> Result<RetailerReturn, DriverError> {
+        Err(no_returns())
+    }
+    /// The return asked for with this reference, if the retailer has one.
+    async fn find_return(
+        &self,
+        _session: &Session,
+        _reference: &str,
+    ) -> Result<Option<RetailerReturn>, DriverError> {
+        Err(no_returns())
+    }
+    /// A return's current state.
+    async fn get_return(
+        &self,
+        _session: &Session,
+        _merchant_return_id: &str,
+    ) -> Result<RetailerReturn, DriverError> {
+        Err(no_returns())
+    }
+    /// Downloads a return label (`RetailerReturn::label_url`).
+    async fn return_label(&self, _session: &Session, _url: &str) -> Result<Vec<u8>, DriverError> {
+        Err(no_returns())
+    }
     /// What the session kept for the order's record since the last call (screenshots,
     /// a failed page's HTML).
     async fn take_artifacts(&self, _session: &Session) -> Vec<Artifact> {

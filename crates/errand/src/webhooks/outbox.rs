@@ -8,10 +8,11 @@ use super::delivery::MAX_JOB_ATTEMPTS;
 use crate::on_tx;
 use crate::orders::model::events;
 use crate::queue::{self, JobKind, NewJob};
+use crate::returns::events as returns;
 use crate::storage::{DbId, Timestamp, Tx};
 
 /// Order events that are sent as webhooks.
-pub const WEBHOOK_EVENTS: [&str; 8] = [
+pub const WEBHOOK_EVENTS: [&str; 12] = [
     events::STARTED,
     events::PLACED,
     events::FAILED,
@@ -20,6 +21,10 @@ pub const WEBHOOK_EVENTS: [&str; 8] = [
     events::DELIVERED,
     events::CANCELLED,
     events::CANCELLED_BY_RETAILER,
+    returns::REQUESTED,
+    returns::APPROVED,
+    returns::DENIED,
+    returns::CREDITED,
 ];
 
 /// An order event as it was recorded, for its webhook.

@@ -19,6 +19,7 @@ mod openapi;
 mod orders;
 mod queue;
 mod retailers;
+mod returns;
 mod screenshots;
 mod sdk;
 mod validation;

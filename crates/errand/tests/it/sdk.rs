@@ -1,6 +1,7 @@
 //! Zinc's official Node SDK against Errand: `tests/sdk/sdk.mjs` calls every SDK method
-//! Errand serves through the API alone (orders stay `pending`, so cancelling is
-//! deterministic) and checks each result against the type the SDK declares for it.
+//! Errand serves and checks each result against the type the SDK declares for it. An
+//! order is placed and delivered first (returns need one); then the workers stop, so
+//! the script's own orders stay `pending` and cancelling them is deterministic.
 //! Methods whose shapes are known to differ still are listed in the script's
 //! `KNOWN_MISMATCHES`; anything else that differs fails this test.
 //!
@@ -9,10 +10,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::DEMO_ALIAS_HOST;
-
 crate::on_both_databases! {
-    async fn zincs_node_sdk_gets_the_shapes_it_declares(app: TestApp) {
+    async fn zincs_node_sdk_gets_the_shapes_it_declares(app: Engine) {
+        let mut body = crate::support::order_body();
+        body["products"] = serde_json::json!([{"url": app.product_url("B0DEMO0005"), "quantity": 2}]);
+        body["max_price"] = serde_json::json!(1_000_000);
+        let placed = app.created(&body).await;
+        let delivered = app
+            .wait_for_order(placed["id"].as_str().unwrap(), |o| o["items"][0]["status"] == "delivered")
+            .await;
+        app.stop_workers().await;
         let sdk_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk");
         assert!(
             sdk_dir.join("node_modules/zinc").exists(),
@@ -24,7 +31,9 @@ crate::on_both_databases! {
             .current_dir(&sdk_dir)
             .env("ERRAND_BASE_URL", &app.base)
             .env("ERRAND_API_KEY", &app.key)
-            .env("ERRAND_PRODUCT_URL", format!("https://{DEMO_ALIAS_HOST}/dp/B0DEMO0005"))
+            .env("ERRAND_PRODUCT_URL", app.product_url("B0DEMO0005"))
+            .env("ERRAND_DELIVERED_ORDER_ID", delivered["id"].as_str().unwrap())
+            .env("ERRAND_DELIVERED_ITEM_ID", delivered["items"][0]["id"].as_str().unwrap())
             .kill_on_drop(true)
             .output();
         let output = tokio::time::timeout(Duration::from_secs(120), run)

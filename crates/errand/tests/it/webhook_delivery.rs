@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::receiver::{Misbehaviour, Received, Receiver};
+use crate::support::receiver::{Misbehaviour, Received, Receiver, assert_signed, signed_with};
 use crate::support::{TestApp, order_body};
 
 async fn set_endpoint(app: &TestApp, url: &str) -> String {
@@ -22,37 +22,6 @@ async fn set_endpoint(app: &TestApp, url: &str) -> String {
         .await
         .unwrap();
     response["secret"].as_str().expect("a secret").to_string()
-}
-
-/// Whether one of the request's `webhook-signature` entries is valid under `secret`.
-fn signed_with(request: &Received, secret: &str) -> bool {
-    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
-    let expected = errand::webhooks::signing::standard_signature(
-        secret,
-        &request.header("webhook-id"),
-        timestamp,
-        request.body.as_bytes(),
-    )
-    .unwrap();
-    request
-        .header("webhook-signature")
-        .split(' ')
-        .any(|s| s == expected)
-}
-
-/// Checks a request's signatures under both schemes against `secret`.
-fn assert_signed(request: &Received, secret: &str) {
-    let body = request.json();
-    assert_eq!(request.header("webhook-id"), body["id"].as_str().unwrap());
-    assert_eq!(
-        request.header("x-webhook-event"),
-        body["event"].as_str().unwrap()
-    );
-    assert!(signed_with(request, secret), "Standard Webhooks signature");
-    assert_eq!(
-        request.header("x-webhook-signature"),
-        errand::webhooks::signing::reference_signature(secret, request.body.as_bytes())
-    );
 }
 
 /// An order of one demo product, with room in `max_price`.

@@ -334,6 +334,20 @@ impl TestApp {
             .secret
     }
 
+    /// Stops the engine's workers (the API keeps serving): jobs wait in the queue.
+    pub async fn stop_workers(&mut self) {
+        if let Some(workers) = self.workers.take() {
+            workers.stop(std::time::Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Starts the engine's workers again.
+    pub fn start_workers(&mut self) {
+        if self.workers.is_none() {
+            self.workers = self.app.start_workers().expect("start the workers");
+        }
+    }
+
     /// Stops the server and starts a new one (new process state, same database).
     pub async fn restart(&mut self) {
         if let Some(workers) = self.workers.take() {

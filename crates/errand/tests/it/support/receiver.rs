@@ -138,3 +138,34 @@ impl Receiver {
         }
     }
 }
+
+/// Whether one of the request's `webhook-signature` entries is valid under `secret`.
+pub fn signed_with(request: &Received, secret: &str) -> bool {
+    let timestamp: i64 = request.header("webhook-timestamp").parse().unwrap();
+    let expected = errand::webhooks::signing::standard_signature(
+        secret,
+        &request.header("webhook-id"),
+        timestamp,
+        request.body.as_bytes(),
+    )
+    .unwrap();
+    request
+        .header("webhook-signature")
+        .split(' ')
+        .any(|s| s == expected)
+}
+
+/// Checks a request's signatures under both schemes against `secret`.
+pub fn assert_signed(request: &Received, secret: &str) {
+    let body = request.json();
+    assert_eq!(request.header("webhook-id"), body["id"].as_str().unwrap());
+    assert_eq!(
+        request.header("x-webhook-event"),
+        body["event"].as_str().unwrap()
+    );
+    assert!(signed_with(request, secret), "Standard Webhooks signature");
+    assert_eq!(
+        request.header("x-webhook-signature"),
+        errand::webhooks::signing::reference_signature(secret, request.body.as_bytes())
+    );
+}
