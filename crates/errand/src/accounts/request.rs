@@ -432,10 +432,10 @@ mod tests {
         assert_eq!(update.totp_secret, None);
         assert_eq!(
             kinds(parse_update(
-                &json!({"email": null, "active": null, "retailer": "x"})
+                &json!({"email": null, "active": null, "colour": "x"})
             )),
             [
-                (r#"["body","retailer"]"#.into(), "extra_forbidden".into()),
+                (r#"["body","colour"]"#.into(), "extra_forbidden".into()),
                 (r#"["body","email"]"#.into(), "string_type".into()),
                 (r#"["body","active"]"#.into(), "bool_type".into()),
             ]
