@@ -895,16 +895,27 @@ async fn admin_clear_faults(State(state): State<AppState>, _: Admin) -> StatusCo
     StatusCode::NO_CONTENT
 }
 
+/// `?reference=`, as the order history and the returns list (API and pages) take it.
 #[derive(Deserialize)]
-struct HistoryQuery {
-    reference: Option<String>,
+pub(crate) struct ReferenceQuery {
+    pub(crate) reference: Option<String>,
+}
+
+impl ReferenceQuery {
+    /// The reference given, trimmed; `None` when absent or blank.
+    pub(crate) fn given(&self) -> Option<&str> {
+        self.reference
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+    }
 }
 
 async fn order_history(
     State(state): State<AppState>,
     customer: Customer,
     base: BaseUrl,
-    Query(q): Query<HistoryQuery>,
+    Query(q): Query<ReferenceQuery>,
 ) -> ApiResult<Json<Value>> {
     let orders: Vec<StoredOrder> = state
         .db
@@ -1259,23 +1270,14 @@ async fn request_return(
     Ok((status, Json(json!({ "return": base.on_return(record) }))))
 }
 
-#[derive(Deserialize)]
-struct ReturnsQuery {
-    reference: Option<String>,
-}
-
 /// The customer's returns, oldest first; `?reference=` keeps those with that reference.
 async fn customer_returns(
     State(state): State<AppState>,
     customer: Customer,
     base: BaseUrl,
-    Query(q): Query<ReturnsQuery>,
+    Query(q): Query<ReferenceQuery>,
 ) -> ApiResult<Json<Value>> {
-    let reference = q
-        .reference
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
+    let reference = q.given();
     let returns: Vec<ReturnRecord> = state
         .db
         .returns(ReturnFilter {

@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Deserialize;
 
 use crate::api::{self, AppState, ReturnLineRequest, ReturnRequest, StoreError};
 use crate::db::{Customer, ReturnError, ReturnRecord, Returnable};
@@ -311,24 +310,15 @@ fn return_html(r: &ReturnRecord) -> String {
     )
 }
 
-#[derive(Deserialize)]
-struct ReturnsQuery {
-    reference: Option<String>,
-}
-
 /// The shopper's returns, oldest first; `?reference=` keeps those with that reference
 /// (exactly). Each row carries `data-return-id`, `data-order-id`, `data-reference` and
 /// `data-status`.
 async fn returns_page(
     State(state): State<AppState>,
     Shopper(customer): Shopper,
-    Query(q): Query<ReturnsQuery>,
+    Query(q): Query<crate::api::ReferenceQuery>,
 ) -> Response {
-    let reference = q
-        .reference
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
+    let reference = q.given();
     let filter = crate::db::ReturnFilter {
         customer_id: Some(customer.id),
         reference,

@@ -673,23 +673,14 @@ async fn confirmation_page(
     .into_response()
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    reference: Option<String>,
-}
-
 /// The shopper's orders; `?reference=` keeps those placed with that buyer reference
 /// (exactly). Each row carries `data-order-id`, `data-reference` and `data-status`.
 async fn history_page(
     State(state): State<AppState>,
     Shopper(customer): Shopper,
-    Query(q): Query<HistoryQuery>,
+    Query(q): Query<crate::api::ReferenceQuery>,
 ) -> Response {
-    let reference = q
-        .reference
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
+    let reference = q.given();
     let Ok(orders) = state.db.orders(Some(customer.id), reference, None).await else {
         return something_went_wrong("Orders", "orders");
     };

@@ -7,6 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// One element of an error location: an object key or an array index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -194,6 +195,28 @@ impl<'a> Object<'a> {
 
     pub fn optional_str(&self, field: &str, errors: &mut Errors) -> Option<&'a str> {
         as_str(self.optional(field)?, &self.loc(field), errors)
+    }
+}
+
+/// A UUID given as text, noting a `uuid_parsing` error at `loc` when it is not one.
+pub fn parse_uuid(text: &str, loc: &Loc, errors: &mut Errors) -> Option<Uuid> {
+    Uuid::parse_str(text.trim())
+        .map_err(|e| {
+            errors.add(
+                loc,
+                "uuid_parsing",
+                format!("Input should be a valid UUID, {e}"),
+            )
+        })
+        .ok()
+}
+
+/// The UUID in the path parameter `name`, or its 422.
+pub fn path_uuid(name: &str, raw: &str) -> Result<Uuid, ValidationErrors> {
+    let mut errors = Errors::default();
+    match parse_uuid(raw, &Loc::path(name), &mut errors) {
+        Some(id) => Ok(id),
+        None => Err(errors.into_rejection()),
     }
 }
 

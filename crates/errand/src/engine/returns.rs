@@ -17,8 +17,8 @@ use crate::retailers::registry::Retailer;
 use crate::retailers::{
     DriverError, RetailerReturn, RetailerReturnStatus, ReturnLine, ReturnRequest, Session,
 };
+use crate::returns::ReturnStatus;
 use crate::returns::store::{self, Decision, RequestState, ReturnRecord};
-use crate::returns::{ReturnStatus, events};
 use crate::storage::Timestamp;
 
 /// After the retailer's timeout, this long more before "not found by its reference"
@@ -293,12 +293,7 @@ async fn record(engine: &Engine, cx: &Context, decision: Decision) -> Result<(),
     let mut tx = engine.db().begin().await?;
     if store::record(&mut tx, &cx.record.ret, decision).await? {
         tx.commit().await?;
-        let event = match status {
-            ReturnStatus::Approved => events::APPROVED,
-            ReturnStatus::Denied => events::DENIED,
-            _ => events::CREDITED,
-        };
-        tracing::info!(return_id = %cx.record.ret.id, event, "return updated");
+        tracing::info!(return_id = %cx.record.ret.id, status = status.as_str(), "return updated");
     }
     Ok(())
 }

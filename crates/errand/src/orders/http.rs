@@ -115,14 +115,7 @@ pub async fn create_order(
 }
 
 fn parse_order_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw.trim()).map_err(|e| {
-        ValidationErrors::single(
-            &Loc::path("order_id"),
-            "uuid_parsing",
-            format!("Input should be a valid UUID, {e}"),
-        )
-        .into()
-    })
+    Ok(crate::validation::path_uuid("order_id", raw)?)
 }
 
 /// Get Order

@@ -47,14 +47,7 @@ impl From<ReturnError> for ApiError {
 }
 
 fn parse_return_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw.trim()).map_err(|e| {
-        ValidationErrors::single(
-            &Loc::path("return_id"),
-            "uuid_parsing",
-            format!("Input should be a valid UUID, {e}"),
-        )
-        .into()
-    })
+    Ok(crate::validation::path_uuid("return_id", raw)?)
 }
 
 /// Create Return Request

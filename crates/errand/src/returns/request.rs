@@ -6,7 +6,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{ReturnItem, ReturnReason};
-use crate::validation::{Errors, Loc, Object, ValidationErrors, as_array, int_in_range, non_blank};
+use crate::validation::{
+    Errors, Loc, Object, ValidationErrors, as_array, int_in_range, non_blank, parse_uuid,
+};
 
 /// Most items one return may list (an order holds at most 50 products).
 const MAX_ITEMS: usize = 50;
@@ -30,7 +32,7 @@ pub fn parse(body: &Value) -> Result<NewReturn, ValidationErrors> {
     obj.refuse_unknown(&FIELDS, &mut errors);
     let order_id = obj
         .required_str("order_id", &mut errors)
-        .and_then(|text| uuid(text, &obj.loc("order_id"), &mut errors));
+        .and_then(|text| parse_uuid(text, &obj.loc("order_id"), &mut errors));
     let items = obj
         .required("items", &mut errors)
         .and_then(|v| parse_items(v, obj.loc("items"), &mut errors));
@@ -64,18 +66,6 @@ pub fn parse(body: &Value) -> Result<NewReturn, ValidationErrors> {
     }
 }
 
-fn uuid(text: &str, loc: &Loc, errors: &mut Errors) -> Option<Uuid> {
-    Uuid::parse_str(text.trim())
-        .map_err(|e| {
-            errors.add(
-                loc,
-                "uuid_parsing",
-                format!("Input should be a valid UUID, {e}"),
-            )
-        })
-        .ok()
-}
-
 fn parse_items(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Vec<ReturnItem>> {
     let list = as_array(value, &loc, errors)?;
     if list.is_empty() || list.len() > MAX_ITEMS {
@@ -101,7 +91,7 @@ fn parse_items(value: &Value, loc: Loc, errors: &mut Errors) -> Option<Vec<Retur
         obj.refuse_unknown(&["order_item_id", "quantity"], errors);
         let id = obj
             .required_str("order_item_id", errors)
-            .and_then(|text| uuid(text, &obj.loc("order_item_id"), errors));
+            .and_then(|text| parse_uuid(text, &obj.loc("order_item_id"), errors));
         let quantity = obj
             .required("quantity", errors)
             .and_then(|v| int_in_range(v, 1, 100, &obj.loc("quantity"), errors));

@@ -21,7 +21,7 @@ use crate::http::error::ErrorEnvelope;
 use crate::http::{ApiError, AppState};
 use crate::queue;
 use crate::storage::{Db, DbId, Timestamp};
-use crate::validation::{Errors, Loc, Page, ValidationErrors};
+use crate::validation::{Errors, Loc, Page, ValidationErrors, parse_uuid};
 use crate::{on_db, on_tx};
 
 pub fn routes() -> Router<AppState> {
@@ -170,14 +170,7 @@ fn parse_filter(raw: Option<&str>) -> Result<Filter, ValidationErrors> {
         let text = Value::String(value.clone());
         match name.as_str() {
             name if filter.page.take(name, &text, &loc, &mut errors) => {}
-            "order_id" => match Uuid::parse_str(value.trim()) {
-                Ok(id) => filter.order_id = Some(id),
-                Err(e) => errors.add(
-                    &loc,
-                    "uuid_parsing",
-                    format!("Input should be a valid UUID, {e}"),
-                ),
-            },
+            "order_id" => filter.order_id = parse_uuid(&value, &loc, &mut errors),
             "event" => {
                 if WEBHOOK_EVENTS.contains(&value.trim()) {
                     filter.event = Some(value.trim().to_string());
