@@ -8,6 +8,7 @@ use crate::accounts::Vault;
 use crate::config::Settings;
 use crate::engine::Engine;
 use crate::http::RunningServer;
+use crate::notifications::Notifier;
 use crate::queue::worker::{Handlers, WorkerOptions, WorkerPool};
 use crate::retailers::Registry;
 use crate::storage::Db;
@@ -85,6 +86,8 @@ impl App {
             DeliveryPolicy::new(&settings.webhooks, settings.public_base()),
         )?
         .register(&mut webhooks);
+        // Customer e-mails are outbound messages too: they share the webhooks' pool.
+        Notifier::new(self.db.clone(), &settings.mail, &settings.data_dir)?.register(&mut webhooks);
         let options = |concurrency| WorkerOptions {
             concurrency,
             lease: settings.queue.lease(),

@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::vault::VaultSettings;
+use crate::notifications::MailSettings;
 use crate::queue::QueueSettings;
 use crate::retailers::RetailerSettings;
 use crate::retailers::browser::BrowserSettings;
@@ -66,6 +67,8 @@ pub struct Settings {
     pub browser: BrowserSettings,
     #[serde(skip)]
     pub webhooks: WebhookSettings,
+    #[serde(skip)]
+    pub mail: MailSettings,
 }
 
 /// A setting's value kept out of `Debug` output and so out of logs.
@@ -121,6 +124,7 @@ impl Default for Settings {
             queue: QueueSettings::default(),
             browser: BrowserSettings::default(),
             webhooks: WebhookSettings::default(),
+            mail: MailSettings::default(),
         }
     }
 }
@@ -135,7 +139,8 @@ impl Settings {
             .merge(Serialized::defaults(defaults.vault))
             .merge(Serialized::defaults(defaults.queue))
             .merge(Serialized::defaults(defaults.browser))
-            .merge(Serialized::defaults(defaults.webhooks));
+            .merge(Serialized::defaults(defaults.webhooks))
+            .merge(Serialized::defaults(defaults.mail));
         let known: Vec<String> = figment
             .extract::<figment::value::Dict>()
             .map_err(invalid)?
@@ -171,6 +176,7 @@ impl Settings {
         settings.queue = figment.extract().map_err(invalid)?;
         settings.browser = figment.extract().map_err(invalid)?;
         settings.webhooks = figment.extract().map_err(invalid)?;
+        settings.mail = figment.extract().map_err(invalid)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -198,6 +204,7 @@ impl Settings {
         self.queue.validate()?;
         self.browser.validate()?;
         self.webhooks.validate()?;
+        self.mail.validate()?;
         if !(1..=100).contains(&self.placement_max_attempts) {
             bail!("invalid configuration: placement_max_attempts must be between 1 and 100");
         }

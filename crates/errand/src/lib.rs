@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod notifications;
 pub mod orders;
 pub mod queue;
 pub mod recipes;

@@ -363,6 +363,34 @@ pub fn as_array<'a>(value: &'a Value, loc: &Loc, errors: &mut Errors) -> Option<
     }
 }
 
+/// The longest e-mail address SMTP carries.
+pub const MAX_EMAIL_LEN: usize = 254;
+
+/// A well-formed e-mail address (trimmed), at most 254 characters.
+pub fn email_address(text: &str, loc: &Loc, errors: &mut Errors) -> Option<String> {
+    let email = text.trim();
+    if email.chars().count() > MAX_EMAIL_LEN {
+        errors.add(
+            loc,
+            "string_too_long",
+            format!("String should have at most {MAX_EMAIL_LEN} characters"),
+        );
+        return None;
+    }
+    let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !well_formed {
+        errors.add(
+            loc,
+            "value_error",
+            "Input should be an e-mail address like name@example.com",
+        );
+        return None;
+    }
+    Some(email.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,6 @@ use crate::retailers::Registry;
 use crate::validation::{Errors, Loc, Object, ValidationErrors, as_bool, non_blank};
 
 pub const MAX_RETAILER_LEN: usize = 100;
-pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_PASSWORD_LEN: usize = 1024;
 pub const MIN_TOTP_LEN: usize = 16;
 pub const MAX_TOTP_LEN: usize = 256;
@@ -77,7 +76,7 @@ pub fn parse_create(
         .and_then(|name| check_retailer(name, retailers, &obj.loc("retailer"), &mut errors));
     let email = obj
         .required_str("email", &mut errors)
-        .and_then(|email| check_email(email, &obj.loc("email"), &mut errors));
+        .and_then(|email| crate::validation::email_address(email, &obj.loc("email"), &mut errors));
     let password = obj
         .required_str("password", &mut errors)
         .and_then(|password| check_password(password, &obj.loc("password"), &mut errors));
@@ -132,7 +131,7 @@ pub fn parse_update(body: &Value) -> Result<RetailerAccountUpdate, ValidationErr
     }
     let email = obj
         .optional_str("email", &mut errors)
-        .and_then(|email| check_email(email, &obj.loc("email"), &mut errors));
+        .and_then(|email| crate::validation::email_address(email, &obj.loc("email"), &mut errors));
     let password = obj
         .optional_str("password", &mut errors)
         .and_then(|password| check_password(password, &obj.loc("password"), &mut errors));
@@ -178,30 +177,6 @@ fn check_retailer(
 }
 
 /// An address that looks like an e-mail: one `@` with text on both sides, no spaces.
-fn check_email(text: &str, loc: &Loc, errors: &mut Errors) -> Option<String> {
-    let email = text.trim();
-    if email.chars().count() > MAX_EMAIL_LEN {
-        errors.add(
-            loc,
-            "string_too_long",
-            format!("String should have at most {MAX_EMAIL_LEN} characters"),
-        );
-        return None;
-    }
-    let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-    }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !well_formed {
-        errors.add(
-            loc,
-            "value_error",
-            "Input should be an e-mail address like name@example.com",
-        );
-        return None;
-    }
-    Some(email.to_string())
-}
-
 /// Kept exactly as given: spaces can be part of a password.
 fn check_password(text: &str, loc: &Loc, errors: &mut Errors) -> Option<String> {
     if text.is_empty() {
@@ -412,13 +387,19 @@ mod tests {
         let mut errors = Errors::default();
         let loc = Loc::body().at("email");
         for good in ["a@b", " buyer@example.com "] {
-            assert!(check_email(good, &loc, &mut errors).is_some(), "{good}");
+            assert!(
+                crate::validation::email_address(good, &loc, &mut errors).is_some(),
+                "{good}"
+            );
         }
         for bad in ["@b", "a@", "a@b@c", "a b@c", "plain"] {
-            assert!(check_email(bad, &loc, &mut errors).is_none(), "{bad}");
+            assert!(
+                crate::validation::email_address(bad, &loc, &mut errors).is_none(),
+                "{bad}"
+            );
         }
         let long = format!("{}@example.com", "a".repeat(250));
-        assert!(check_email(&long, &loc, &mut errors).is_none());
+        assert!(crate::validation::email_address(&long, &loc, &mut errors).is_none());
     }
 
     #[test]

@@ -232,15 +232,15 @@ async fn checkout(
     product_url: &str,
     reference: &str,
 ) -> anyhow::Result<u64> {
-    let request = CheckoutRequest {
-        lines: vec![LineRequest {
+    let request = CheckoutRequest::new(
+        vec![LineRequest {
             url: product_url.to_string(),
             quantity: 1,
             variant: None,
         }],
-        shipping_address: sample_address(),
-        reference: format!("{reference}-{}", uuid::Uuid::now_v7().simple()),
-    };
+        sample_address(),
+        format!("{reference}-{}", uuid::Uuid::now_v7().simple()),
+    );
     let started = Instant::now();
     let session = driver
         .sign_in(credentials)

@@ -1,6 +1,7 @@
 //! The order engine: the jobs that turn a `pending` order into a purchase at the
 //! retailer (exactly once, never above its price cap) and then follow it to delivery.
 
+mod fulfillment;
 mod placement;
 mod returns;
 pub mod store;
@@ -14,7 +15,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::accounts::{AccountError, Vault};
-use crate::orders::lifecycle::{self, Change};
+use crate::orders::lifecycle::{self, Change, ItemChange};
 use crate::orders::model::{
     ErrorType, JobResult, OrderItemStatus, OrderRecord, OrderStatus, PriceComponents, events,
 };
@@ -179,7 +180,7 @@ async fn fail(
         items: order
             .items
             .iter()
-            .map(|i| (i.id, OrderItemStatus::Failed, None))
+            .map(|i| ItemChange::new(i.id, OrderItemStatus::Failed))
             .collect(),
         events: vec![(
             events::FAILED,

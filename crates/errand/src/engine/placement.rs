@@ -11,19 +11,18 @@ use std::time::Duration;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::store::{self, AccountChoice, Acquired, Attempt, AttemptState, HeldAccount};
+use super::fulfillment::{self, Plan};
+use super::store::{self, AccountChoice, Acquired, Attempt, AttemptState, HeldAccount, NewAttempt};
 use super::{Engine, expiry_message, fail};
 use crate::auth::Tenant;
 use crate::orders::artifacts::{self, ArtifactKind};
-use crate::orders::lifecycle::{self, Change};
+use crate::orders::lifecycle::{self, Change, ItemChange};
 use crate::orders::model::{
     ErrorType, JobResult, MerchantOrder, OrderItemStatus, OrderRecord, OrderStatus, events,
 };
 use crate::queue::{Job, JobKind, NewJob, Outcome};
 use crate::retailers::registry::Retailer;
-use crate::retailers::{
-    Artifact, CheckoutRequest, DriverError, LineRequest, RetailerOrder, Session,
-};
+use crate::retailers::{Artifact, DriverError, RetailerOrder, Session};
 use crate::storage::Timestamp;
 
 /// How soon an order waiting for a busy retailer account looks again.
@@ -81,7 +80,7 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
             .items
             .iter()
             .filter(|i| i.status == OrderItemStatus::Pending)
-            .map(|i| (i.id, OrderItemStatus::Processing, None))
+            .map(|i| ItemChange::new(i.id, OrderItemStatus::Processing))
             .collect(),
         ..Change::default()
     };
@@ -218,27 +217,12 @@ async fn checkout(
         }
     };
     let driver = &retailer.driver;
-    let request = CheckoutRequest {
-        lines: order
-            .items
-            .iter()
-            .map(|i| LineRequest {
-                url: i.url.clone(),
-                quantity: i.quantity,
-                variant: i.variant.clone(),
-            })
-            .collect(),
-        shipping_address: order.shipping_address.clone(),
-        reference: order.id.to_string(),
-    };
     let session = match driver.sign_in(&credentials).await {
         Ok(session) => session,
         Err(e) => return failed_call(engine, job, order, e, unresolved.is_some()).await,
     };
-    let outcome = checkout_in_session(
-        engine, job, order, retailer, account, &session, &request, unresolved,
-    )
-    .await;
+    let outcome =
+        checkout_in_session(engine, job, order, retailer, account, &session, unresolved).await;
     let kept = driver.release(&session).await;
     keep_artifacts(engine, order, kept).await;
     outcome
@@ -273,9 +257,9 @@ async fn keep_artifacts(engine: &Engine, order: &OrderRecord, artifacts: Vec<Art
     }
 }
 
-/// Checks out in a signed-in session: settles an earlier attempt first, quotes,
-/// checks the price cap, records the attempt, places.
-#[allow(clippy::too_many_arguments)]
+/// Checks out in a signed-in session: settles an earlier attempt first, quotes (giving
+/// up what the order allows when the retailer refuses part of it), checks the price
+/// cap, records the attempt, places.
 async fn checkout_in_session(
     engine: &Engine,
     job: &Job,
@@ -283,7 +267,6 @@ async fn checkout_in_session(
     retailer: &Retailer,
     account: &HeldAccount,
     session: &Session,
-    request: &CheckoutRequest,
     unresolved: Option<Attempt>,
 ) -> Result<Outcome, sqlx::Error> {
     let db = engine.db();
@@ -305,14 +288,22 @@ async fn checkout_in_session(
         }
     }
 
-    // Kept before any outcome is recorded, so that an order's screenshots are there
-    // when its change is seen.
-    let quoted = driver.quote(session, request).await;
-    keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
-    let quote = match quoted {
-        Ok(quote) => quote,
-        Err(e) => return failed_call(engine, job, order, e, false).await,
+    let mut plan = Plan::new(order);
+    let quote = loop {
+        let quoted = driver.quote(session, &plan.request).await;
+        // Kept before any outcome is recorded, so that an order's screenshots are there
+        // when its change is seen.
+        keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
+        match quoted.map_err(|e| plan.relax(e)) {
+            Ok(quote) => break quote,
+            Err(Ok(())) => {
+                let given_up = plan.concessions.last().map(|c| c.code);
+                tracing::info!(order_id = %order.id, ?given_up, "the retailer refused part of the order; quoting what the order allows instead");
+            }
+            Err(Err(e)) => return failed_call(engine, job, order, e, false).await,
+        }
     };
+    let request = &plan.request;
     let price = quote.price;
     if price.total > order.max_price {
         let message = format!(
@@ -342,17 +333,15 @@ async fn checkout_in_session(
         .placing_time()
         .unwrap_or_else(|| retailer.settings.timeout());
     let settles_at = Timestamp::now().after(placing_time + SETTLE_MARGIN);
-    let Some(attempt) = store::begin_attempt(
-        db,
-        job,
-        order.id,
-        &account.id,
-        &request.reference,
-        price.total,
+    let new_attempt = NewAttempt {
+        order_id: order.id,
+        retailer_account_id: &account.id,
+        reference: &request.reference,
+        expected_total: price.total,
         settles_at,
-    )
-    .await?
-    else {
+        concessions: &plan.concessions,
+    };
+    let Some(attempt) = store::begin_attempt(db, job, new_attempt).await? else {
         // This run lost its claim on the job (its lease ran out while it was stalled),
         // or another run has an attempt under way: that run owns the purchase.
         // (If it still holds the claim, it looks again shortly; if not, what it records
@@ -364,17 +353,7 @@ async fn checkout_in_session(
     let placing = driver.place(session, request, price.total).await;
     keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
     match placing {
-        Ok(placed_order) => {
-            placed(
-                engine,
-                order,
-                retailer,
-                account,
-                attempt.attempt,
-                placed_order,
-            )
-            .await
-        }
+        Ok(placed_order) => placed(engine, order, retailer, account, &attempt, placed_order).await,
         Err(DriverError::Ambiguous { message }) => {
             // Unknown whether it was bought: the next run asks the retailer first.
             tracing::warn!(order_id = %order.id, error = %message, "no answer to the purchase; the retailer will be asked about it before anything else");
@@ -445,7 +424,7 @@ async fn resume(
         Ok(Some(found)) => {
             tracing::info!(order_id = %order.id, merchant_order_id = %found.merchant_order_id, "the retailer has the order from an earlier attempt; adopting it");
             metrics::counter!("errand_placements_adopted_total").increment(1);
-            placed(engine, order, retailer, account, attempt.attempt, found)
+            placed(engine, order, retailer, account, attempt, found)
                 .await
                 .map(Some)
         }
@@ -476,14 +455,15 @@ async fn resume(
     }
 }
 
-/// Records the purchase: the order is placed, its items ordered, tracking scheduled,
-/// the attempt settled and the account released, in one transaction.
+/// Records the purchase: the order is placed, its items ordered (or skipped, as the
+/// attempt's concessions say), tracking scheduled, the attempt settled and the account
+/// released, in one transaction.
 async fn placed(
     engine: &Engine,
     order: &OrderRecord,
     retailer: &Retailer,
     account: &HeldAccount,
-    attempt: i32,
+    attempt: &Attempt,
     placed_order: RetailerOrder,
 ) -> Result<Outcome, sqlx::Error> {
     let interval = retailer.settings.tracking_interval_seconds;
@@ -493,7 +473,7 @@ async fn placed(
     }
     .at(Timestamp::now().after(Duration::from_secs_f64(interval)));
     let merchant_order_id = placed_order.merchant_order_id.clone();
-    let change = Change {
+    let mut change = Change {
         status: Some(OrderStatus::OrderPlaced),
         job_result: Some(JobResult {
             success: true,
@@ -509,25 +489,26 @@ async fn placed(
             estimated_delivery: placed_order.estimated_delivery,
         }),
         placed_with: Some(account.id.clone()),
-        items: order
-            .items
-            .iter()
-            .map(|i| (i.id, OrderItemStatus::Ordered, None))
-            .collect(),
+        items: fulfillment::placed_items(order, attempt.concessions()),
+        concessions: Some(attempt.concessions().to_vec()),
         events: vec![(
             events::PLACED,
-            json!({"merchant_order_id": merchant_order_id, "total": placed_order.price.total}),
+            json!({"merchant_order_id": merchant_order_id, "total": placed_order.price.total,
+                   "concessions": attempt.concessions().len()}),
         )],
         jobs: vec![track],
         ..Change::default()
     };
+    change
+        .jobs
+        .extend(crate::notifications::jobs_for(order, &change.events));
     let from = [OrderStatus::Pending, OrderStatus::InProgress];
     let mut tx = engine.db().begin().await?;
     if lifecycle::apply(&mut tx, order.id, &from, change).await? {
         store::settle_attempt(
             &mut tx,
             order.id,
-            attempt,
+            attempt.attempt,
             AttemptState::Placed,
             Some(&merchant_order_id),
             None,
@@ -553,9 +534,15 @@ async fn failed_call(
     match error {
         // An earlier purchase may have gone through and can no longer be checked (say,
         // the account's password changed): say so rather than blame the refusal.
+        // A refused line the order did not allow to give up is a refusal like any other.
         DriverError::Permanent {
             error_type,
             message,
+        }
+        | DriverError::LineRefused {
+            error_type,
+            message,
+            ..
         } if unresolved && error_type != ErrorType::DuplicatePurchase => {
             let message = format!(
                 "Whether the order (reference {}) was placed could not be checked at the retailer ({error_type}: {message}): check the retailer account before ordering again",
@@ -573,6 +560,11 @@ async fn failed_call(
         DriverError::Permanent {
             error_type,
             message,
+        }
+        | DriverError::LineRefused {
+            error_type,
+            message,
+            ..
         } => fail(engine, order, error_type, &message, None).await,
         DriverError::PriceChanged => {
             retry_or_give_up(

@@ -3,10 +3,12 @@
 //! through [`lifecycle`], often in the same transaction as these.
 
 use sqlx::QueryBuilder;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::orders::lifecycle::{self, Change};
 use crate::orders::model::{OrderRecord, OrderStatus};
+use crate::orders::options::Concession;
 use crate::queue::JobState;
 use crate::storage::{Db, DbId, Timestamp, Tx};
 use crate::{on_db, on_tx};
@@ -40,13 +42,26 @@ pub struct Attempt {
     /// Before this, the request may still be in flight at the retailer, so "not found
     /// there" proves nothing yet.
     pub settles_at: Timestamp,
+    /// What the checkout gave up (see [`Attempt::concessions`]).
+    concessions: Option<Json<Vec<Concession>>>,
+}
+
+impl Attempt {
+    /// What the checkout this attempt placed gave up: kept with the attempt, so that an
+    /// order adopted after a crash reports the same.
+    pub fn concessions(&self) -> &[Concession] {
+        self.concessions
+            .as_ref()
+            .map(|c| c.0.as_slice())
+            .unwrap_or_default()
+    }
 }
 
 /// The latest attempt whose outcome is unknown, if any.
 pub async fn unresolved_attempt(db: &Db, order_id: Uuid) -> Result<Option<Attempt>, sqlx::Error> {
     on_db!(db, reader, |pool| {
         sqlx::query_as(
-            "SELECT attempt, retailer_account_id, reference, expected_total, settles_at
+            "SELECT attempt, retailer_account_id, reference, expected_total, settles_at, concessions
              FROM placement_attempts WHERE order_id = $1 AND state = $2
              ORDER BY attempt DESC LIMIT 1",
         )
@@ -57,15 +72,22 @@ pub async fn unresolved_attempt(db: &Db, order_id: Uuid) -> Result<Option<Attemp
     })
 }
 
+/// A placement attempt about to be made.
+pub struct NewAttempt<'a> {
+    pub order_id: Uuid,
+    pub retailer_account_id: &'a str,
+    pub reference: &'a str,
+    pub expected_total: i64,
+    pub settles_at: Timestamp,
+    /// What the checkout gave up.
+    pub concessions: &'a [Concession],
+}
+
 /// Commits an attempt before the retailer is asked to place (the exactly-once record).
 pub async fn begin_attempt(
     db: &Db,
     job: &crate::queue::Job,
-    order_id: Uuid,
-    retailer_account_id: &str,
-    reference: &str,
-    expected_total: i64,
-    settles_at: Timestamp,
+    new: NewAttempt<'_>,
 ) -> Result<Option<Attempt>, sqlx::Error> {
     let now = Timestamp::now();
     // Only while this run still holds its claim on the job (a rescued and reclaimed job
@@ -74,23 +96,24 @@ pub async fn begin_attempt(
     on_db!(db, writer, |pool| {
         sqlx::query_as(
             "INSERT INTO placement_attempts (order_id, attempt, retailer_account_id, reference, expected_total,
-                 state, settles_at, created_at, updated_at)
+                 state, settles_at, created_at, updated_at, concessions)
              SELECT $1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM placement_attempts WHERE order_id = $1),
-                    $2, $3, $4, $5, $6, $7, $7
+                    $2, $3, $4, $5, $6, $7, $7, $11
              WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $8 AND attempt = $9 AND state = $10)
                AND NOT EXISTS (SELECT 1 FROM placement_attempts WHERE order_id = $1 AND state = $5)
-             RETURNING attempt, retailer_account_id, reference, expected_total, settles_at",
+             RETURNING attempt, retailer_account_id, reference, expected_total, settles_at, concessions",
         )
-        .bind(DbId(order_id))
-        .bind(retailer_account_id)
-        .bind(reference)
-        .bind(expected_total)
+        .bind(DbId(new.order_id))
+        .bind(new.retailer_account_id)
+        .bind(new.reference)
+        .bind(new.expected_total)
         .bind(AttemptState::Submitting.as_str())
-        .bind(settles_at)
+        .bind(new.settles_at)
         .bind(now)
         .bind(job.id)
         .bind(job.attempt)
         .bind(JobState::Running.as_str())
+        .bind(Some(new.concessions).filter(|c| !c.is_empty()).map(Json))
         .fetch_optional(pool)
         .await
     })

@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{Engine, change_order};
-use crate::orders::lifecycle::Change;
+use crate::orders::lifecycle::{Change, ItemChange};
 use crate::orders::model::{OrderItemStatus, OrderRecord, OrderStatus, events};
 use crate::orders::store;
 use crate::queue::{Job, Outcome};
@@ -82,7 +82,10 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
                 .and_then(|u| driver.product_id(&u))
         })
         .collect();
-    let change = changes(&order, &item_products, &retailer_order, &known);
+    let mut change = changes(&order, &item_products, &retailer_order, &known);
+    change
+        .jobs
+        .extend(crate::notifications::jobs_for(&order, &change.events));
     let finished =
         change.status == Some(OrderStatus::CancelledByRetailer) || all_delivered(&order, &change);
     if !change.events.is_empty() || !change.items.is_empty() {
@@ -137,13 +140,15 @@ fn changes(
         change.items = order
             .items
             .iter()
-            .filter(|i| i.status != OrderItemStatus::Delivered)
-            .map(|i| {
-                (
-                    i.id,
-                    OrderItemStatus::Cancelled,
-                    Some("Cancelled by the retailer".to_string()),
+            .filter(|i| {
+                !matches!(
+                    i.status,
+                    OrderItemStatus::Delivered | OrderItemStatus::Skipped
                 )
+            })
+            .map(|i| ItemChange {
+                cancellation_reason: Some("Cancelled by the retailer".to_string()),
+                ..ItemChange::new(i.id, OrderItemStatus::Cancelled)
             })
             .collect();
         change.events.push((
@@ -157,6 +162,9 @@ fn changes(
     let mut used = vec![false; retailer_order.lines.len()];
     let mut shipped_now = 0;
     for (item, product) in order.items.iter().zip(item_products) {
+        if item.status == OrderItemStatus::Skipped {
+            continue;
+        }
         let Some(line) = retailer_order
             .lines
             .iter()
@@ -180,7 +188,7 @@ fn changes(
             if item.status == OrderItemStatus::Ordered {
                 shipped_now += 1;
             }
-            change.items.push((item.id, status, None));
+            change.items.push(ItemChange::new(item.id, status));
         }
     }
     if shipped_now > 0 {
@@ -191,6 +199,7 @@ fn changes(
     let delivered_before = order
         .items
         .iter()
+        .filter(|i| i.status != OrderItemStatus::Skipped)
         .all(|i| i.status == OrderItemStatus::Delivered);
     if all_delivered(order, &change) && !delivered_before {
         change.events.push((events::DELIVERED, json!({})));
@@ -198,14 +207,18 @@ fn changes(
     change
 }
 
-/// Whether every item is delivered once `change` is applied.
+/// Whether every item bought is delivered once `change` is applied.
 fn all_delivered(order: &OrderRecord, change: &Change) -> bool {
-    order.items.iter().all(|item| {
+    let mut bought = order
+        .items
+        .iter()
+        .filter(|i| i.status != OrderItemStatus::Skipped);
+    bought.all(|item| {
         change
             .items
             .iter()
-            .find(|(id, _, _)| *id == item.id)
-            .map(|(_, s, _)| *s)
+            .find(|c| c.id == item.id)
+            .map(|c| c.status)
             .unwrap_or(item.status)
             == OrderItemStatus::Delivered
     })

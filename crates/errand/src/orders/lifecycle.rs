@@ -20,7 +20,8 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::model::{JobResult, OrderItemStatus, OrderStatus, events};
+use super::model::{ErrorType, JobResult, OrderItemStatus, OrderStatus, events};
+use super::options::Concession;
 use super::store::{PendingInsert, corrupt, expires_at};
 use crate::auth::Tenant;
 use crate::on_tx;
@@ -61,14 +62,40 @@ pub struct Change {
     pub job_result: Option<JobResult>,
     /// The retailer account that placed the order.
     pub placed_with: Option<String>,
-    /// Item status changes: `(item id, status, cancellation reason)`.
-    pub items: Vec<(Uuid, OrderItemStatus, Option<String>)>,
+    /// Item changes.
+    pub items: Vec<ItemChange>,
     /// Events, in order: `(name, detail)`.
     pub events: Vec<(&'static str, Value)>,
     /// Work the change causes, committed with it.
     pub jobs: Vec<NewJob>,
     /// New tracking numbers `(carrier, number)`; ones already known are skipped.
     pub tracking: Vec<(String, String)>,
+    /// What placing the order gave up (`fulfillment.concessions`).
+    pub concessions: Option<Vec<Concession>>,
+}
+
+/// One item's new status, and what else its change learnt.
+#[derive(Debug, Clone)]
+pub struct ItemChange {
+    pub id: Uuid,
+    pub status: OrderItemStatus,
+    pub cancellation_reason: Option<String>,
+    /// The quantity bought, when the retailer sold fewer than asked.
+    pub quantity: Option<i32>,
+    /// Why the item was not bought.
+    pub error_type: Option<ErrorType>,
+}
+
+impl ItemChange {
+    pub fn new(id: Uuid, status: OrderItemStatus) -> ItemChange {
+        ItemChange {
+            id,
+            status,
+            cancellation_reason: None,
+            quantity: None,
+            error_type: None,
+        }
+    }
 }
 
 /// One row of `order_events`: the event as its webhook sees it, and its detail.
@@ -112,7 +139,7 @@ pub(crate) async fn create(tx: &mut Tx, orders: &[&PendingInsert]) -> Result<(),
             let mut qb = QueryBuilder::new(
                 "INSERT INTO orders (id, account_id, livemode, status, max_price, attempts, shipping_address, \
                  metadata, po_number, retailer_credentials_id, created_by, last_event_sequence, created_at, updated_at, \
-                 retailer, expiration, expires_at) ",
+                 retailer, expiration, expires_at, options) ",
             );
             qb.push_values(chunk, |mut b, p| {
                 let o = &p.order;
@@ -132,7 +159,8 @@ pub(crate) async fn create(tx: &mut Tx, orders: &[&PendingInsert]) -> Result<(),
                     .push_bind(o.updated_at)
                     .push_bind(p.retailer.clone())
                     .push_bind(o.expiration.as_ref().map(Json))
-                    .push_bind(o.expiration.as_ref().and_then(expires_at));
+                    .push_bind(o.expiration.as_ref().and_then(expires_at))
+                    .push_bind(Some(o.options()).filter(|o| !o.is_default()).map(Json));
             });
             qb.build().execute(&mut *conn).await.map(|_| ())
         })?;
@@ -251,7 +279,7 @@ pub async fn apply(
         sqlx::query(
             "UPDATE orders SET status = $1, attempts = attempts + $2,
                  job_result = COALESCE($3, job_result), placed_with = COALESCE($4, placed_with),
-                 last_event_sequence = $5, updated_at = $6
+                 concessions = COALESCE($8, concessions), last_event_sequence = $5, updated_at = $6
              WHERE id = $7",
         )
         .bind(next.as_str())
@@ -261,18 +289,21 @@ pub async fn apply(
         .bind(sequence)
         .bind(now)
         .bind(DbId(order_id))
+        .bind(change.concessions.as_ref().map(Json))
         .execute(&mut *conn)
         .await?;
-        for (item_id, item_status, reason) in &change.items {
+        for item in &change.items {
             sqlx::query(
                 "UPDATE order_items SET status = $1, cancellation_reason = COALESCE($2, cancellation_reason),
-                     updated_at = $3
-                 WHERE id = $4 AND order_id = $5",
+                     quantity = COALESCE($3, quantity), error_type = COALESCE($4, error_type), updated_at = $5
+                 WHERE id = $6 AND order_id = $7",
             )
-            .bind(item_status.as_str())
-            .bind(reason.as_deref())
+            .bind(item.status.as_str())
+            .bind(item.cancellation_reason.as_deref())
+            .bind(item.quantity)
+            .bind(item.error_type.map(ErrorType::as_str))
             .bind(now)
-            .bind(DbId(*item_id))
+            .bind(DbId(item.id))
             .bind(DbId(order_id))
             .execute(&mut *conn)
             .await?;
@@ -366,12 +397,9 @@ pub async fn cancel_by_customer(
         status: Some(OrderStatus::Cancelled),
         items: items
             .into_iter()
-            .map(|id| {
-                (
-                    id.0,
-                    OrderItemStatus::Cancelled,
-                    Some("Cancelled at the customer's request".to_string()),
-                )
+            .map(|id| ItemChange {
+                cancellation_reason: Some("Cancelled at the customer's request".to_string()),
+                ..ItemChange::new(id.0, OrderItemStatus::Cancelled)
             })
             .collect(),
         events: vec![(

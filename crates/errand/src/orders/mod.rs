@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod http;
 pub mod lifecycle;
 pub mod model;
+pub mod options;
 pub mod request;
 pub mod retailer;
 pub mod store;
@@ -18,6 +19,7 @@ use crate::auth::Tenant;
 use crate::queue::{JobKind, NewJob};
 use crate::storage::{Db, Timestamp};
 use model::{Order, OrderItem, OrderItemStatus, OrderStatus};
+use options::{NotificationStatus, OrderFulfillment};
 use request::NewOrder;
 use store::{IdempotencyClaim, PendingInsert};
 use writer::{OrderWriter, WriterError};
@@ -56,10 +58,12 @@ fn build(tenant: &Tenant, new: NewOrder) -> Order {
             variant: p.variant,
             status: OrderItemStatus::Pending,
             cancellation_reason: None,
+            error_type: None,
             created_at: now,
             updated_at: now,
         })
         .collect();
+    let options = new.options;
     Order {
         id: Uuid::now_v7(),
         status: OrderStatus::Pending,
@@ -69,12 +73,22 @@ fn build(tenant: &Tenant, new: NewOrder) -> Order {
         shipping_address: new.shipping_address,
         metadata: new.metadata,
         po_number: new.po_number,
+        handling_days_max: options.handling_days_max,
+        is_gift: options.is_gift,
+        gift_message: options.gift_message,
         retailer_credentials_id: new.retailer_credentials_id,
         tracking_numbers: vec![],
         created_by: Some(tenant.key_id.to_string()),
         user_id: None,
         returns: vec![],
         job_result: None,
+        merchant_order_ids: vec![],
+        customer_notifications: options.notify_email.map(|email| NotificationStatus {
+            email,
+            delivered: None,
+            sent: vec![],
+        }),
+        fulfillment: OrderFulfillment::new(options.fulfillment, vec![]),
         expiration: new.expiration,
         created_at: now,
         updated_at: now,

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::address::Address;
+use super::options::{FulfillmentModes, NotificationStatus, OrderFulfillment, OrderOptions};
 use crate::returns::ReturnSummary;
 use crate::storage::Timestamp;
 
@@ -57,10 +58,13 @@ pub enum OrderItemStatus {
     Delivered,
     Cancelled,
     Failed,
+    /// Not bought: the order allowed skipping an item that could not be bought
+    /// (`fulfillment.items: best_effort`); its `error_type` says why.
+    Skipped,
 }
 
 impl OrderItemStatus {
-    pub const ALL: [OrderItemStatus; 7] = [
+    pub const ALL: [OrderItemStatus; 8] = [
         OrderItemStatus::Pending,
         OrderItemStatus::Processing,
         OrderItemStatus::Ordered,
@@ -68,6 +72,7 @@ impl OrderItemStatus {
         OrderItemStatus::Delivered,
         OrderItemStatus::Cancelled,
         OrderItemStatus::Failed,
+        OrderItemStatus::Skipped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +84,7 @@ impl OrderItemStatus {
             OrderItemStatus::Delivered => "delivered",
             OrderItemStatus::Cancelled => "cancelled",
             OrderItemStatus::Failed => "failed",
+            OrderItemStatus::Skipped => "skipped",
         }
     }
 
@@ -136,6 +142,10 @@ pub enum ErrorType {
     MaxPriceExceeded,
     /// The order was not placed by its `expiration.timestamp`.
     Expired,
+    /// The order is a gift and the retailer's checkout offers no gift option.
+    GiftOptionUnavailable,
+    /// No offer of the product ships within the order's `handling_days_max`.
+    HandlingTimeExceeded,
     /// No active managed account for the order's retailer in the key's mode.
     NoRetailerAccount,
     /// The order's named account was deleted or deactivated, or its secrets cannot
@@ -154,7 +164,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 25] = [
+    pub const ALL: [ErrorType; 27] = [
         ErrorType::LoginFailed,
         ErrorType::ProductNotFound,
         ErrorType::ProductUnavailable,
@@ -174,6 +184,8 @@ impl ErrorType {
         ErrorType::CancellationUnsupported,
         ErrorType::MaxPriceExceeded,
         ErrorType::Expired,
+        ErrorType::GiftOptionUnavailable,
+        ErrorType::HandlingTimeExceeded,
         ErrorType::NoRetailerAccount,
         ErrorType::RetailerAccountUnavailable,
         ErrorType::UnknownRetailer,
@@ -203,6 +215,8 @@ impl ErrorType {
             ErrorType::CancellationUnsupported => "cancellation_unsupported",
             ErrorType::MaxPriceExceeded => "max_price_exceeded",
             ErrorType::Expired => "expired",
+            ErrorType::GiftOptionUnavailable => "gift_option_unavailable",
+            ErrorType::HandlingTimeExceeded => "handling_time_exceeded",
             ErrorType::NoRetailerAccount => "no_retailer_account",
             ErrorType::RetailerAccountUnavailable => "retailer_account_unavailable",
             ErrorType::UnknownRetailer => "unknown_retailer",
@@ -247,6 +261,9 @@ pub struct OrderItem {
     pub status: OrderItemStatus,
     #[schema(required = false)]
     pub cancellation_reason: Option<String>,
+    /// Why the item was not bought (a `skipped` item): an `ErrorType`.
+    #[schema(required = false, value_type = Option<String>)]
+    pub error_type: Option<ErrorType>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -284,6 +301,12 @@ pub struct Order {
     pub metadata: Map<String, Value>,
     #[schema(required = false)]
     pub po_number: Option<String>,
+    #[schema(required = false)]
+    pub handling_days_max: Option<i64>,
+    #[schema(required = false, default = false)]
+    pub is_gift: bool,
+    #[schema(required = false)]
+    pub gift_message: Option<String>,
     #[schema(required = true)]
     pub retailer_credentials_id: Option<String>,
     #[schema(required = false, default = json!([]))]
@@ -299,6 +322,15 @@ pub struct Order {
     /// The outcome of placing the order, once there is one.
     #[schema(required = false)]
     pub job_result: Option<JobResult>,
+    /// The retailer's own order numbers, once placed.
+    #[schema(required = false, default = json!([]))]
+    pub merchant_order_ids: Vec<String>,
+    /// The end-customer e-mails, when the order asked for them.
+    #[schema(required = false)]
+    pub customer_notifications: Option<NotificationStatus>,
+    /// The rules the order asked to relax, and what was relaxed.
+    #[schema(required = false)]
+    pub fulfillment: OrderFulfillment,
     /// The order fails with `error_type: expired` if it is not placed by then.
     #[schema(required = false)]
     pub expiration: Option<Expiration>,
@@ -336,9 +368,29 @@ pub struct OrderRecord {
     pub expiration: Option<Expiration>,
     pub job_result: Option<JobResult>,
     pub items: Vec<OrderItem>,
+    pub po_number: Option<String>,
+    pub options: OrderOptions,
 }
 
 impl Order {
+    /// The options the order was created with, read back from its fields.
+    pub fn options(&self) -> OrderOptions {
+        OrderOptions {
+            is_gift: self.is_gift,
+            gift_message: self.gift_message.clone(),
+            handling_days_max: self.handling_days_max,
+            fulfillment: FulfillmentModes {
+                gift: self.fulfillment.gift,
+                items: self.fulfillment.items,
+                quantity: self.fulfillment.quantity,
+            },
+            notify_email: self
+                .customer_notifications
+                .as_ref()
+                .map(|n| n.email.clone()),
+        }
+    }
+
     /// Fills `screenshots` with the URLs of the order's screenshots, and its returns'
     /// `label_urls`, under `base` (the server's public address, without a trailing
     /// slash).

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::address::Address;
 use super::model::{Expiration, Variant};
+use super::options::{self, CustomerNotificationsDoc, FulfillmentModes, OrderOptions};
 use crate::validation::{
     Errors, Loc, Object, ValidationErrors, as_array, as_int, int_in_range, non_blank,
 };
@@ -35,6 +36,10 @@ pub struct NewOrder {
     pub metadata: Map<String, Value>,
     pub po_number: Option<String>,
     pub expiration: Option<Expiration>,
+    /// Left out of the fingerprint when default, so that a request without options
+    /// fingerprints as it did before options existed.
+    #[serde(skip_serializing_if = "OrderOptions::is_default")]
+    pub options: OrderOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,6 +118,7 @@ impl NewOrder {
         if let Some(payment) = obj.optional("payment") {
             check_payment(payment, obj.loc("payment"), &mut errors);
         }
+        let options = options::parse(&obj, &mut errors);
 
         match (products, shipping_address, max_price, metadata, expiration) {
             (
@@ -130,6 +136,7 @@ impl NewOrder {
                 metadata,
                 po_number,
                 expiration,
+                options,
             }),
             _ => Err(errors.into_rejection()),
         }
@@ -367,6 +374,39 @@ pub struct OrderCreateDoc {
     /// If the order is not placed by `timestamp` (Unix seconds), it fails with
     /// `error_type: expired` and `description` as its message.
     expiration: Option<ExpirationDoc>,
+    /// The longest a seller may take to ship (handling days): offers that ship later are
+    /// not bought. Omit or send null for no limit.
+    #[schema(minimum = 0, maximum = 365)]
+    handling_days_max: Option<i64>,
+    /// A gift: the retailer's gift option is chosen (no prices on the packing slip). If
+    /// the retailer offers none, the order fails with `gift_option_unavailable` unless
+    /// `fulfillment.gift` is `best_effort`.
+    #[schema(default = false, required = false)]
+    is_gift: bool,
+    /// A note for the recipient, entered in the retailer's gift-message field. Requires
+    /// `is_gift: true`.
+    #[schema(min_length = 1, max_length = 240)]
+    gift_message: Option<String>,
+    /// Errand pays with the retailer account's own saved payment method: omit this, or
+    /// send `{"mode": "wallet"}`.
+    payment: Option<PaymentDoc>,
+    /// E-mail the end customer when the order is placed, shipped and delivered.
+    customer_notifications: Option<CustomerNotificationsDoc>,
+    /// Rules that may be relaxed (`best_effort`); anything unset stays strict. What was
+    /// relaxed is reported in the order's `fulfillment.concessions`. `max_price` is
+    /// never relaxed.
+    fulfillment: Option<FulfillmentModes>,
+}
+
+/// How the order is paid.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(as = OrderPayment)]
+pub struct PaymentDoc {
+    /// `wallet` (the retailer account's saved payment method) is the one mode Errand
+    /// pays with; `card` and `connect` are refused with a 422.
+    #[schema(pattern = "^(wallet|card|connect)$")]
+    mode: Option<String>,
 }
 
 /// When an order stops being worth placing.

@@ -13,10 +13,12 @@ use super::address::Address;
 use super::artifacts::{self, ArtifactKind};
 use super::lifecycle::{self, ROWS_PER_INSERT};
 use super::model::{
-    Expiration, JobResult, Order, OrderItem, OrderItemStatus, OrderRecord, OrderStatus,
+    ErrorType, Expiration, JobResult, Order, OrderItem, OrderItemStatus, OrderRecord, OrderStatus,
     TrackingNumber, Variant,
 };
+use super::options::{Concession, NotificationStatus, OrderFulfillment, OrderOptions};
 use crate::auth::Tenant;
+use crate::notifications::SentEmails;
 use crate::queue::NewJob;
 use crate::storage::{Db, DbId, Timestamp};
 use crate::{on_db, on_tx};
@@ -39,6 +41,9 @@ struct OrderRow {
     retailer: Option<String>,
     placed_with: Option<String>,
     expires_at: Option<Timestamp>,
+    options: Option<Json<OrderOptions>>,
+    concessions: Option<Json<Vec<Concession>>>,
+    customer_emails: Option<Json<SentEmails>>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
@@ -61,16 +66,16 @@ struct ItemRow {
     variant: Option<Json<Vec<Variant>>>,
     status: String,
     cancellation_reason: Option<String>,
+    error_type: Option<String>,
     created_at: Timestamp,
     updated_at: Timestamp,
 }
 
 const ORDER_COLUMNS: &str = "id, account_id, livemode, status, max_price, attempts, shipping_address, \
      metadata, po_number, retailer_credentials_id, created_by, job_result, expiration, retailer, \
-     placed_with, expires_at, created_at, updated_at";
+     placed_with, expires_at, options, concessions, customer_emails, created_at, updated_at";
 const TRACKING_COLUMNS: &str = "id, order_id, carrier, tracking_number, created_at";
-const ITEM_COLUMNS: &str =
-    "id, order_id, url, quantity, variant, status, cancellation_reason, created_at, updated_at";
+const ITEM_COLUMNS: &str = "id, order_id, url, quantity, variant, status, cancellation_reason, error_type, created_at, updated_at";
 
 /// The error for a value the database holds that no longer parses.
 pub(crate) fn corrupt(what: &str, value: &str) -> sqlx::Error {
@@ -87,6 +92,7 @@ impl ItemRow {
             status: OrderItemStatus::parse(&self.status)
                 .ok_or_else(|| corrupt("item status", &self.status))?,
             cancellation_reason: self.cancellation_reason,
+            error_type: self.error_type.as_deref().and_then(ErrorType::parse),
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -113,6 +119,8 @@ impl OrderRow {
             expiration: self.expiration.map(|e| e.0),
             job_result: self.job_result.map(|j| j.0),
             items,
+            po_number: self.po_number,
+            options: self.options.map(|o| o.0).unwrap_or_default(),
         })
     }
 
@@ -121,21 +129,45 @@ impl OrderRow {
         items: Vec<OrderItem>,
         tracking_numbers: Vec<TrackingNumber>,
     ) -> Result<Order, sqlx::Error> {
+        let status = self.status()?;
+        let options = self.options.map(|o| o.0).unwrap_or_default();
+        let job_result = self.job_result.map(|j| j.0);
+        let merchant_order_ids = job_result
+            .iter()
+            .flat_map(|j| &j.merchant_order_ids)
+            .map(|m| m.merchant_order_id.clone())
+            .collect();
         Ok(Order {
             id: self.id.0,
-            status: self.status()?,
+            status,
             max_price: self.max_price,
             attempts: self.attempts,
             items,
             shipping_address: self.shipping_address.0,
             metadata: self.metadata.0,
             po_number: self.po_number,
+            handling_days_max: options.handling_days_max,
+            is_gift: options.is_gift,
+            gift_message: options.gift_message,
             retailer_credentials_id: self.retailer_credentials_id,
             tracking_numbers,
             created_by: self.created_by,
             user_id: None,
             returns: vec![],
-            job_result: self.job_result.map(|j| j.0),
+            job_result,
+            merchant_order_ids,
+            customer_notifications: options.notify_email.map(|email| {
+                let emails = self.customer_emails.map(|e| e.0).unwrap_or_default();
+                NotificationStatus {
+                    email,
+                    delivered: emails.delivered,
+                    sent: emails.sent,
+                }
+            }),
+            fulfillment: OrderFulfillment::new(
+                options.fulfillment,
+                self.concessions.map(|c| c.0).unwrap_or_default(),
+            ),
             expiration: self.expiration.map(|e| e.0),
             created_at: self.created_at,
             updated_at: self.updated_at,

@@ -41,18 +41,21 @@ pub enum JobKind {
     TrackReturn,
     /// Deliver one webhook (webhooks).
     DeliverWebhook,
+    /// E-mail an order's end customer (notifications).
+    NotifyCustomer,
     /// Does nothing: for measuring the queue itself.
     Noop,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 8] = [
         JobKind::PlaceOrder,
         JobKind::TrackOrder,
         JobKind::ExpireOrder,
         JobKind::RequestReturn,
         JobKind::TrackReturn,
         JobKind::DeliverWebhook,
+        JobKind::NotifyCustomer,
         JobKind::Noop,
     ];
 
@@ -64,6 +67,7 @@ impl JobKind {
             JobKind::RequestReturn => "request_return",
             JobKind::TrackReturn => "track_return",
             JobKind::DeliverWebhook => "deliver_webhook",
+            JobKind::NotifyCustomer => "notify_customer",
             JobKind::Noop => "noop",
         }
     }

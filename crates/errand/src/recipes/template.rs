@@ -29,7 +29,8 @@ enum Part {
 pub enum Var {
     /// `shipping.<field>`: the order's shipping address.
     Shipping(ShippingField),
-    /// `order.reference`, `order.gift_message`, `order.merchant_order_id`.
+    /// `order.reference`, `order.is_gift`, `order.gift_message`, `order.po_number`,
+    /// `order.merchant_order_id`.
     Order(OrderField),
     /// `account.email`, `account.password`, `account.totp`.
     Account(AccountField),
@@ -51,7 +52,12 @@ pub enum Var {
 pub enum OrderField {
     /// Errand's reference for the order, given to the store as the buyer reference.
     Reference,
+    /// `true` for a gift (choose the store's gift option); unset otherwise, so that
+    /// `if_set = "order.is_gift"` runs a step only for gifts.
+    IsGift,
     GiftMessage,
+    /// The buyer's purchase-order number.
+    PoNumber,
     /// The store's order number; known once the order is placed (`tracking`).
     MerchantOrderId,
 }
@@ -92,7 +98,9 @@ impl Var {
                 .find(|f| **f == field)
                 .map(|f| Var::Shipping(ShippingField(f))),
             ("order", "reference") => Some(Var::Order(OrderField::Reference)),
+            ("order", "is_gift") => Some(Var::Order(OrderField::IsGift)),
             ("order", "gift_message") => Some(Var::Order(OrderField::GiftMessage)),
+            ("order", "po_number") => Some(Var::Order(OrderField::PoNumber)),
             ("order", "merchant_order_id") => Some(Var::Order(OrderField::MerchantOrderId)),
             ("account", "email") => Some(Var::Account(AccountField::Email)),
             ("account", "password") => Some(Var::Account(AccountField::Password)),
@@ -112,7 +120,7 @@ impl Var {
         var.ok_or_else(|| {
             let known = match head {
                 "shipping" => format!("shipping.{}", SHIPPING_FIELDS.join(", shipping.")),
-                "order" => "order.reference, order.gift_message, order.merchant_order_id".into(),
+                "order" => "order.reference, order.is_gift, order.gift_message, order.po_number, order.merchant_order_id".into(),
                 "account" => "account.email, account.password, account.totp".into(),
                 "item" => "item.url, item.quantity, item.variant.<Name>".into(),
                 "variant" => "variant.name, variant.value".into(),
@@ -138,7 +146,9 @@ impl fmt::Display for Var {
         match self {
             Var::Shipping(ShippingField(field)) => write!(f, "shipping.{field}"),
             Var::Order(OrderField::Reference) => f.write_str("order.reference"),
+            Var::Order(OrderField::IsGift) => f.write_str("order.is_gift"),
             Var::Order(OrderField::GiftMessage) => f.write_str("order.gift_message"),
+            Var::Order(OrderField::PoNumber) => f.write_str("order.po_number"),
             Var::Order(OrderField::MerchantOrderId) => f.write_str("order.merchant_order_id"),
             Var::Account(AccountField::Email) => f.write_str("account.email"),
             Var::Account(AccountField::Password) => f.write_str("account.password"),
@@ -169,7 +179,9 @@ pub struct Context<'a> {
 
 pub struct OrderValues<'a> {
     pub reference: &'a str,
+    pub is_gift: bool,
     pub gift_message: Option<&'a str>,
+    pub po_number: Option<&'a str>,
     pub merchant_order_id: Option<&'a str>,
 }
 
@@ -211,7 +223,9 @@ impl Context<'_> {
                 borrowed(value)
             }
             Var::Order(OrderField::Reference) => borrowed(Some(self.order.reference)),
+            Var::Order(OrderField::IsGift) => borrowed(self.order.is_gift.then_some("true")),
             Var::Order(OrderField::GiftMessage) => borrowed(self.order.gift_message),
+            Var::Order(OrderField::PoNumber) => borrowed(self.order.po_number),
             Var::Order(OrderField::MerchantOrderId) => borrowed(self.order.merchant_order_id),
             Var::Account(AccountField::Email) => borrowed(Some(self.account.email)),
             Var::Account(AccountField::Password) => borrowed(self.account.password),
@@ -391,7 +405,9 @@ mod tests {
             shipping: &address,
             order: OrderValues {
                 reference: "ord-1",
+                is_gift: false,
                 gift_message: None,
+                po_number: None,
                 merchant_order_id: None,
             },
             account: AccountValues {

@@ -337,7 +337,7 @@ fn modifiers_are_checked() {
             "t.toml:18:38: retries must be from 0 to 10",
             "t.toml:19:41: timeout_ms must be from 1 to 600000 (ten minutes)",
             "t.toml:20:37: write the variable's name without braces, e.g. if_set = \"order.gift_message\"",
-            "t.toml:21:37: unknown variable `order.gift` (known: order.reference, order.gift_message, order.merchant_order_id)",
+            "t.toml:21:37: unknown variable `order.gift` (known: order.reference, order.is_gift, order.gift_message, order.po_number, order.merchant_order_id)",
             "t.toml:22:58: an optional step never fails, so it cannot have an error_type",
         ]
     );

@@ -56,22 +56,36 @@ impl DemoHttpDriver {
         session: Option<&Session>,
         body: Option<Value>,
     ) -> Result<Value, DriverError> {
+        self.call_detailed(method, path, session, body)
+            .await
+            .map_err(|r| r.error)
+    }
+
+    /// [`call`](Self::call), keeping the store's `details` of a refusal.
+    async fn call_detailed(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        body: Option<Value>,
+    ) -> Result<Value, Refusal> {
         let mut delay = Duration::from_millis(50);
         for _ in 0..IDEMPOTENT_RETRIES {
             match self
-                .call_once(method.clone(), path, session, body.clone())
+                .call_once_detailed(method.clone(), path, session, body.clone())
                 .await
             {
-                Err(DriverError::Transient { retry_after, .. })
-                    if retry_after.is_none_or(|d| d <= Duration::from_secs(1)) =>
-                {
+                Err(Refusal {
+                    error: DriverError::Transient { retry_after, .. },
+                    ..
+                }) if retry_after.is_none_or(|d| d <= Duration::from_secs(1)) => {
                     tokio::time::sleep(retry_after.unwrap_or(delay)).await;
                     delay *= 3;
                 }
                 other => return other,
             }
         }
-        self.call_once(method, path, session, body).await
+        self.call_once_detailed(method, path, session, body).await
     }
 
     /// One request, never repeated (placing an order).
@@ -82,10 +96,23 @@ impl DemoHttpDriver {
         session: Option<&Session>,
         body: Option<Value>,
     ) -> Result<Value, DriverError> {
+        self.call_once_detailed(method, path, session, body)
+            .await
+            .map_err(|r| r.error)
+    }
+
+    async fn call_once_detailed(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        body: Option<Value>,
+    ) -> Result<Value, Refusal> {
         let url = self
             .base
             .join(path)
-            .map_err(|e| DriverError::permanent(ErrorType::RetailerError, e.to_string()))?;
+            .map_err(|e| DriverError::permanent(ErrorType::RetailerError, e.to_string()))
+            .map_err(Refusal::from)?;
         let mut request = self.client.request(method, url);
         if let Some(session) = session {
             request = request.bearer_auth(&session.0);
@@ -97,19 +124,21 @@ impl DemoHttpDriver {
         let response = request.send().await;
         metrics::histogram!("errand_retailer_call_seconds", "retailer" => self.name.clone(), "path" => route_label(path))
             .record(started.elapsed().as_secs_f64());
-        let response = response.map_err(|e| {
-            if e.is_connect() {
-                // Refused before anything was sent: nothing can have happened.
-                DriverError::Transient {
-                    message: format!("cannot reach the store: {e}"),
-                    retry_after: None,
+        let response = response
+            .map_err(|e| {
+                if e.is_connect() {
+                    // Refused before anything was sent: nothing can have happened.
+                    DriverError::Transient {
+                        message: format!("cannot reach the store: {e}"),
+                        retry_after: None,
+                    }
+                } else {
+                    DriverError::Ambiguous {
+                        message: format!("no answer from the store: {e}"),
+                    }
                 }
-            } else {
-                DriverError::Ambiguous {
-                    message: format!("no answer from the store: {e}"),
-                }
-            }
-        })?;
+            })
+            .map_err(Refusal::from)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -120,9 +149,9 @@ impl DemoHttpDriver {
         let body: Value = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             Err(e) => {
-                return Err(DriverError::Ambiguous {
+                return Err(Refusal::from(DriverError::Ambiguous {
                     message: format!("the store's answer was cut off: {e}"),
-                });
+                }));
             }
         };
         if status.is_success() {
@@ -134,18 +163,66 @@ impl DemoHttpDriver {
         {
             // The store forgot the session: sign in again on the next try.
             self.forget(session);
-            return Err(DriverError::Transient {
+            return Err(Refusal::from(DriverError::Transient {
                 message: "the store's session expired".into(),
                 retry_after: Some(Duration::ZERO),
-            });
+            }));
         }
         let message = body["error"]["message"]
             .as_str()
             .map(str::to_string)
             .unwrap_or_else(|| format!("the store answered {status}"));
-        Err(classify(status, &code, message, retry_after))
+        Err(Refusal {
+            error: classify(status, &code, message, retry_after),
+            details: body["error"]["details"].clone(),
+        })
     }
 }
+
+/// A failed call, with the store's `details` when it refused.
+struct Refusal {
+    error: DriverError,
+    details: Value,
+}
+
+impl From<DriverError> for Refusal {
+    fn from(error: DriverError) -> Refusal {
+        Refusal {
+            error,
+            details: Value::Null,
+        }
+    }
+}
+
+impl Refusal {
+    /// The refusal of one line of the checkout, when it is about that line's product.
+    fn for_line(self, line: usize) -> DriverError {
+        match self.error {
+            DriverError::Permanent {
+                error_type,
+                message,
+            } if LINE_ERRORS.contains(&error_type) => DriverError::LineRefused {
+                line,
+                error_type,
+                message,
+                available: self.details["available"]
+                    .as_i64()
+                    .and_then(|n| i32::try_from(n).ok()),
+            },
+            other => other,
+        }
+    }
+}
+
+/// Refusals about one product rather than the whole checkout.
+const LINE_ERRORS: [ErrorType; 6] = [
+    ErrorType::ProductNotFound,
+    ErrorType::ProductUnavailable,
+    ErrorType::OutOfStock,
+    ErrorType::InvalidVariant,
+    ErrorType::InsufficientVariants,
+    ErrorType::PurchaseLimitExceeded,
+];
 
 fn session_key(credentials: &Credentials) -> [u8; 32] {
     use sha2::{Digest, Sha256};
@@ -207,7 +284,8 @@ fn classify(
         "shipping_address_refused" | "address_invalid" => {
             permanent(ErrorType::ShippingAddressRefused)
         }
-        "gift_message_too_long" | "buyer_reference_too_long" => {
+        "gift_option_unavailable" => permanent(ErrorType::GiftOptionUnavailable),
+        "gift_message_too_long" | "buyer_reference_too_long" | "po_number_too_long" => {
             permanent(ErrorType::CheckoutRefused)
         }
         "cart_empty" => permanent(ErrorType::CheckoutRefused),
@@ -380,7 +458,31 @@ fn checkout_body(checkout: &CheckoutRequest) -> Value {
     json!({
         "shipping_address": checkout.shipping_address,
         "buyer_reference": checkout.reference,
+        "gift": checkout.gift.is_some(),
+        "gift_message": checkout.gift.as_ref().and_then(|g| g.message.as_deref()),
+        "po_number": checkout.po_number,
     })
+}
+
+/// The offer to buy when the order limits handling days: the store's own choice (the
+/// buy box) if it ships in time, else the cheapest new one that does.
+fn offer_within(product: &Value, days: i64) -> Option<String> {
+    let offers = product["offers"].as_array()?;
+    let in_time = |o: &&Value| o["handling_days"].as_i64().is_some_and(|d| d <= days);
+    let buy_box = product["buy_box_offer_id"].as_str();
+    offers
+        .iter()
+        .filter(in_time)
+        .find(|o| o["offer_id"].as_str() == buy_box)
+        .or_else(|| {
+            offers
+                .iter()
+                .filter(in_time)
+                .filter(|o| o["condition"].as_str() == Some("new"))
+                .min_by_key(|o| o["price_delta_cents"].as_i64().unwrap_or(0))
+        })
+        .and_then(|o| o["offer_id"].as_str())
+        .map(str::to_string)
 }
 
 #[async_trait]
@@ -470,22 +572,52 @@ impl Driver for DemoHttpDriver {
     ) -> Result<Quote, DriverError> {
         self.call(Method::DELETE, "api/cart", Some(session), None)
             .await?;
-        for line in &checkout.lines {
-            let url = url::Url::parse(&line.url)
-                .map_err(|e| DriverError::permanent(ErrorType::ProductNotFound, e.to_string()))?;
-            let product_id = self.product_id(&url).ok_or_else(|| {
-                DriverError::permanent(
-                    ErrorType::ProductNotFound,
-                    format!("{} is not a product page", line.url),
-                )
-            })?;
+        for (index, line) in checkout.lines.iter().enumerate() {
+            let refused = |error_type, message: String| DriverError::LineRefused {
+                line: index,
+                error_type,
+                message,
+                available: None,
+            };
+            let product_id = url::Url::parse(&line.url)
+                .ok()
+                .and_then(|url| self.product_id(&url))
+                .ok_or_else(|| {
+                    refused(
+                        ErrorType::ProductNotFound,
+                        format!("{} is not a product page", line.url),
+                    )
+                })?;
+            let offer_id = match checkout.handling_days_max {
+                None => None,
+                Some(days) => {
+                    let product = self
+                        .call_detailed(
+                            Method::GET,
+                            &format!("api/products/{product_id}"),
+                            None,
+                            None,
+                        )
+                        .await
+                        .map_err(|r| r.for_line(index))?;
+                    let offer = offer_within(&product, days).ok_or_else(|| {
+                        refused(
+                            ErrorType::HandlingTimeExceeded,
+                            format!("No seller of {product_id} ships within {days} handling days"),
+                        )
+                    })?;
+                    Some(offer)
+                }
+            };
             let body = json!({
                 "product_id": product_id,
                 "quantity": line.quantity,
                 "variant": line.variant.clone().unwrap_or_default(),
+                "offer_id": offer_id,
             });
-            self.call(Method::POST, "api/cart/items", Some(session), Some(body))
-                .await?;
+            self.call_detailed(Method::POST, "api/cart/items", Some(session), Some(body))
+                .await
+                .map_err(|r| r.for_line(index))?;
         }
         let answer = self
             .call(

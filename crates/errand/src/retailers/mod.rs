@@ -52,6 +52,35 @@ pub struct CheckoutRequest {
     /// Our order reference, given to the retailer as the buyer reference so an order
     /// can be found again after a crash.
     pub reference: String,
+    /// Choose the retailer's gift option (no prices on the packing slip). A retailer
+    /// without one refuses with [`ErrorType::GiftOptionUnavailable`].
+    pub gift: Option<Gift>,
+    /// The buyer's purchase-order number, for a checkout field that takes one.
+    pub po_number: Option<String>,
+    /// Buy only offers that ship within this many handling days; a line with none is
+    /// refused with [`ErrorType::HandlingTimeExceeded`].
+    pub handling_days_max: Option<i64>,
+}
+
+impl CheckoutRequest {
+    /// A checkout of these lines with none of an order's options.
+    pub fn new(lines: Vec<LineRequest>, shipping_address: Address, reference: String) -> Self {
+        CheckoutRequest {
+            lines,
+            shipping_address,
+            reference,
+            gift: None,
+            po_number: None,
+            handling_days_max: None,
+        }
+    }
+}
+
+/// The gift option of a checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gift {
+    /// For the retailer's gift-message field, where it has one.
+    pub message: Option<String>,
 }
 
 /// A product as the retailer shows it.
@@ -212,6 +241,17 @@ pub enum DriverError {
     /// did: the order fails as `order_probably_placed`, its attempt left unresolved.
     #[error("{message}")]
     Unverifiable { message: String },
+    /// The store refused one line of the checkout (an index into its `lines`): that
+    /// product cannot be bought as asked. Nothing was bought. `available` is how many
+    /// units the store would sell of it, when it says; an order that allows it buys
+    /// fewer or skips the line, anything else fails as `Permanent` would.
+    #[error("{error_type}: {message}")]
+    LineRefused {
+        line: usize,
+        error_type: ErrorType,
+        message: String,
+        available: Option<i32>,
+    },
 }
 
 impl DriverError {

@@ -129,7 +129,9 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
     let inputs = OrderInputs {
         shipping: address,
         reference: "ord-browser-1".into(),
+        is_gift: false,
         gift_message: None,
+        po_number: None,
         merchant_order_id: None,
         email: errand_demo_store::DEMO_EMAIL.into(),
         password: Some(errand_demo_store::DEMO_PASSWORD.into()),

@@ -16,6 +16,7 @@ mod lifecycle;
 mod listing;
 mod migrations;
 mod openapi;
+mod order_options;
 mod orders;
 mod queue;
 mod retailers;

@@ -92,7 +92,11 @@ impl BrowserDriver {
                 .map(|c| c.shipping_address.clone())
                 .unwrap_or_else(empty_address),
             reference: reference.to_string(),
-            gift_message: None,
+            is_gift: checkout.is_some_and(|c| c.gift.is_some()),
+            gift_message: checkout
+                .and_then(|c| c.gift.as_ref())
+                .and_then(|g| g.message.clone()),
+            po_number: checkout.and_then(|c| c.po_number.clone()),
             merchant_order_id: merchant_order_id.map(str::to_string),
             email: credentials
                 .map(|c| c.email.clone())
@@ -228,15 +232,15 @@ impl Driver for BrowserDriver {
         let result = async {
             let live = self.live(&session).await?;
             let mut live = live.lock().await;
-            let request = CheckoutRequest {
-                lines: vec![crate::retailers::LineRequest {
+            let request = CheckoutRequest::new(
+                vec![crate::retailers::LineRequest {
                     url: url.to_string(),
                     quantity: 1,
                     variant: None,
                 }],
-                shipping_address: empty_address(),
-                reference: String::new(),
-            };
+                empty_address(),
+                String::new(),
+            );
             let inputs = self.inputs(&live, Some(&request), "", None);
             let mut runner = self.runner(&live, inputs);
             self.run(&mut live, &mut runner, &[(Phase::Product, Some(0))])

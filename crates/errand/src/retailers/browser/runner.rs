@@ -33,7 +33,9 @@ const NAVIGATION_GRACE: Duration = Duration::from_millis(1000);
 pub struct OrderInputs {
     pub shipping: Address,
     pub reference: String,
+    pub is_gift: bool,
     pub gift_message: Option<String>,
+    pub po_number: Option<String>,
     pub merchant_order_id: Option<String>,
     pub email: String,
     pub password: Option<String>,
@@ -709,7 +711,9 @@ impl Runner {
             shipping: &inputs.shipping,
             order: OrderValues {
                 reference: &inputs.reference,
+                is_gift: inputs.is_gift,
                 gift_message: inputs.gift_message.as_deref(),
+                po_number: inputs.po_number.as_deref(),
                 merchant_order_id: inputs.merchant_order_id.as_deref(),
             },
             account: AccountValues {

@@ -94,7 +94,9 @@ impl Trial {
         let inputs = OrderInputs {
             shipping: sample_address(),
             reference: reference.clone(),
+            is_gift: false,
             gift_message: None,
+            po_number: None,
             merchant_order_id: None,
             email: self.email.clone().unwrap_or_default(),
             password: self.password.clone(),

@@ -4,6 +4,7 @@
 
 pub mod receiver;
 pub mod schema;
+pub mod smtp;
 
 use errand::accounts::Vault;
 use errand::app::{App, Workers};
