@@ -187,6 +187,14 @@ async function main() {
     max_price: 5000,
     idempotency_key: idempotencyKey,
     metadata: { run },
+    // The SDK's newer options, all sent: each must come back as the SDK declares it.
+    po_number: `PO-${run}`,
+    is_gift: true,
+    gift_message: "With love",
+    handling_days_max: 5,
+    fulfillment: { items: "best_effort", quantity: "best_effort", gift: "best_effort" },
+    customer_notifications: { email: "customer@example.com" },
+    payment: { mode: "wallet" },
   });
   const order = await method(
     "orders.createOrder",
@@ -194,6 +202,11 @@ async function main() {
     async (created, o) => {
       o.same("max_price", created.max_price, 5000);
       o.same("the item's url", created.items?.[0]?.url, productUrl);
+      o.same("is_gift", created.is_gift, true);
+      o.same("gift_message", created.gift_message, "With love");
+      o.same("handling_days_max", created.handling_days_max, 5);
+      o.same("fulfillment.items", created.fulfillment?.items, "best_effort");
+      o.same("customer_notifications.email", created.customer_notifications?.email, "customer@example.com");
       const again = await zinc.orders.createOrder({ body: orderBody(`sdk-${run}-1`) });
       o.problems.push(...check("Zinc.OrderResponse", again).map((p) => `the repeat: ${p}`));
       o.same("the order the same idempotency_key gave again", again.id, created.id);
