@@ -296,7 +296,7 @@ pub struct Detector {
 
 /// The `error_type`s a detector can give an order. `temporarily_unavailable` is not a
 /// failure: the engine tries again later.
-pub const ERROR_TYPES: [ErrorType; 14] = [
+pub const ERROR_TYPES: [ErrorType; 15] = [
     ErrorType::LoginFailed,
     ErrorType::ProductNotFound,
     ErrorType::ProductUnavailable,
@@ -304,6 +304,7 @@ pub const ERROR_TYPES: [ErrorType; 14] = [
     ErrorType::InvalidVariant,
     ErrorType::InsufficientVariants,
     ErrorType::PurchaseLimitExceeded,
+    ErrorType::GiftOptionUnavailable,
     ErrorType::ShippingAddressRefused,
     ErrorType::CheckoutRefused,
     ErrorType::PaymentDeclined,

@@ -113,6 +113,7 @@ fn the_demo_recipe_loads() {
             "invalid_variant",
             "purchase_limit_exceeded",
             "shipping_address_refused",
+            "gift_option_unavailable",
             "checkout_refused",
             "payment_declined",
             "checkout_blocked",
@@ -122,7 +123,7 @@ fn the_demo_recipe_loads() {
         ]
     );
     // Steps keep their line, for errors at run time.
-    assert_eq!(sign_in[0].location.line, 84);
+    assert_eq!(sign_in[0].location.line, 88);
 }
 
 #[test]
@@ -345,7 +346,8 @@ fn modifiers_are_checked() {
         found[5],
         "t.toml:23:41: unknown error_type \"sold_out\" (known: login_failed, product_not_found, \
          product_unavailable, out_of_stock, invalid_variant, insufficient_variants, \
-         purchase_limit_exceeded, shipping_address_refused, checkout_refused, payment_declined, \
+         purchase_limit_exceeded, gift_option_unavailable, shipping_address_refused, \
+         checkout_refused, payment_declined, \
          checkout_blocked, price_changed, retailer_error, temporarily_unavailable)"
     );
     assert_eq!(

@@ -195,34 +195,15 @@ impl From<DriverError> for Refusal {
 }
 
 impl Refusal {
-    /// The refusal of one line of the checkout, when it is about that line's product.
+    /// The refusal of one line of the checkout, when it is about that line's product,
+    /// with how many units the store says it would sell.
     fn for_line(self, line: usize) -> DriverError {
-        match self.error {
-            DriverError::Permanent {
-                error_type,
-                message,
-            } if LINE_ERRORS.contains(&error_type) => DriverError::LineRefused {
-                line,
-                error_type,
-                message,
-                available: self.details["available"]
-                    .as_i64()
-                    .and_then(|n| i32::try_from(n).ok()),
-            },
-            other => other,
-        }
+        let available = self.details["available"]
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok());
+        self.error.for_line(line, available)
     }
 }
-
-/// Refusals about one product rather than the whole checkout.
-const LINE_ERRORS: [ErrorType; 6] = [
-    ErrorType::ProductNotFound,
-    ErrorType::ProductUnavailable,
-    ErrorType::OutOfStock,
-    ErrorType::InvalidVariant,
-    ErrorType::InsufficientVariants,
-    ErrorType::PurchaseLimitExceeded,
-];
 
 fn session_key(credentials: &Credentials) -> [u8; 32] {
     use sha2::{Digest, Sha256};

@@ -254,7 +254,35 @@ pub enum DriverError {
     },
 }
 
+/// Refusals about one product rather than the whole checkout.
+const LINE_ERRORS: [ErrorType; 7] = [
+    ErrorType::ProductNotFound,
+    ErrorType::ProductUnavailable,
+    ErrorType::OutOfStock,
+    ErrorType::InvalidVariant,
+    ErrorType::InsufficientVariants,
+    ErrorType::PurchaseLimitExceeded,
+    ErrorType::HandlingTimeExceeded,
+];
+
 impl DriverError {
+    /// This error as the refusal of one line of the checkout, when it is about a
+    /// product (out of stock, not found, …); other errors are kept as they are.
+    pub fn for_line(self, line: usize, available: Option<i32>) -> DriverError {
+        match self {
+            DriverError::Permanent {
+                error_type,
+                message,
+            } if LINE_ERRORS.contains(&error_type) => DriverError::LineRefused {
+                line,
+                error_type,
+                message,
+                available,
+            },
+            other => other,
+        }
+    }
+
     pub fn permanent(error_type: ErrorType, message: impl Into<String>) -> DriverError {
         DriverError::Permanent {
             error_type,

@@ -305,6 +305,50 @@ crate::on_both_databases! {
         assert!(response.bytes().await.unwrap().starts_with(b"\x89PNG"));
     }
 
+    async fn gifts_po_numbers_and_best_effort_go_through_the_store_pages(backend: Backend) {
+        let app = spawn_browser_engine(backend).await;
+        add_shoppers(&app, 2).await;
+        let order = |lines: &[&str], extra: serde_json::Value| {
+            let mut body = crate::support::order_body();
+            body["products"] = lines.iter().map(|p| serde_json::json!({"url": app.product_url(p)})).collect();
+            body["max_price"] = serde_json::json!(1_000_000);
+            for (key, value) in extra.as_object().unwrap() {
+                body[key] = value.clone();
+            }
+            body
+        };
+        let cases = [
+            order(&["B0DEMO0005"], serde_json::json!({"is_gift": true, "gift_message": "For you", "po_number": "PO-77"})),
+            order(&["B0DEMO0002"], serde_json::json!({"is_gift": true})),
+            order(&["B0DEMO0005", "B0TEST0001", "B0DEMO0002"], serde_json::json!({
+                "is_gift": true, "fulfillment": {"items": "best_effort", "gift": "best_effort"}})),
+        ];
+        let mut ids = vec![];
+        for body in &cases {
+            ids.push(app.created(body).await["id"].as_str().unwrap().to_string());
+        }
+        let gift = app.wait_until_settled(&ids[0]).await;
+        assert_eq!(gift["status"], "order_placed", "{gift:#}");
+        let at_store = &app.store_orders_for(&ids[0]).await[0];
+        assert_eq!((&at_store["gift"], &at_store["gift_message"], &at_store["po_number"]),
+                   (&serde_json::json!(true), &serde_json::json!("For you"), &serde_json::json!("PO-77")), "{at_store}");
+
+        let strict = app.wait_until_settled(&ids[1]).await;
+        assert_eq!(strict["job_result"]["error_type"], "gift_option_unavailable", "{strict:#}");
+        assert!(app.store_orders_for(&ids[1]).await.is_empty());
+
+        let relaxed = app.wait_until_settled(&ids[2]).await;
+        assert_eq!(relaxed["status"], "order_placed", "{relaxed:#}");
+        let given_up: Vec<(&str, &str)> = relaxed["fulfillment"]["concessions"].as_array().unwrap().iter()
+            .map(|c| (c["concern"].as_str().unwrap(), c["code"].as_str().unwrap())).collect();
+        assert_eq!(given_up, [("items", "out_of_stock"), ("gift", "gift_option_unavailable")]);
+        assert_eq!(relaxed["items"][1]["status"], "skipped");
+        let at_store = &app.store_orders_for(&ids[2]).await[0];
+        assert_eq!(at_store["gift"], false, "{at_store}");
+        let products: Vec<&str> = at_store["lines"].as_array().unwrap().iter().map(|l| l["product_id"].as_str().unwrap()).collect();
+        assert_eq!(products, ["B0DEMO0005", "B0DEMO0002"]);
+    }
+
     async fn each_test_product_ends_as_through_the_json_api(backend: Backend) {
         let app = spawn_browser_engine(backend).await;
         add_shoppers(&app, 3).await;

@@ -137,7 +137,12 @@ impl BrowserDriver {
                 if let Some(html) = runner.page_html().await {
                     live.artifacts.push(Artifact::html("failure", html));
                 }
-                return Err(driver_error(&self.retailer, failure, phase));
+                let error = driver_error(&self.retailer, failure, phase);
+                // A product page's refusal is about that item: an order may skip it.
+                return Err(match (phase, item) {
+                    (Phase::Product, Some(line)) => error.for_line(line, None),
+                    _ => error,
+                });
             }
         }
         live.artifacts.extend(runner.take_artifacts());
