@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::api::{self, AddToCart, AppState, Checkout, VariantChoice};
 use crate::db::{Customer, SignIn};
 use crate::pages::{
-    error_box, error_from_query, error_query, esc, money, not_found, page, url_encode,
+    Refusal, error_box, error_from_query, error_query, esc, money, not_found, page, url_encode,
 };
 use crate::pricing::ShippingMethod;
 
@@ -198,7 +198,7 @@ async fn add_to_cart(
             "/dp/{}?{}&{}",
             url_encode(&product_id),
             back.join("&"),
-            error_query(e.code, &e.message)
+            error_query(&e)
         )),
     }
 }
@@ -214,7 +214,7 @@ struct LineForm {
 fn to_cart(result: Result<(), api::StoreError>) -> Response {
     match result {
         Ok(()) => see_other("/cart"),
-        Err(e) => see_other(&format!("/cart?{}", error_query(e.code, &e.message))),
+        Err(e) => see_other(&format!("/cart?{}", error_query(&e))),
     }
 }
 
@@ -230,7 +230,7 @@ async fn update_line(
     else {
         return see_other(&format!(
             "/cart?{}",
-            error_query("invalid_quantity", "Enter a quantity")
+            error_query(("invalid_quantity", "Enter a quantity"))
         ));
     };
     to_cart(api::set_line_quantity(&state, &customer, &form.sku, &form.offer_id, quantity).await)
@@ -364,7 +364,7 @@ async fn draft(state: &AppState, customer: &Customer) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-fn address_form(address: &Value, error: Option<(&str, &str)>) -> String {
+fn address_form(address: &Value, error: Option<Refusal<'_>>) -> String {
     let field = |name: &str| esc(address.get(name).and_then(Value::as_str).unwrap_or(""));
     let input = |name: &str, label: &str| {
         format!(
@@ -427,7 +427,7 @@ async fn save_address(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Checkout: address",
             "checkout-address",
-            address_form(&address, Some((e.code, &e.message))),
+            address_form(&address, Some((&e).into())),
         );
     }
     let _ = state.db.save_checkout_draft(customer.id, &draft).await;
@@ -468,7 +468,7 @@ async fn delivery_form(
     state: &AppState,
     customer: &Customer,
     draft: &Value,
-    error: Option<(&str, &str)>,
+    error: Option<Refusal<'_>>,
 ) -> String {
     let checkout = checkout_from(draft);
     let subtotal: i64 = match state.db.cart(customer.id).await {
@@ -540,7 +540,7 @@ async fn save_delivery(
         draft["shipping_method"] = json!("standard");
     }
     if let Err(e) = api::checkout_quote(&state, &customer, &checkout_from(&draft)).await {
-        let body = delivery_form(&state, &customer, &draft, Some((e.code, &e.message))).await;
+        let body = delivery_form(&state, &customer, &draft, Some((&e).into())).await;
         return error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Checkout: delivery",
@@ -558,10 +558,7 @@ async fn review(state: &AppState, customer: &Customer, error: Option<(&str, &str
     let (lines, totals, _) = match api::checkout_quote(state, customer, &checkout).await {
         Ok(quote) => quote,
         Err(e) => {
-            return see_other(&format!(
-                "/checkout/address?{}",
-                error_query(e.code, &e.message)
-            ));
+            return see_other(&format!("/checkout/address?{}", error_query(&e)));
         }
     };
     let body = format!(

@@ -238,6 +238,10 @@ async fn variant_offer_limit_and_stock_rules() {
             Some("purchase_limit_exceeded")
         )
     );
+    assert_eq!(
+        body["error"]["details"],
+        json!({"limit": limit, "available": limit})
+    );
 
     let sku = plain["variants"][0]["sku"].as_str().unwrap();
     let (status, _) = store
@@ -487,6 +491,96 @@ async fn order_history_by_buyer_reference_ground_truth_and_persistence() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
     assert_eq!(truth["orders"], json!([]));
+}
+
+#[tokio::test]
+async fn refusals_say_how_many_more_units_the_cart_could_take() {
+    let store = Store::open().await;
+    let token = store.customer("units@example.com").await;
+    // The French press: limit 10 per order, over all its sellers.
+    let (_, plain) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    assert_eq!(plain["purchase_limit"], 10);
+    let other_seller = format!("{PLAIN}-RENE");
+    assert_eq!(
+        store
+            .add(&token, json!({"product_id": PLAIN, "quantity": 4}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for offer in [None, Some(other_seller.as_str())] {
+        let (status, body) = store
+            .add(
+                &token,
+                json!({"product_id": PLAIN, "quantity": 7, "offer_id": offer}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("purchase_limit_exceeded")
+            )
+        );
+        assert_eq!(
+            body["error"]["details"],
+            json!({"limit": 10, "available": 6}),
+            "{offer:?}"
+        );
+    }
+    let (status, _) = store
+        .add(
+            &token,
+            json!({"product_id": PLAIN, "quantity": 6, "offer_id": other_seller}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "exactly the limit");
+    let (_, body) = store.add(&token, json!({"product_id": PLAIN})).await;
+    assert_eq!(
+        body["error"]["details"],
+        json!({"limit": 10, "available": 0})
+    );
+
+    // Stock: 5 of the skillet, 3 of them in the cart already (from any seller).
+    let skillet = "B0DEMO0006";
+    store
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/stock/{skillet}"),
+            Some(ADMIN),
+            Some(json!({"quantity": 5})),
+        )
+        .await;
+    assert_eq!(
+        store
+            .add(&token, json!({"product_id": skillet, "quantity": 3}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for offer in [None, Some("B0DEMO0006-HARB")] {
+        let (status, body) = store
+            .add(
+                &token,
+                json!({"product_id": skillet, "quantity": 3, "offer_id": offer}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("out_of_stock"))
+        );
+        assert_eq!(
+            body["error"]["details"],
+            json!({"available": 2}),
+            "{offer:?}"
+        );
+    }
+    let (status, _) = store
+        .add(&token, json!({"product_id": skillet, "quantity": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = store.add(&token, json!({"product_id": skillet})).await;
+    assert_eq!(body["error"]["details"], json!({"available": 0}));
 }
 
 /// Buys `products` (one each) for `token`, delivered next day to Texas.

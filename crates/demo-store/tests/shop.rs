@@ -387,6 +387,7 @@ async fn the_product_page_shows_the_chosen_variant_and_seller() {
     .await;
     assert_eq!(error_code(&html), Some("out_of_stock"));
     assert!(html.contains("Only 0 left in stock"));
+    assert!(html.contains(r#"data-code="out_of_stock" data-available="0">"#));
     assert!(html.contains(r#"data-sku="B0DEMO0010-FORE-L""#));
     let html = add(&mut browser, "B0DEMO0010", &[("opt_Color", "Sand")]).await;
     assert_eq!(error_code(&html), Some("insufficient_variants"));
@@ -423,7 +424,27 @@ async fn the_cart_page_changes_quantities_removes_lines_and_empties() {
         .await;
     let (_, cart, _) = browser.get(&location.unwrap()).await;
     assert_eq!(error_code(&cart), Some("purchase_limit_exceeded"));
+    assert!(
+        cart.contains(r#"data-code="purchase_limit_exceeded" data-available="10">"#),
+        "the line could hold up to 10: {cart}"
+    );
     assert!(cart.contains(r#"data-quantity="3""#), "nothing changed");
+    // Adding 8 more from the product page: 7 more would fit.
+    let (_, _, location) = browser
+        .post(
+            "/cart/add",
+            &[
+                ("product_id", "B0DEMO0010"),
+                ("opt_Color", "Sand"),
+                ("opt_Size", "M"),
+                ("quantity", "8"),
+            ],
+        )
+        .await;
+    let (_, html, _) = browser.get(&location.unwrap()).await;
+    assert!(html.contains(r#"data-page="product""#));
+    assert_eq!(error_code(&html), Some("purchase_limit_exceeded"));
+    assert!(html.contains(r#"data-code="purchase_limit_exceeded" data-available="7">"#));
 
     let (_, _, location) = browser.post("/cart/remove", &line).await;
     assert_eq!(location.as_deref(), Some("/cart"));
