@@ -595,13 +595,32 @@ pub(crate) struct Checkout {
     pub(crate) shipping_method: ShippingMethod,
     pub(crate) promo_code: Option<String>,
     pub(crate) gift_message: Option<String>,
+    /// The gift option: a gift receipt (no prices on the packing slip). Refused with
+    /// `gift_option_unavailable` when an item has no gift options.
+    #[serde(default)]
+    pub(crate) gift: bool,
     pub(crate) buyer_reference: Option<String>,
+    /// The buyer's purchase-order number (trimmed; blank is none).
+    pub(crate) po_number: Option<String>,
     /// When given, placing fails with `price_changed` unless the total still equals it.
     pub(crate) expected_total: Option<i64>,
 }
 
 fn standard() -> ShippingMethod {
     ShippingMethod::Standard
+}
+
+/// The longest purchase-order number a checkout takes.
+const PO_NUMBER_MAX: usize = 50;
+
+impl Checkout {
+    /// The purchase-order number given, trimmed; `None` when absent or blank.
+    pub(crate) fn po_number(&self) -> Option<&str> {
+        self.po_number
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
 }
 
 const US_STATES: &[&str] = &[
@@ -710,6 +729,26 @@ pub(crate) async fn checkout_quote(
             "References are limited to 100 characters",
         ));
     }
+    if checkout
+        .po_number()
+        .is_some_and(|p| p.chars().count() > PO_NUMBER_MAX)
+    {
+        return Err(StoreError::unprocessable(
+            "po_number_too_long",
+            format!("PO numbers are limited to {PO_NUMBER_MAX} characters"),
+        ));
+    }
+    if checkout.gift
+        && let Some(product) = products.iter().find(|p| !p.gift_options)
+    {
+        return Err(StoreError {
+            details: Some(json!({ "product_id": product.id })),
+            ..StoreError::unprocessable(
+                "gift_option_unavailable",
+                format!("Gift options are not available for {}", product.title),
+            )
+        });
+    }
     let lines: Vec<Line> = priced.into_iter().map(|(l, _)| l).collect();
     let totals = pricing::price(
         &lines,
@@ -804,6 +843,8 @@ pub(crate) async fn place_order(
         shipping_method: checkout.shipping_method,
         shipping_address: &checkout.shipping_address,
         gift_message: checkout.gift_message.as_deref(),
+        gift: checkout.gift,
+        po_number: checkout.po_number(),
         promo_code: checkout.promo_code.as_deref(),
     };
     let order = state

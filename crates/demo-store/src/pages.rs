@@ -47,7 +47,7 @@ header a{color:#fff;text-decoration:none;font-weight:600}header input{min-width:
 .swatch.selected{border:2px solid #16324f;font-weight:700}.error{background:#fde8e8;color:#8a1c1c;padding:.6rem;border-radius:.4rem}\
 #cookie-banner{position:fixed;bottom:1rem;left:1rem;right:1rem;z-index:9}label{display:block;margin-top:.5rem}\
 input,select,textarea{padding:.35rem;min-width:16rem}button{padding:.45rem 1rem;margin-top:.6rem}\
-table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #dde}";
+input[type=checkbox]{min-width:0}input[type=checkbox]+label{display:inline}table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #dde}";
 
 pub(crate) fn page(title: &str, kind: &str, body: &str) -> Html<String> {
     let categories: String = Catalogue::get()
@@ -501,7 +501,7 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
         r#"<article class="card" itemscope itemtype="https://schema.org/Product" data-product-id="{id}">{img}
 <h1 id="product-title" itemprop="name">{title}</h1><p>by <span itemprop="brand">{brand}</span></p>
 <p id="price" class="price" data-price-cents="{price_cents}"{sku} data-offer-id="{offer_id}">{price}</p>{availability}<p>{desc}</p>{dimensions}
-<p>Limit {limit} per order.{final_sale}</p>
+<p>Limit {limit} per order.{final_sale}{no_gift}</p>
 {error}<form id="add-to-cart-form" method="post" action="/cart/add"><input type="hidden" name="product_id" value="{id}">{hidden}
 <label for="quantity">Quantity</label><input id="quantity" name="quantity" type="number" min="1" value="{quantity}">
 <label for="offer">Seller</label><select id="offer" name="offer_id">{offer_options}</select>
@@ -524,6 +524,11 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
             " Final sale: not returnable."
         } else {
             ""
+        },
+        no_gift = if p.gift_options {
+            ""
+        } else {
+            " Gift options are not available for this item."
         },
         error = error_box(error_from_query(q)),
     );

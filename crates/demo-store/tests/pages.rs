@@ -44,6 +44,9 @@ async fn product_search_and_category_pages() {
     let (_, press) = get(&base, "/dp/B0DEMO0005").await;
     assert!(press.contains(r#"data-offer-id="B0DEMO0005-OVER""#));
     assert!(press.contains("<td>Ships from abroad in 7 days</td>"));
+    assert!(!press.contains("Gift options are not available"));
+    let (_, game) = get(&base, "/dp/B0DEMO0022").await;
+    assert!(game.contains("Gift options are not available for this item."));
 
     let (status, slugged) = get(&base, "/classic-organic-cotton-t-shirt/dp/B0DEMO0010").await;
     assert_eq!(status, 200);
