@@ -92,6 +92,11 @@ impl StoreError {
     pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
+    /// `details.available`: for `out_of_stock` and `purchase_limit_exceeded`, how many
+    /// more units the cart could take.
+    pub(crate) fn available(&self) -> Option<i64> {
+        self.details.as_ref()?.get("available")?.as_i64()
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -465,8 +470,9 @@ pub(crate) async fn add_line(
         state,
         product,
         &variant.sku,
-        units(&|l| l.product_id == product.id) + add.quantity,
-        units(&|l| l.sku == variant.sku) + add.quantity,
+        add.quantity,
+        units(&|l| l.product_id == product.id),
+        units(&|l| l.sku == variant.sku),
     )
     .await?;
     let line = CartLine {
@@ -479,32 +485,49 @@ pub(crate) async fn add_line(
     Ok((line, quantity))
 }
 
-/// The store's limits on what one cart holds of a product: `product_units` of it in all,
-/// `sku_units` of this variant (from any seller, as they share the stock).
+/// The store's limits on what one cart holds of a product, for `quantity` more units of
+/// `sku` when the cart's other lines hold `product_units` of the product and `sku_units`
+/// of this variant (from any seller, as they share the stock). A refusal's
+/// `details.available` is the most `quantity` could have been: the purchase limit or the
+/// stock less what the rest of the cart holds, at least 0.
 async fn check_units(
     state: &AppState,
     product: &Product,
     sku: &str,
+    quantity: i64,
     product_units: i64,
     sku_units: i64,
 ) -> ApiResult<()> {
-    if product_units > product.purchase_limit {
-        return Err(StoreError::unprocessable(
-            "purchase_limit_exceeded",
-            format!(
-                "You can buy at most {} of this item per order",
-                product.purchase_limit
-            ),
-        ));
+    let limit = product.purchase_limit;
+    let available = (limit - product_units).max(0);
+    if quantity > available {
+        let held = if product_units > 0 {
+            format!(" (your cart has {product_units})")
+        } else {
+            String::new()
+        };
+        return Err(StoreError {
+            details: Some(json!({ "limit": limit, "available": available })),
+            ..StoreError::unprocessable(
+                "purchase_limit_exceeded",
+                format!("You can buy at most {limit} of this item per order{held}"),
+            )
+        });
     }
     let stock = state.db.stock(sku).await?;
-    if sku_units > stock {
+    let available = (stock - sku_units).max(0);
+    if quantity > available {
+        let held = if sku_units > 0 {
+            format!(" (your cart has {sku_units})")
+        } else {
+            String::new()
+        };
         return Err(StoreError {
-            details: Some(json!({ "available": stock })),
+            details: Some(json!({ "available": available })),
             ..StoreError::new(
                 StatusCode::CONFLICT,
                 "out_of_stock",
-                format!("Only {stock} left in stock"),
+                format!("Only {stock} left in stock{held}"),
             )
         });
     }
@@ -541,18 +564,18 @@ pub(crate) async fn set_line_quantity(
         return Ok(());
     }
     if let Some(product) = Catalogue::get().product(&line.product_id) {
-        // The other lines' units, plus this line's new quantity.
+        // The other lines' units: this line's new quantity replaces its old one.
         let units = |keep: &dyn Fn(&CartLine) -> bool| -> i64 {
             cart.iter()
                 .filter(|l| keep(l) && !(l.sku == sku && l.offer_id == offer_id))
                 .map(|l| l.quantity)
-                .sum::<i64>()
-                + quantity
+                .sum()
         };
         check_units(
             state,
             product,
             sku,
+            quantity,
             units(&|l| l.product_id == product.id),
             units(&|l| l.sku == sku),
         )
@@ -572,13 +595,32 @@ pub(crate) struct Checkout {
     pub(crate) shipping_method: ShippingMethod,
     pub(crate) promo_code: Option<String>,
     pub(crate) gift_message: Option<String>,
+    /// The gift option: a gift receipt (no prices on the packing slip). Refused with
+    /// `gift_option_unavailable` when an item has no gift options.
+    #[serde(default)]
+    pub(crate) gift: bool,
     pub(crate) buyer_reference: Option<String>,
+    /// The buyer's purchase-order number (trimmed; blank is none).
+    pub(crate) po_number: Option<String>,
     /// When given, placing fails with `price_changed` unless the total still equals it.
     pub(crate) expected_total: Option<i64>,
 }
 
 fn standard() -> ShippingMethod {
     ShippingMethod::Standard
+}
+
+/// The longest purchase-order number a checkout takes.
+const PO_NUMBER_MAX: usize = 50;
+
+impl Checkout {
+    /// The purchase-order number given, trimmed; `None` when absent or blank.
+    pub(crate) fn po_number(&self) -> Option<&str> {
+        self.po_number
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+    }
 }
 
 const US_STATES: &[&str] = &[
@@ -687,6 +729,26 @@ pub(crate) async fn checkout_quote(
             "References are limited to 100 characters",
         ));
     }
+    if checkout
+        .po_number()
+        .is_some_and(|p| p.chars().count() > PO_NUMBER_MAX)
+    {
+        return Err(StoreError::unprocessable(
+            "po_number_too_long",
+            format!("PO numbers are limited to {PO_NUMBER_MAX} characters"),
+        ));
+    }
+    if checkout.gift
+        && let Some(product) = products.iter().find(|p| !p.gift_options)
+    {
+        return Err(StoreError {
+            details: Some(json!({ "product_id": product.id })),
+            ..StoreError::unprocessable(
+                "gift_option_unavailable",
+                format!("Gift options are not available for {}", product.title),
+            )
+        });
+    }
     let lines: Vec<Line> = priced.into_iter().map(|(l, _)| l).collect();
     let totals = pricing::price(
         &lines,
@@ -781,6 +843,8 @@ pub(crate) async fn place_order(
         shipping_method: checkout.shipping_method,
         shipping_address: &checkout.shipping_address,
         gift_message: checkout.gift_message.as_deref(),
+        gift: checkout.gift,
+        po_number: checkout.po_number(),
         promo_code: checkout.promo_code.as_deref(),
     };
     let order = state

@@ -66,6 +66,9 @@ pub struct Product {
     pub international: bool,
     /// Cannot be returned.
     pub final_sale: bool,
+    /// Can be sent as a gift (a gift receipt: no prices on the packing slip).
+    #[serde(default = "yes")]
+    pub gift_options: bool,
     /// For test products: the fixed outcome buying it has.
     #[serde(default)]
     pub test_behavior: Option<TestBehavior>,
@@ -96,6 +99,10 @@ pub enum TestBehavior {
     NeverShips,
     /// Placing needs an account with two-factor sign-in (`totp_required` otherwise).
     NeedsTwoFactor,
+}
+
+fn yes() -> bool {
+    true
 }
 
 pub const PRICE_RISE_CENTS: i64 = 2000;
@@ -243,6 +250,17 @@ mod tests {
         assert!(
             c.products.iter().any(|p| p.dimensions.len() == 2),
             "some products have Color × Size"
+        );
+        let no_gift: Vec<&str> = c
+            .products
+            .iter()
+            .filter(|p| !p.gift_options)
+            .map(|p| p.id.as_str())
+            .collect();
+        assert_eq!(
+            no_gift,
+            ["B0DEMO0019", "B0DEMO0022"],
+            "the README names the products without gift options"
         );
     }
 

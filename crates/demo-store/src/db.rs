@@ -67,6 +67,10 @@ pub struct StoredOrder {
     pub shipping_method: String,
     pub shipping_address: serde_json::Value,
     pub gift_message: Option<String>,
+    /// The gift option was chosen: a gift receipt, no prices on the packing slip.
+    pub gift: bool,
+    /// The buyer's purchase-order number.
+    pub po_number: Option<String>,
     pub promo_code: Option<String>,
     pub subtotal: i64,
     pub shipping: i64,
@@ -90,6 +94,8 @@ pub struct NewOrder<'a> {
     pub shipping_method: ShippingMethod,
     pub shipping_address: &'a serde_json::Value,
     pub gift_message: Option<&'a str>,
+    pub gift: bool,
+    pub po_number: Option<&'a str>,
     pub promo_code: Option<&'a str>,
     /// When the store clock ships and delivers it (real instants).
     pub ship_at: time::OffsetDateTime,
@@ -640,8 +646,8 @@ impl Db {
         sqlx::query(
             "INSERT INTO orders (id, customer_id, buyer_reference, status, shipping_method, shipping_address, gift_message,
                                  promo_code, subtotal, shipping, tax, discount, total, placed_at, estimated_delivery,
-                                 ship_at, deliver_at)
-             VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                                 ship_at, deliver_at, gift, po_number)
+             VALUES ($1, $2, $3, 'placed', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(&id)
         .bind(order.customer_id)
@@ -659,6 +665,8 @@ impl Db {
         .bind(&estimated_delivery)
         .bind(rfc3339(order.ship_at))
         .bind(&estimated_delivery)
+        .bind(order.gift)
+        .bind(order.po_number)
         .execute(&mut *tx)
         .await?;
         for (position, line) in lines.iter().enumerate() {
@@ -691,6 +699,8 @@ impl Db {
             shipping_method: method,
             shipping_address: order.shipping_address.clone(),
             gift_message: order.gift_message.map(str::to_string),
+            gift: order.gift,
+            po_number: order.po_number.map(str::to_string),
             promo_code: order.promo_code.map(str::to_string),
             subtotal: totals.subtotal,
             shipping: totals.shipping,
@@ -771,6 +781,8 @@ impl Db {
                 shipping_method: r.try_get("shipping_method")?,
                 shipping_address: address.0,
                 gift_message: r.try_get("gift_message")?,
+                gift: r.try_get("gift")?,
+                po_number: r.try_get("po_number")?,
                 promo_code: r.try_get("promo_code")?,
                 subtotal: r.try_get("subtotal")?,
                 shipping: r.try_get("shipping")?,

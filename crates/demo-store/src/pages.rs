@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use crate::api::AppState;
+use crate::api::{AppState, StoreError};
 use crate::catalogue::{Catalogue, Offer, Product, Variant};
 
 pub fn routes() -> Router<AppState> {
@@ -47,7 +47,7 @@ header a{color:#fff;text-decoration:none;font-weight:600}header input{min-width:
 .swatch.selected{border:2px solid #16324f;font-weight:700}.error{background:#fde8e8;color:#8a1c1c;padding:.6rem;border-radius:.4rem}\
 #cookie-banner{position:fixed;bottom:1rem;left:1rem;right:1rem;z-index:9}label{display:block;margin-top:.5rem}\
 input,select,textarea{padding:.35rem;min-width:16rem}button{padding:.45rem 1rem;margin-top:.6rem}\
-table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #dde}";
+input[type=checkbox]{min-width:0}input[type=checkbox]+label{display:inline}table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #dde}";
 
 pub(crate) fn page(title: &str, kind: &str, body: &str) -> Html<String> {
     let categories: String = Catalogue::get()
@@ -196,32 +196,91 @@ pub(crate) fn url_encode(text: &str) -> String {
         .collect()
 }
 
+/// A refusal as a page shows it: the store's error code (the JSON API's `error.code`),
+/// its message, and for `out_of_stock` and `purchase_limit_exceeded` how many more units
+/// the cart could take (the JSON API's `details.available`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal<'a> {
+    pub(crate) code: &'a str,
+    pub(crate) message: &'a str,
+    pub(crate) available: Option<i64>,
+}
+
+impl<'a> From<(&'a str, &'a str)> for Refusal<'a> {
+    fn from((code, message): (&'a str, &'a str)) -> Self {
+        Refusal {
+            code,
+            message,
+            available: None,
+        }
+    }
+}
+
+impl<'a> From<&'a StoreError> for Refusal<'a> {
+    fn from(e: &'a StoreError) -> Self {
+        Refusal {
+            code: e.code,
+            message: &e.message,
+            available: e.available(),
+        }
+    }
+}
+
 /// An error box (`#error`) when there is one: `data-error` (and `data-code`) hold the
-/// store's error code (the JSON API's `error.code`), the text its message.
-pub(crate) fn error_box(error: Option<(&str, &str)>) -> String {
+/// store's error code, `data-available` (when known) how many more units the cart could
+/// take, the text its message.
+pub(crate) fn error_box<'a>(error: Option<impl Into<Refusal<'a>>>) -> String {
     error
-        .map(|(code, message)| {
+        .map(|e| {
+            let e = e.into();
             format!(
-                r#"<div id="error" role="alert" class="error" data-error="{code}" data-code="{code}">{}</div>"#,
-                esc(message),
-                code = esc(code),
+                r#"<div id="error" role="alert" class="error" data-error="{code}" data-code="{code}"{available}>{}</div>"#,
+                esc(e.message),
+                code = esc(e.code),
+                available = e
+                    .available
+                    .map(|n| format!(r#" data-available="{n}""#))
+                    .unwrap_or_default(),
             )
         })
         .unwrap_or_default()
 }
 
-/// The `?error=<code>&message=<text>` a page was redirected to after a failed form.
-pub(crate) fn error_from_query(q: &HashMap<String, String>) -> Option<(&str, &str)> {
+/// The `?error=<code>&message=<text>[&available=<n>]` a page was redirected to after a
+/// failed form.
+pub(crate) fn error_from_query(q: &HashMap<String, String>) -> Option<Refusal<'_>> {
     let code = q
         .get("error")
         .map(String::as_str)
         .filter(|c| !c.is_empty())?;
-    Some((code, q.get("message").map(String::as_str).unwrap_or(code)))
+    Some(Refusal {
+        code,
+        message: q.get("message").map(String::as_str).unwrap_or(code),
+        available: q.get("available").and_then(|n| n.parse().ok()),
+    })
 }
 
 /// The query that shows an error after a redirect.
-pub(crate) fn error_query(code: &str, message: &str) -> String {
-    format!("error={}&message={}", url_encode(code), url_encode(message))
+pub(crate) fn error_query<'a>(error: impl Into<Refusal<'a>>) -> String {
+    let e = error.into();
+    let mut query = format!(
+        "error={}&message={}",
+        url_encode(e.code),
+        url_encode(e.message)
+    );
+    if let Some(n) = e.available {
+        query.push_str(&format!("&available={n}"));
+    }
+    query
+}
+
+/// When an offer ships, in words: `today`, `in 1 day`, `in 3 days`.
+fn handling_in_words(days: i64) -> String {
+    match days {
+        ..=0 => "today".into(),
+        1 => "in 1 day".into(),
+        n => format!("in {n} days"),
+    }
 }
 
 /// What the product page shows chosen: one value per dimension (from `opt_<Label>`, as
@@ -374,15 +433,25 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
         .map(|o| {
             let selected = o.offer_id == selection.offer.offer_id;
             format!(
-                r#"<tr class="offer{class}" data-offer-id="{id}" data-price-cents="{cents}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td><td>{choose}</td></tr>"#,
+                r#"<tr class="offer{class}" data-offer-id="{id}" data-price-cents="{cents}" data-handling-days="{days}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td><td>{choose}</td></tr>"#,
                 class = if selected { " selected" } else { "" },
                 id = esc(&o.offer_id),
                 cents = base + o.price_delta_cents,
+                days = o.handling_days,
                 seller = esc(&o.seller_name),
                 cond = esc(&o.condition),
                 price = money(base + o.price_delta_cents),
                 rating = if o.first_party { String::new() } else { format!("{}% positive ({} ratings)", o.positive_pct, o.rating_count) },
-                ship = if o.ships_from_abroad { "Ships from abroad".to_string() } else if o.fast_shipping { "Fast shipping".into() } else { format!("Ships in {} days", o.handling_days) },
+                ship = {
+                    let when = handling_in_words(o.handling_days);
+                    if o.ships_from_abroad {
+                        format!("Ships from abroad {when}")
+                    } else if o.fast_shipping {
+                        format!("Fast shipping, ships {when}")
+                    } else {
+                        format!("Ships {when}")
+                    }
+                },
                 choose = if selected {
                     "Chosen".to_string()
                 } else {
@@ -432,7 +501,7 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
         r#"<article class="card" itemscope itemtype="https://schema.org/Product" data-product-id="{id}">{img}
 <h1 id="product-title" itemprop="name">{title}</h1><p>by <span itemprop="brand">{brand}</span></p>
 <p id="price" class="price" data-price-cents="{price_cents}"{sku} data-offer-id="{offer_id}">{price}</p>{availability}<p>{desc}</p>{dimensions}
-<p>Limit {limit} per order.{final_sale}</p>
+<p>Limit {limit} per order.{final_sale}{no_gift}</p>
 {error}<form id="add-to-cart-form" method="post" action="/cart/add"><input type="hidden" name="product_id" value="{id}">{hidden}
 <label for="quantity">Quantity</label><input id="quantity" name="quantity" type="number" min="1" value="{quantity}">
 <label for="offer">Seller</label><select id="offer" name="offer_id">{offer_options}</select>
@@ -455,6 +524,11 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
             " Final sale: not returnable."
         } else {
             ""
+        },
+        no_gift = if p.gift_options {
+            ""
+        } else {
+            " Gift options are not available for this item."
         },
         error = error_box(error_from_query(q)),
     );
@@ -511,5 +585,25 @@ mod tests {
         );
         assert_eq!(super::money(1999), "$19.99");
         assert_eq!(super::money(5), "$0.05");
+    }
+
+    #[test]
+    fn error_boxes_and_their_redirect_query() {
+        let out_of_stock = super::Refusal {
+            code: "out_of_stock",
+            message: "Only 2 left & more",
+            available: Some(2),
+        };
+        assert_eq!(
+            super::error_query(out_of_stock),
+            "error=out_of_stock&message=Only%202%20left%20%26%20more&available=2"
+        );
+        assert!(super::error_box(Some(out_of_stock)).contains(
+            r#"class="error" data-error="out_of_stock" data-code="out_of_stock" data-available="2">Only 2 left &amp; more<"#
+        ));
+        assert!(!super::error_box(Some(("cart_empty", "Empty"))).contains("data-available"));
+        assert_eq!(super::handling_in_words(0), "today");
+        assert_eq!(super::handling_in_words(1), "in 1 day");
+        assert_eq!(super::handling_in_words(7), "in 7 days");
     }
 }

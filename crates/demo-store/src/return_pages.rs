@@ -137,7 +137,7 @@ async fn render_form(
             }
             let body = format!(
                 r#"<h1>Return items</h1><p>Order <a id="merchant-order-id" href="/orders/{id}">{id}</a></p>{}"#,
-                error_box(Some((e.code, &e.message))),
+                error_box(Some(&e)),
                 id = esc(order_id),
             );
             error_page(e.status(), TITLE, KIND, body)

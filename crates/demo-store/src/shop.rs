@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use crate::api::{self, AddToCart, AppState, Checkout, VariantChoice};
 use crate::db::{Customer, SignIn};
 use crate::pages::{
-    error_box, error_from_query, error_query, esc, money, not_found, page, url_encode,
+    Refusal, error_box, error_from_query, error_query, esc, money, not_found, page, url_encode,
 };
 use crate::pricing::ShippingMethod;
 
@@ -198,7 +198,7 @@ async fn add_to_cart(
             "/dp/{}?{}&{}",
             url_encode(&product_id),
             back.join("&"),
-            error_query(e.code, &e.message)
+            error_query(&e)
         )),
     }
 }
@@ -214,7 +214,7 @@ struct LineForm {
 fn to_cart(result: Result<(), api::StoreError>) -> Response {
     match result {
         Ok(()) => see_other("/cart"),
-        Err(e) => see_other(&format!("/cart?{}", error_query(e.code, &e.message))),
+        Err(e) => see_other(&format!("/cart?{}", error_query(&e))),
     }
 }
 
@@ -230,7 +230,7 @@ async fn update_line(
     else {
         return see_other(&format!(
             "/cart?{}",
-            error_query("invalid_quantity", "Enter a quantity")
+            error_query(("invalid_quantity", "Enter a quantity"))
         ));
     };
     to_cart(api::set_line_quantity(&state, &customer, &form.sku, &form.offer_id, quantity).await)
@@ -364,7 +364,7 @@ async fn draft(state: &AppState, customer: &Customer) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-fn address_form(address: &Value, error: Option<(&str, &str)>) -> String {
+fn address_form(address: &Value, error: Option<Refusal<'_>>) -> String {
     let field = |name: &str| esc(address.get(name).and_then(Value::as_str).unwrap_or(""));
     let input = |name: &str, label: &str| {
         format!(
@@ -427,7 +427,7 @@ async fn save_address(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Checkout: address",
             "checkout-address",
-            address_form(&address, Some((e.code, &e.message))),
+            address_form(&address, Some((&e).into())),
         );
     }
     let _ = state.db.save_checkout_draft(customer.id, &draft).await;
@@ -455,8 +455,14 @@ fn checkout_from(draft: &Value) -> Checkout {
             .and_then(Value::as_str)
             .map(str::to_string)
             .filter(|s| !s.is_empty()),
+        gift: draft.get("gift").and_then(Value::as_bool).unwrap_or(false),
         buyer_reference: draft
             .get("buyer_reference")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .filter(|s| !s.is_empty()),
+        po_number: draft
+            .get("po_number")
             .and_then(Value::as_str)
             .map(str::to_string)
             .filter(|s| !s.is_empty()),
@@ -468,7 +474,7 @@ async fn delivery_form(
     state: &AppState,
     customer: &Customer,
     draft: &Value,
-    error: Option<(&str, &str)>,
+    error: Option<Refusal<'_>>,
 ) -> String {
     let checkout = checkout_from(draft);
     let subtotal: i64 = match state.db.cart(customer.id).await {
@@ -498,18 +504,26 @@ async fn delivery_form(
     format!(
         r#"<h1>Delivery</h1><p>Step 2 of 3</p>{error}<form id="delivery-form" method="post" action="/checkout/delivery">
 <fieldset id="shipping-methods"><legend>Shipping method</legend>{methods}</fieldset>
-<label for="gift_message">Gift message (optional, up to 240 characters)</label><textarea id="gift_message" name="gift_message" maxlength="240">{gift}</textarea>
+<p><input type="checkbox" id="gift" name="gift" value="true"{gift_checked}> <label for="gift">This is a gift</label> (a gift receipt: no prices on the packing slip)</p>
+<label for="gift_message">Gift message (optional, up to 240 characters)</label><textarea id="gift_message" name="gift_message" maxlength="240">{gift_message}</textarea>
 <label for="promo_code">Promo code</label><input id="promo_code" name="promo_code" value="{promo}">
-<label for="buyer_reference">PO number / your reference</label><input id="buyer_reference" name="buyer_reference" value="{reference}">
+<label for="buyer_reference">Your reference</label><input id="buyer_reference" name="buyer_reference" value="{reference}">
+<label for="po_number">PO number</label><input id="po_number" name="po_number" value="{po_number}">
 <button id="continue-to-review" type="submit">Continue to review</button></form>"#,
         error = error_box(error),
-        gift = text("gift_message"),
+        gift_checked = if checkout.gift { " checked" } else { "" },
+        gift_message = text("gift_message"),
         promo = text("promo_code"),
-        reference = text("buyer_reference")
+        reference = text("buyer_reference"),
+        po_number = text("po_number")
     )
 }
 
-async fn delivery_page(State(state): State<AppState>, Shopper(customer): Shopper) -> Response {
+async fn delivery_page(
+    State(state): State<AppState>,
+    Shopper(customer): Shopper,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let draft = draft(&state, &customer).await;
     if draft.get("shipping_address").is_none() {
         return see_other("/checkout/address");
@@ -517,7 +531,7 @@ async fn delivery_page(State(state): State<AppState>, Shopper(customer): Shopper
     page(
         "Checkout: delivery",
         "checkout-delivery",
-        &delivery_form(&state, &customer, &draft, None).await,
+        &delivery_form(&state, &customer, &draft, error_from_query(&q)).await,
     )
     .into_response()
 }
@@ -533,14 +547,20 @@ async fn save_delivery(
         "gift_message",
         "promo_code",
         "buyer_reference",
+        "po_number",
     ] {
         draft[key] = json!(form.get(key).map(|v| v.trim()).unwrap_or(""));
     }
+    // A checkbox is sent only when ticked.
+    draft["gift"] = json!(
+        form.get("gift")
+            .is_some_and(|v| !matches!(v.trim(), "" | "false" | "0" | "off"))
+    );
     if draft["shipping_method"] == "" {
         draft["shipping_method"] = json!("standard");
     }
     if let Err(e) = api::checkout_quote(&state, &customer, &checkout_from(&draft)).await {
-        let body = delivery_form(&state, &customer, &draft, Some((e.code, &e.message))).await;
+        let body = delivery_form(&state, &customer, &draft, Some((&e).into())).await;
         return error_page(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Checkout: delivery",
@@ -552,16 +572,29 @@ async fn save_delivery(
     see_other("/checkout/review")
 }
 
+/// The error codes of the delivery page's fields: a review refused for one of them (the
+/// cart changed since) goes back to that page rather than the address.
+const DELIVERY_ERRORS: &[&str] = &[
+    "gift_option_unavailable",
+    "gift_message_too_long",
+    "po_number_too_long",
+    "buyer_reference_too_long",
+    "invalid_promo_code",
+    "promo_not_applicable",
+];
+
 async fn review(state: &AppState, customer: &Customer, error: Option<(&str, &str)>) -> Response {
     let draft = draft(state, customer).await;
     let checkout = checkout_from(&draft);
     let (lines, totals, _) = match api::checkout_quote(state, customer, &checkout).await {
         Ok(quote) => quote,
         Err(e) => {
-            return see_other(&format!(
-                "/checkout/address?{}",
-                error_query(e.code, &e.message)
-            ));
+            let step = if DELIVERY_ERRORS.contains(&e.code) {
+                "delivery"
+            } else {
+                "address"
+            };
+            return see_other(&format!("/checkout/{step}?{}", error_query(&e)));
         }
     };
     let body = format!(
@@ -570,7 +603,9 @@ async fn review(state: &AppState, customer: &Customer, error: Option<(&str, &str
 <tr><td>Tax</td><td id="tax" data-cents="{tax_cents}">{tax}</td></tr><tr><td>Discount</td><td id="discount" data-cents="{discount_cents}">-{discount}</td></tr>
 <tr><th>Order total</th><th><span id="total-loading">Calculating…</span><span id="order-total" hidden data-cents="{total_cents}">{total}</span></th></tr></table>
 <p>Reference: <span id="review-reference">{reference}</span></p>
-<p id="payment">Paying with the card ending {card}{gift}</p>
+<p>PO number: <span id="review-po-number">{po_number}</span></p>
+<p>Gift: <span id="review-gift" data-gift="{gift}">{gift_text}</span></p>
+<p id="payment">Paying with the card ending {card}{balance}</p>
 <form id="place-order-form" method="post" action="/checkout/place"><input type="hidden" name="expected_total" value="{total_cents}">
 <button id="place-order" type="submit">Place your order</button></form>
 <script>setTimeout(()=>{{document.getElementById('total-loading').remove();document.getElementById('order-total').hidden=false;}},400);</script>"#,
@@ -587,8 +622,11 @@ async fn review(state: &AppState, customer: &Customer, error: Option<(&str, &str
         discount_cents = totals.discount,
         total_cents = totals.total,
         reference = esc(checkout.buyer_reference.as_deref().unwrap_or("")),
+        po_number = esc(checkout.po_number().unwrap_or("")),
+        gift = checkout.gift,
+        gift_text = gift_text(checkout.gift),
         card = esc(&customer.card_last4),
-        gift = if customer.gift_balance_cents > 0 {
+        balance = if customer.gift_balance_cents > 0 {
             format!(
                 " (gift-card balance {} not applied)",
                 money(customer.gift_balance_cents)
@@ -638,6 +676,15 @@ async fn place(
             }
             response
         }
+    }
+}
+
+/// What the review and order pages say of the gift option.
+fn gift_text(gift: bool) -> &'static str {
+    if gift {
+        "Yes: a gift receipt, no prices on the packing slip"
+    } else {
+        "No"
     }
 }
 
@@ -786,11 +833,16 @@ async fn order_page(
         &format!(
             r#"<h1>Order <span id="merchant-order-id">{id}</span></h1><p>Status: <strong id="order-status" data-status="{status}">{status}</strong></p>{cancelled}
 <p>Your reference: <span id="order-reference">{reference}</span></p>
+<p>PO number: <span id="order-po-number">{po_number}</span></p>
+<p>Gift: <span id="order-gift" data-gift="{gift}">{gift_text}</span></p>
 <p>Estimated delivery: <time id="estimated-delivery" datetime="{eta_full}">{eta}</time></p>{lines}
 <p>Total: <span id="order-total-charged" data-cents="{cents}">{total}</span></p><h2>Shipments</h2><ul id="shipments" data-count="{count}">{shipments}</ul>{none}{returns}"#,
             id = esc(&order.id),
             status = esc(&order.status),
             reference = esc(order.buyer_reference.as_deref().unwrap_or("")),
+            po_number = esc(order.po_number.as_deref().unwrap_or("")),
+            gift = order.gift,
+            gift_text = gift_text(order.gift),
             eta_full = esc(&order.estimated_delivery),
             eta = esc(date_of(&order.estimated_delivery)),
             lines = lines_table(&order.lines),

@@ -117,6 +117,8 @@ fn address(state: &str) -> Value {
 /// A product without variants, and one with Color × Size.
 const PLAIN: &str = "B0DEMO0005"; // French press, $29.99
 const SHIRT: &str = "B0DEMO0010";
+/// A product without gift options (the board game).
+const NO_GIFT: &str = "B0DEMO0022";
 
 #[tokio::test]
 async fn catalogue_products_offers_and_search() {
@@ -237,6 +239,10 @@ async fn variant_offer_limit_and_stock_rules() {
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("purchase_limit_exceeded")
         )
+    );
+    assert_eq!(
+        body["error"]["details"],
+        json!({"limit": limit, "available": limit})
     );
 
     let sku = plain["variants"][0]["sku"].as_str().unwrap();
@@ -487,6 +493,243 @@ async fn order_history_by_buyer_reference_ground_truth_and_persistence() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
     assert_eq!(truth["orders"], json!([]));
+}
+
+#[tokio::test]
+async fn refusals_say_how_many_more_units_the_cart_could_take() {
+    let store = Store::open().await;
+    let token = store.customer("units@example.com").await;
+    // The French press: limit 10 per order, over all its sellers.
+    let (_, plain) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    assert_eq!(plain["purchase_limit"], 10);
+    let other_seller = format!("{PLAIN}-RENE");
+    assert_eq!(
+        store
+            .add(&token, json!({"product_id": PLAIN, "quantity": 4}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for offer in [None, Some(other_seller.as_str())] {
+        let (status, body) = store
+            .add(
+                &token,
+                json!({"product_id": PLAIN, "quantity": 7, "offer_id": offer}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("purchase_limit_exceeded")
+            )
+        );
+        assert_eq!(
+            body["error"]["details"],
+            json!({"limit": 10, "available": 6}),
+            "{offer:?}"
+        );
+    }
+    let (status, _) = store
+        .add(
+            &token,
+            json!({"product_id": PLAIN, "quantity": 6, "offer_id": other_seller}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "exactly the limit");
+    let (_, body) = store.add(&token, json!({"product_id": PLAIN})).await;
+    assert_eq!(
+        body["error"]["details"],
+        json!({"limit": 10, "available": 0})
+    );
+
+    // Stock: 5 of the skillet, 3 of them in the cart already (from any seller).
+    let skillet = "B0DEMO0006";
+    store
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/admin/stock/{skillet}"),
+            Some(ADMIN),
+            Some(json!({"quantity": 5})),
+        )
+        .await;
+    assert_eq!(
+        store
+            .add(&token, json!({"product_id": skillet, "quantity": 3}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    for offer in [None, Some("B0DEMO0006-HARB")] {
+        let (status, body) = store
+            .add(
+                &token,
+                json!({"product_id": skillet, "quantity": 3, "offer_id": offer}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("out_of_stock"))
+        );
+        assert_eq!(
+            body["error"]["details"],
+            json!({"available": 2}),
+            "{offer:?}"
+        );
+    }
+    let (status, _) = store
+        .add(&token, json!({"product_id": skillet, "quantity": 2}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = store.add(&token, json!({"product_id": skillet})).await;
+    assert_eq!(body["error"]["details"], json!({"available": 0}));
+}
+
+#[tokio::test]
+async fn gift_option_and_po_number_are_checked_stored_and_shown() {
+    let mut store = Store::open().await;
+    let token = store.customer("gifts@example.com").await;
+    let (_, game) = store.get(&format!("/api/products/{NO_GIFT}"), None).await;
+    assert_eq!(game["gift_options"], false);
+    let (_, book) = store.get("/api/products/B0DEMO0019", None).await;
+    assert_eq!(book["gift_options"], false);
+    let (_, plain) = store.get(&format!("/api/products/{PLAIN}"), None).await;
+    assert_eq!(plain["gift_options"], true);
+
+    store.add(&token, json!({"product_id": PLAIN})).await;
+    store.add(&token, json!({"product_id": NO_GIFT})).await;
+    for path in ["/api/checkout/quote", "/api/checkout/place"] {
+        let (status, body) = store
+            .post(
+                path,
+                Some(&token),
+                json!({"shipping_address": address("CA"), "gift": true}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("gift_option_unavailable")
+            ),
+            "{path}"
+        );
+        assert_eq!(
+            body["error"]["message"],
+            "Gift options are not available for Strategy Board Game: Harbor Lights"
+        );
+        assert_eq!(body["error"]["details"], json!({"product_id": NO_GIFT}));
+    }
+    // Not a gift: the same cart is fine, and a gift message alone is accepted as before.
+    let (status, body) = store
+        .post(
+            "/api/checkout/quote",
+            Some(&token),
+            json!({"shipping_address": address("CA"), "gift": false, "gift_message": "Enjoy"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = store
+        .post(
+            "/api/checkout/quote",
+            Some(&token),
+            json!({"shipping_address": address("CA"), "po_number": "P".repeat(51)}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("po_number_too_long"))
+    );
+    let (status, _) = store
+        .post(
+            "/api/checkout/quote",
+            Some(&token),
+            json!({"shipping_address": address("CA"), "po_number": format!("  {}  ", "P".repeat(50))}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "50 characters, once trimmed");
+    let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
+    assert_eq!(
+        truth["orders"],
+        json!([]),
+        "the refused gift bought nothing"
+    );
+
+    // Without the board game, the gift order goes through.
+    store
+        .call(reqwest::Method::DELETE, "/api/cart", Some(&token), None)
+        .await;
+    store.add(&token, json!({"product_id": PLAIN})).await;
+    let (status, placed) = store
+        .post(
+            "/api/checkout/place",
+            Some(&token),
+            json!({"shipping_address": address("CA"), "gift": true, "gift_message": "Enjoy",
+                   "po_number": "  PO-7781  ", "buyer_reference": "gift-ref-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    let id = placed["order"]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        (
+            &placed["order"]["gift"],
+            &placed["order"]["po_number"],
+            &placed["order"]["buyer_reference"]
+        ),
+        (&json!(true), &json!("PO-7781"), &json!("gift-ref-1"))
+    );
+    // Neither: `gift` false, `po_number` null (a blank one is none).
+    store.add(&token, json!({"product_id": PLAIN})).await;
+    let (status, plain_order) = store
+        .post(
+            "/api/checkout/place",
+            Some(&token),
+            json!({"shipping_address": address("CA"), "po_number": "   "}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let plain_id = plain_order["order"]["id"].as_str().unwrap().to_string();
+
+    for _ in 0..2 {
+        let (_, one) = store.get(&format!("/api/orders/{id}"), Some(&token)).await;
+        let (_, found) = store
+            .get("/api/orders?reference=gift-ref-1", Some(&token))
+            .await;
+        let (_, mine) = store.get("/api/orders", Some(&token)).await;
+        let (_, truth) = store.get("/api/admin/orders", Some(ADMIN)).await;
+        let of = |orders: &Value, id: &str| {
+            orders
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|o| o["id"] == id)
+                .cloned()
+                .unwrap()
+        };
+        for order in [
+            one["order"].clone(),
+            found["orders"][0].clone(),
+            of(&mine["orders"], &id),
+            of(&truth["orders"], &id),
+        ] {
+            assert_eq!(
+                (&order["id"], &order["gift"], &order["po_number"]),
+                (&json!(id), &json!(true), &json!("PO-7781")),
+                "{order}"
+            );
+            assert_eq!(order["gift_message"], "Enjoy");
+        }
+        for order in [
+            of(&mine["orders"], &plain_id),
+            of(&truth["orders"], &plain_id),
+        ] {
+            assert_eq!(
+                (&order["gift"], &order["po_number"]),
+                (&json!(false), &Value::Null)
+            );
+        }
+        store.restart().await;
+    }
 }
 
 /// Buys `products` (one each) for `token`, delivered next day to Texas.

@@ -32,6 +32,22 @@ async fn product_search_and_category_pages() {
         "offers table and a generated image"
     );
 
+    // Each offer says when it ships, in `data-handling-days` and in words.
+    assert!(html.contains(
+        r#"data-offer-id="B0DEMO0010-1P" data-price-cents="1999" data-handling-days="0">"#
+    ));
+    assert!(html.contains(
+        r#"data-offer-id="B0DEMO0010-HARB" data-price-cents="1699" data-handling-days="2">"#
+    ));
+    assert!(html.contains("<td>Fast shipping, ships today</td>"));
+    assert!(html.contains("<td>Fast shipping, ships in 2 days</td>"));
+    let (_, press) = get(&base, "/dp/B0DEMO0005").await;
+    assert!(press.contains(r#"data-offer-id="B0DEMO0005-OVER""#));
+    assert!(press.contains("<td>Ships from abroad in 7 days</td>"));
+    assert!(!press.contains("Gift options are not available"));
+    let (_, game) = get(&base, "/dp/B0DEMO0022").await;
+    assert!(game.contains("Gift options are not available for this item."));
+
     let (status, slugged) = get(&base, "/classic-organic-cotton-t-shirt/dp/B0DEMO0010").await;
     assert_eq!(status, 200);
     assert_eq!(slugged, html, "the slug form shows the same page");

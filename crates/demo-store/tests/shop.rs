@@ -387,6 +387,7 @@ async fn the_product_page_shows_the_chosen_variant_and_seller() {
     .await;
     assert_eq!(error_code(&html), Some("out_of_stock"));
     assert!(html.contains("Only 0 left in stock"));
+    assert!(html.contains(r#"data-code="out_of_stock" data-available="0">"#));
     assert!(html.contains(r#"data-sku="B0DEMO0010-FORE-L""#));
     let html = add(&mut browser, "B0DEMO0010", &[("opt_Color", "Sand")]).await;
     assert_eq!(error_code(&html), Some("insufficient_variants"));
@@ -423,7 +424,27 @@ async fn the_cart_page_changes_quantities_removes_lines_and_empties() {
         .await;
     let (_, cart, _) = browser.get(&location.unwrap()).await;
     assert_eq!(error_code(&cart), Some("purchase_limit_exceeded"));
+    assert!(
+        cart.contains(r#"data-code="purchase_limit_exceeded" data-available="10">"#),
+        "the line could hold up to 10: {cart}"
+    );
     assert!(cart.contains(r#"data-quantity="3""#), "nothing changed");
+    // Adding 8 more from the product page: 7 more would fit.
+    let (_, _, location) = browser
+        .post(
+            "/cart/add",
+            &[
+                ("product_id", "B0DEMO0010"),
+                ("opt_Color", "Sand"),
+                ("opt_Size", "M"),
+                ("quantity", "8"),
+            ],
+        )
+        .await;
+    let (_, html, _) = browser.get(&location.unwrap()).await;
+    assert!(html.contains(r#"data-page="product""#));
+    assert_eq!(error_code(&html), Some("purchase_limit_exceeded"));
+    assert!(html.contains(r#"data-code="purchase_limit_exceeded" data-available="7">"#));
 
     let (_, _, location) = browser.post("/cart/remove", &line).await;
     assert_eq!(location.as_deref(), Some("/cart"));
@@ -616,6 +637,129 @@ async fn test_products_end_through_the_pages_as_through_the_api() {
     assert!(order.contains(r#"<p id="cancel-reason" data-reason="retailer_cancelled">"#));
     let (_, order, _) = browser.get(&format!("/orders/{never}")).await;
     assert!(order.contains(r#"data-status="placed""#) && order.contains(r#"id="no-shipments""#));
+    store.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_gift_with_a_po_number_through_the_pages() {
+    let (_dir, store) = open_store(1.0).await;
+    let mut browser = shopper(&store, "gift@example.com").await;
+    add(&mut browser, "B0DEMO0005", &[]).await;
+    // The board game has no gift options.
+    let (_, game, _) = browser.get("/dp/B0DEMO0022").await;
+    assert!(game.contains("Gift options are not available for this item."));
+    add(&mut browser, "B0DEMO0022", &[]).await;
+    let (_, _, location) = browser.post("/checkout/address", ADDRESS).await;
+    assert_eq!(location.as_deref(), Some("/checkout/delivery"));
+    let (_, delivery, _) = browser.get("/checkout/delivery").await;
+    assert!(delivery.contains(r#"<input type="checkbox" id="gift" name="gift" value="true">"#));
+    assert!(delivery.contains(r#"<label for="gift">This is a gift</label>"#));
+    assert!(delivery.contains(
+        r#"<label for="po_number">PO number</label><input id="po_number" name="po_number""#
+    ));
+
+    let gift = [
+        ("shipping_method", "standard"),
+        ("gift", "true"),
+        ("gift_message", "Happy birthday"),
+        ("buyer_reference", "gift-ref"),
+        ("po_number", " PO-2026-001 "),
+    ];
+    let (status, html, _) = browser.post("/checkout/delivery", &gift).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains(r#"data-page="checkout-delivery""#));
+    assert_eq!(error_code(&html), Some("gift_option_unavailable"));
+    assert!(html.contains("Gift options are not available for Strategy Board Game: Harbor Lights"));
+    assert!(
+        html.contains(r#"id="gift" name="gift" value="true" checked>"#),
+        "what was entered is kept"
+    );
+    let long_po = "P".repeat(51);
+    let (status, html, _) = browser
+        .post(
+            "/checkout/delivery",
+            &[("shipping_method", "standard"), ("po_number", &long_po)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&html), Some("po_number_too_long"));
+
+    // Without the game it goes through.
+    let game_line = [("sku", "B0DEMO0022"), ("offer_id", "B0DEMO0022-1P")];
+    browser.post("/cart/remove", &game_line).await;
+    let (_, _, location) = browser.post("/checkout/delivery", &gift).await;
+    assert_eq!(location.as_deref(), Some("/checkout/review"));
+    let (_, review, _) = browser.get("/checkout/review").await;
+    assert!(review.contains(r#"<span id="review-gift" data-gift="true">"#));
+    assert!(review.contains(r#"<span id="review-po-number">PO-2026-001</span>"#));
+    assert!(review.contains(r#"<span id="review-reference">gift-ref</span>"#));
+
+    // The game is added again before placing: back to the delivery page, nothing placed.
+    add(&mut browser, "B0DEMO0022", &[]).await;
+    let (status, _, location) = browser.get("/checkout/review").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = location.unwrap();
+    assert!(location.starts_with("/checkout/delivery?"), "{location}");
+    let (_, html, _) = browser.get(&location).await;
+    assert_eq!(error_code(&html), Some("gift_option_unavailable"));
+    let (status, _, _) = browser
+        .post("/checkout/place", &[("expected_total", "0")])
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let admin = |path: &'static str| {
+        let base = store.base_url();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}{path}"))
+                .bearer_auth("admin")
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        admin("/api/admin/orders").await["orders"],
+        serde_json::json!([])
+    );
+
+    browser.post("/cart/remove", &game_line).await;
+    let (_, review, _) = browser.get("/checkout/review").await;
+    let total = between(&review, r#"name="expected_total" value=""#, "\"").to_string();
+    let (_, _, location) = browser
+        .post("/checkout/place", &[("expected_total", &total)])
+        .await;
+    let (_, confirmation, _) = browser.get(&location.unwrap()).await;
+    let order_id = between(&confirmation, r#"<strong id="merchant-order-id">"#, "<").to_string();
+    let (_, order, _) = browser.get(&format!("/orders/{order_id}")).await;
+    assert!(order.contains(r#"<span id="order-gift" data-gift="true">"#));
+    assert!(order.contains(r#"<span id="order-po-number">PO-2026-001</span>"#));
+    let truth = admin("/api/admin/orders").await;
+    let placed = &truth["orders"][0];
+    assert_eq!(placed["id"], order_id.as_str());
+    assert_eq!(
+        (
+            &placed["gift"],
+            &placed["po_number"],
+            &placed["gift_message"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("PO-2026-001"),
+            &serde_json::json!("Happy birthday")
+        )
+    );
+
+    // The next checkout starts without them.
+    add(&mut browser, "B0DEMO0022", &[]).await;
+    let Outcome::Placed(plain, _) = check_out(&mut browser, "no-gift").await else {
+        panic!("placed");
+    };
+    let (_, order, _) = browser.get(&format!("/orders/{plain}")).await;
+    assert!(order.contains(r#"<span id="order-gift" data-gift="false">No</span>"#));
+    assert!(order.contains(r#"<span id="order-po-number"></span>"#));
     store.stop().await.unwrap();
 }
 
