@@ -255,7 +255,7 @@ fn may_be_empty(var: &Var) -> bool {
     matches!(
         var,
         Var::Shipping(ShippingField("address_line2" | "state"))
-            | Var::Order(OrderField::GiftMessage)
+            | Var::Order(OrderField::IsGift | OrderField::GiftMessage | OrderField::PoNumber)
     )
 }
 
@@ -334,8 +334,8 @@ impl Template {
     }
 
     /// Fills in the variables. Every variable needs a value, except the optional parts
-    /// of an order (`shipping.address_line2`, `shipping.state`, `order.gift_message`),
-    /// which render as empty text.
+    /// of an order (`shipping.address_line2`, `shipping.state`, `order.is_gift`,
+    /// `order.gift_message`, `order.po_number`), which render as empty text.
     pub fn render(&self, context: &Context<'_>, escape: Escape) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source.len());
         for part in &self.parts {

@@ -58,11 +58,11 @@ const SLOW_USUAL_SELLER: &str = "B0DEMO0025";
 /// A product whose only seller takes 10 days.
 const MADE_TO_ORDER: &str = "B0DEMO0026";
 /// A product the store sends no gifts of.
-const NOT_GIFTABLE: &str = "B0DEMO0002";
+const NOT_GIFTABLE: &str = "B0DEMO0019";
 /// A test product that is never in stock.
 const NEVER_IN_STOCK: &str = "B0TEST0001";
-/// Sold at most 5 to an order.
-const LIMIT_FIVE: &str = "B0DEMO0004";
+/// Sold at most 10 to an order (50 in stock, no variants).
+const LIMIT_TEN: &str = "B0DEMO0008";
 
 /// Places an order that asks for customer e-mails and waits until it is delivered and
 /// its three e-mails are recorded.
@@ -231,19 +231,19 @@ crate::on_both_databases! {
     }
 
     async fn best_effort_quantity_buys_what_the_store_sells(app: Engine) {
-        let strict = settled(&app, &body(&app, &[(LIMIT_FIVE, 7)], json!({}))).await;
+        let strict = settled(&app, &body(&app, &[(LIMIT_TEN, 12)], json!({}))).await;
         assert_eq!(strict["status"], "order_failed", "{strict}");
         assert_eq!(strict["job_result"]["error_type"], "purchase_limit_exceeded");
 
-        let relaxed = settled(&app, &body(&app, &[(LIMIT_FIVE, 7)], json!({"fulfillment": {"quantity": "best_effort"}}))).await;
+        let relaxed = settled(&app, &body(&app, &[(LIMIT_TEN, 12)], json!({"fulfillment": {"quantity": "best_effort"}}))).await;
         assert_eq!(relaxed["status"], "order_placed", "{relaxed}");
         assert_eq!(concessions(&relaxed), [("quantity".to_string(), "purchase_limit_exceeded".to_string())]);
         let concession = &relaxed["fulfillment"]["concessions"][0];
-        assert_eq!((concession["requested_quantity"].as_i64(), concession["fulfilled_quantity"].as_i64()), (Some(7), Some(5)));
-        assert_eq!(relaxed["items"][0]["quantity"], 5);
+        assert_eq!((concession["requested_quantity"].as_i64(), concession["fulfilled_quantity"].as_i64()), (Some(12), Some(10)));
+        assert_eq!(relaxed["items"][0]["quantity"], 10);
         assert_eq!(relaxed["items"][0]["status"], "ordered");
         let at_store = store_order(&app, &relaxed).await;
-        assert_eq!(at_store["lines"][0]["quantity"], 5, "{at_store}");
+        assert_eq!(at_store["lines"][0]["quantity"], 10, "{at_store}");
         // The price cap holds for what is bought.
         assert!(relaxed["job_result"]["price_components"]["total"].as_i64().unwrap() <= 1_000_000);
     }
