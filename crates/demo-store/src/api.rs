@@ -42,6 +42,10 @@ pub struct Faults {
     /// Place orders, then drop the connection before answering.
     #[serde(default)]
     pub drop_after_commit: bool,
+    /// Record each new return, then hold the answer this many milliseconds: the window
+    /// in which a buyer that dies has asked for a return it never hears about.
+    #[serde(default)]
+    pub return_answer_delay_ms: u64,
 }
 
 /// Applies the injected latency and error rate to `/api/…` (never to `/api/admin/…`).
@@ -1275,6 +1279,16 @@ pub(crate) async fn create_return(
     Ok(match outcome {
         ReturnOutcome::Created(record) => {
             tracing::info!(return_id = %record.id, order_id, status = %record.status, "return requested");
+            let delay = state
+                .faults
+                .read()
+                .map(|f| f.return_answer_delay_ms)
+                .unwrap_or(0);
+            if delay > 0 {
+                // The return is committed; the buyer hears so only after the delay.
+                tracing::warn!(return_id = %record.id, delay_ms = delay, "fault injection: holding the answer to a return request");
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
             (true, record)
         }
         ReturnOutcome::Existing(record) => (false, record),

@@ -1225,6 +1225,59 @@ async fn injected_faults_latency_errors_and_a_dropped_connection_after_commit() 
     assert_eq!(store.get("/api/products", None).await.0, StatusCode::OK);
 }
 
+/// A held answer to a return request: the return is recorded (and found by its
+/// reference) while the buyer still waits; asking again with the reference finds it.
+#[tokio::test]
+async fn an_injected_fault_holds_a_return_answer_after_recording_it() {
+    let store = Store::open_with_clock(FAST_CLOCK).await;
+    let token = store.customer("held@example.com").await;
+    let order = delivered(&store, &token, &[(PLAIN, 1)]).await;
+    let returns = format!("/api/orders/{}/returns", order["id"].as_str().unwrap());
+    let (status, faults) = store
+        .call(
+            reqwest::Method::PUT,
+            "/api/admin/faults",
+            Some(ADMIN),
+            Some(json!({"return_answer_delay_ms": 600_000})),
+        )
+        .await;
+    assert_eq!(
+        (status, faults["return_answer_delay_ms"].as_u64()),
+        (StatusCode::OK, Some(600_000))
+    );
+
+    let body = json!({"reason": "defective", "reference": "held-1"});
+    let asking = tokio::spawn(
+        store
+            .client
+            .post(format!("{}{returns}", store.base))
+            .bearer_auth(&token)
+            .json(&body)
+            .send(),
+    );
+    let mut found = Value::Null;
+    for _ in 0..200 {
+        let (_, listed) = store
+            .get("/api/returns?reference=held-1", Some(&token))
+            .await;
+        if let Some(first) = listed["returns"].get(0) {
+            found = first.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(found["status"], "approved", "the return is recorded");
+    assert!(!asking.is_finished(), "while its answer is still held");
+    asking.abort();
+
+    let (status, again) = store.post(&returns, Some(&token), body).await;
+    assert_eq!(
+        (status, &again["return"]["id"]),
+        (StatusCode::OK, &found["id"]),
+        "asking again finds it"
+    );
+}
+
 #[tokio::test]
 async fn two_factor_accounts_need_the_current_code() {
     use errand_demo_store::{DEMO_2FA_EMAIL, DEMO_2FA_TOTP_SECRET};

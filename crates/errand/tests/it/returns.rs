@@ -1,16 +1,19 @@
 //! Returns end to end against the demo store over HTTP: a delivered order's items are
-//! returned through `POST /returns`, asked of the store exactly once (also when the
-//! store's answer was lost), approved with a label, then credited on the store's
-//! clock; a final-sale item is denied; every step is an order event and a signed
-//! webhook; the rules are enforced with precise errors; other accounts see nothing.
+//! returned through `POST /returns`, asked of the store exactly once (also when real
+//! `errand` processes are SIGKILLed between asking and hearing the answer), approved
+//! with a label, then credited on the store's clock; a final-sale item is denied; every
+//! step is an order event and a signed webhook; the rules are enforced with precise
+//! errors; other accounts see nothing.
 
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::cluster::{Cluster, Options, kill_and_reap};
 use crate::support::receiver::{Receiver, assert_signed};
-use crate::support::{Backend, TestApp, json_of, order_body};
+use crate::support::{Backend, TestApp, json_of, order_body, store_ground_truth};
 
 /// Places an order of `(product, quantity)` lines and waits until every item is
 /// delivered (the demo store's clock runs a day per second in tests).
@@ -38,9 +41,19 @@ fn item_id(order: &Value, index: usize) -> String {
 }
 
 async fn request_return(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Value) {
+    post_return(&app.client, &app.base, key, body).await
+}
+
+/// `POST /returns` to the Errand at `api`.
+async fn post_return(
+    client: &reqwest::Client,
+    api: &str,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
     json_of(
-        app.client
-            .post(app.url("/returns"))
+        client
+            .post(format!("{api}/returns"))
             .bearer_auth(key)
             .json(body)
             .send()
@@ -70,20 +83,8 @@ async fn wait_for_return(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool)
 /// The store's returns carrying `reference` (its ground truth).
 async fn store_returns_for(app: &TestApp, reference: &str) -> Vec<Value> {
     let store = app.store.as_ref().expect("a store");
-    let body: Value = app
-        .client
-        .get(format!("{}/api/admin/returns", store.base_url()))
-        .bearer_auth(&store.admin_token)
-        .send()
+    store_ground_truth(&app.client, store, "returns")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["returns"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
         .into_iter()
         .filter(|r| r["reference"] == reference)
         .collect()
@@ -220,52 +221,6 @@ crate::on_both_databases! {
         assert_eq!((status, error["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(["query", "status"])));
     }
 
-    async fn a_request_whose_answer_was_lost_is_found_by_its_reference(app: Engine) {
-        let mut app = app;
-        let order = delivered_order(&app, &[("B0DEMO0005", 1)]).await;
-        app.stop_workers().await;
-        let (status, created) = request_return(&app, &app.key, &json!({
-            "order_id": order["id"], "reason": "damaged",
-            "items": [{"order_item_id": item_id(&order, 0), "quantity": 1}]})).await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let id = created["id"].as_str().unwrap().to_string();
-        // What a crash right after asking the store leaves: the store has the return,
-        // Errand has it recorded as asked and unanswered.
-        let store = app.store.as_ref().unwrap();
-        let merchant_order = order["job_result"]["merchant_order_ids"][0]["merchant_order_id"].as_str().unwrap();
-        let session: Value = app.client.post(format!("{}/api/session", store.base_url()))
-            .json(&json!({"email": errand_demo_store::DEMO_EMAIL, "password": errand_demo_store::DEMO_PASSWORD}))
-            .send().await.unwrap().json().await.unwrap();
-        let token = session["token"].as_str().expect("a session token");
-        let sku = app.store_orders_for(order["id"].as_str().unwrap()).await[0]["lines"][0]["sku"].clone();
-        let asked = app.client.post(format!("{}/api/orders/{merchant_order}/returns", store.base_url()))
-            .bearer_auth(token)
-            .json(&json!({"reason": "damaged", "reference": id, "lines": [{"sku": sku, "quantity": 1}]}))
-            .send().await.unwrap();
-        assert_eq!(asked.status(), StatusCode::CREATED);
-        mark_submitting(&app, &id).await;
-
-        app.start_workers();
-        let approved = wait_for_return(&app, &id, |r| r["status"] != "open").await;
-        assert!(matches!(approved["status"].as_str(), Some("approved" | "credited")), "{approved}");
-        assert_eq!(store_returns_for(&app, &id).await.len(), 1, "asked once, found again, never twice");
-    }
-}
-
-/// Marks a return as asked of the retailer and unanswered, its wait over.
-async fn mark_submitting(app: &TestApp, id: &str) {
-    let id = errand::storage::DbId(uuid::Uuid::parse_str(id).unwrap());
-    let past = errand::storage::Timestamp::now();
-    match app.db() {
-        errand::storage::Db::Sqlite(sqlite) => {
-            sqlx::query("UPDATE order_returns SET request_state = 'submitting', settles_at = $1 WHERE id = $2")
-                .bind(past).bind(id).execute(&sqlite.writer).await.unwrap();
-        }
-        errand::storage::Db::Postgres(pool) => {
-            sqlx::query("UPDATE order_returns SET request_state = 'submitting', settles_at = $1 WHERE id = $2")
-                .bind(past).bind(id).execute(pool).await.unwrap();
-        }
-    }
 }
 
 /// The API refuses returns from a retailer whose driver takes none, and documents the
@@ -296,4 +251,237 @@ async fn the_openapi_document_lists_the_return_operations() {
     }
     let statuses = &doc["components"]["schemas"]["ReturnRequestStatus"]["enum"];
     assert_eq!(*statuses, json!(["open", "approved", "denied", "credited"]));
+}
+
+/// Kills in the returns' crash test, one per batch of returns asked for.
+const KILLS: usize = 4;
+/// Returns asked for before each kill, each of its own delivered order.
+const RETURNS_PER_KILL: usize = 3;
+/// How long the store holds its answer to each new return: the window a kill aims at,
+/// shorter than the retailer timeout so that an answer Errand lives to hear is on time.
+const HELD_ANSWER_MS: u64 = 500;
+/// The line Errand logs before asking the store for a return.
+const ASKING: &str = "asking the retailer for the return";
+/// The line Errand logs when it finds a return from an earlier request at the store.
+const ADOPTING: &str = "the retailer has the return from an earlier request; adopting it";
+
+/// Returns through crashes: real `errand` processes are SIGKILLed while they ask the
+/// demo store for returns, each kill as soon as the store has recorded one of a batch
+/// while it still holds the answer. Afterwards each return exists exactly once at the
+/// store, under its reference, and is credited; a return the store had while Errand
+/// had it only as asked was found again by its reference, not asked for again.
+async fn returns_through_sigkill(backend: Backend) {
+    // A store day lasts two seconds: orders arrive in about ten, returns are credited
+    // ten after approval, and the return window (30 store days) outlasts the test.
+    let options = Options {
+        time_scale: 43_200.0,
+        ..Options::default()
+    };
+    let cluster = Cluster::with(backend, options).await;
+    let key = cluster.create_key().await;
+    let mut serve = cluster.serve().await;
+    cluster.add_accounts(&key, 4).await;
+    let products = ["B0DEMO0014", "B0DEMO0018", "B0DEMO0021", "B0DEMO0022"];
+    let products: Vec<&str> = products
+        .iter()
+        .cycle()
+        .take(KILLS * RETURNS_PER_KILL)
+        .copied()
+        .collect();
+    let ids = cluster.submit(&key, &products).await;
+    let delivered = cluster
+        .wait_for_orders(&key, ids.len(), "delivered", |o| {
+            o["items"]
+                .as_array()
+                .is_some_and(|items| items.iter().all(|i| i["status"] == "delivered"))
+        })
+        .await;
+    cluster
+        .store_admin(
+            reqwest::Method::PUT,
+            "/api/admin/faults",
+            json!({"return_answer_delay_ms": HELD_ANSWER_MS}),
+        )
+        .await;
+
+    let mut returns: Vec<String> = vec![];
+    // Returns the store held while Errand had them as asked and unanswered, with how
+    // many times Errand had asked for each when it was killed.
+    let mut caught: HashMap<String, usize> = HashMap::new();
+    // Returns Errand had as asked that the store did not have (yet) at a kill.
+    let mut unheard: HashSet<String> = HashSet::new();
+    for batch in ids.chunks(RETURNS_PER_KILL) {
+        let mut asked = vec![];
+        for id in batch {
+            asked.push(ask_for_return(&cluster, &key, &delivered[id]).await);
+        }
+        returns.extend(asked.iter().cloned());
+        wait_until_the_store_holds_one_of(&cluster, &asked).await;
+        kill_and_reap(&mut serve).await;
+
+        let at_store: HashSet<String> =
+            store_ground_truth(&cluster.client, &cluster.store, "returns")
+                .await
+                .iter()
+                .filter_map(|r| r["reference"].as_str().map(str::to_string))
+                .collect();
+        let log = cluster.complete_log().await;
+        let db = cluster.database().await;
+        for id in &returns {
+            let record =
+                errand::returns::store::load_record(&db, uuid::Uuid::parse_str(id).unwrap())
+                    .await
+                    .unwrap()
+                    .expect("a return of ours");
+            if record.request_state == errand::returns::store::RequestState::Submitting {
+                if at_store.contains(id) {
+                    caught.insert(id.clone(), lines_about(&log, ASKING, id));
+                } else {
+                    unheard.insert(id.clone());
+                }
+            }
+        }
+        db.close().await;
+        serve = cluster.serve().await;
+    }
+
+    let finished = wait_until_credited(&cluster, &key, &returns).await;
+    kill_and_reap(&mut serve).await;
+    let log = cluster.complete_log().await;
+
+    // The ground truth: one return per return of ours, under its reference, none other.
+    let at_store = store_ground_truth(&cluster.client, &cluster.store, "returns").await;
+    for id in &returns {
+        let held: Vec<&Value> = at_store
+            .iter()
+            .filter(|r| r["reference"] == id.as_str())
+            .collect();
+        assert_eq!(
+            held.len(),
+            1,
+            "return {id} is at the store {} times: {held:#?}\nits log:\n{}",
+            held.len(),
+            cluster.log_about(id)
+        );
+        assert_eq!(held[0]["status"], "credited", "{:#}", held[0]);
+        assert_eq!(
+            finished[id]["merchant_return_id"], held[0]["id"],
+            "{:#}",
+            finished[id]
+        );
+    }
+    assert_eq!(
+        at_store.len(),
+        returns.len(),
+        "returns for no return of ours: {at_store:#?}"
+    );
+
+    assert!(
+        !caught.is_empty(),
+        "no kill landed between the store recording a return and Errand hearing its answer"
+    );
+    for (id, asks) in &caught {
+        assert!(
+            lines_about(&log, ADOPTING, id) > 0,
+            "return {id} was found by its reference:\n{}",
+            cluster.log_about(id)
+        );
+        assert_eq!(
+            lines_about(&log, ASKING, id),
+            *asks,
+            "return {id} was not asked for again:\n{}",
+            cluster.log_about(id)
+        );
+    }
+    println!(
+        "{} returns through {KILLS} SIGKILLs: {} held by the store while Errand waited for its answer, \
+         {} recorded as asked while the store did not have them",
+        returns.len(),
+        caught.len(),
+        unheard.len()
+    );
+}
+
+/// Asks Errand to return the order's one item; the return's id.
+async fn ask_for_return(cluster: &Cluster, key: &str, order: &Value) -> String {
+    let body = json!({"order_id": order["id"], "reason": "defective",
+                      "items": [{"order_item_id": order["items"][0]["id"], "quantity": 1}]});
+    let (status, created) = post_return(&cluster.client, &cluster.api, key, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["id"].as_str().expect("id").to_string()
+}
+
+/// Waits until the store has recorded one of `returns` (at most a minute).
+async fn wait_until_the_store_holds_one_of(cluster: &Cluster, returns: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let at_store = store_ground_truth(&cluster.client, &cluster.store, "returns").await;
+        if at_store
+            .iter()
+            .any(|r| returns.iter().any(|id| r["reference"] == id.as_str()))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never heard of {returns:?}; the last lines logged:\n{}",
+            cluster.log_tail(80)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until each of `returns` is credited (at most three minutes); they, by id.
+async fn wait_until_credited(
+    cluster: &Cluster,
+    key: &str,
+    returns: &[String],
+) -> HashMap<String, Value> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let response = cluster
+            .client
+            .get(format!("{}/returns?limit=500", cluster.api))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("list returns");
+        let (status, listed) = json_of(response).await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        let all: HashMap<String, Value> = listed["return_requests"]
+            .as_array()
+            .expect("returns")
+            .iter()
+            .map(|r| (r["id"].as_str().unwrap().to_string(), r.clone()))
+            .collect();
+        assert_eq!(all.len(), returns.len(), "{all:#?}");
+        let open: Vec<&Value> = all.values().filter(|r| r["status"] != "credited").collect();
+        if open.is_empty() {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} returns were never credited: {open:#?}\nthe last lines logged:\n{}",
+            open.len(),
+            cluster.log_tail(80)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many lines of `log` say `what` about `id`.
+fn lines_about(log: &[String], what: &str, id: &str) -> usize {
+    log.iter()
+        .filter(|l| l.contains(what) && l.contains(id))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returns_exactly_once_through_sigkill_on_sqlite() {
+    returns_through_sigkill(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returns_exactly_once_through_sigkill_on_postgres() {
+    returns_through_sigkill(Backend::Postgres).await;
 }

@@ -2,6 +2,7 @@
 //! composition root as `errand serve`) and talked to over HTTP, fresh databases, and a
 //! real webhook receiver.
 
+pub mod cluster;
 pub mod receiver;
 pub mod schema;
 pub mod smtp;
@@ -226,17 +227,7 @@ impl TestApp {
     /// Every order the demo store holds (its ground truth).
     pub async fn store_orders(&self) -> Vec<Value> {
         let store = self.store.as_ref().expect("spawn_engine starts a store");
-        let body: Value = self
-            .client
-            .get(format!("{}/api/admin/orders", store.base_url()))
-            .bearer_auth(&store.admin_token)
-            .send()
-            .await
-            .expect("request")
-            .json()
-            .await
-            .expect("json");
-        body["orders"].as_array().cloned().unwrap_or_default()
+        store_ground_truth(&self.client, store, "orders").await
     }
 
     /// The store's orders carrying `reference` (an Errand order id).
@@ -342,13 +333,6 @@ impl TestApp {
         }
     }
 
-    /// Starts the engine's workers again.
-    pub fn start_workers(&mut self) {
-        if self.workers.is_none() {
-            self.workers = self.app.start_workers().expect("start the workers");
-        }
-    }
-
     /// Stops the server and starts a new one (new process state, same database).
     pub async fn restart(&mut self) {
         if let Some(workers) = self.workers.take() {
@@ -412,6 +396,25 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// The demo store's ground truth: every one of its `orders` or `returns`, from its
+/// admin API.
+pub async fn store_ground_truth(
+    client: &reqwest::Client,
+    store: &errand_demo_store::RunningStore,
+    what: &str,
+) -> Vec<Value> {
+    let body: Value = client
+        .get(format!("{}/api/admin/{what}", store.base_url()))
+        .bearer_auth(&store.admin_token)
+        .send()
+        .await
+        .expect("ground truth")
+        .json()
+        .await
+        .expect("json");
+    body[what].as_array().cloned().unwrap_or_default()
 }
 
 /// Builds Errand from `settings` as `errand serve` does, serves its API and, for the
