@@ -433,7 +433,7 @@ async fn render_product(state: &AppState, id: &str, q: &HashMap<String, String>)
         .map(|o| {
             let selected = o.offer_id == selection.offer.offer_id;
             format!(
-                r#"<tr class="offer{class}" data-offer-id="{id}" data-price-cents="{cents}" data-handling-days="{days}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td><td>{choose}</td></tr>"#,
+                r#"<tr class="offer{class}" data-offer-id="{id}" data-price-cents="{cents}" data-handling-days="{days}" data-condition="{cond}"><td>{seller}</td><td>{cond}</td><td class="price">{price}</td><td>{rating}</td><td>{ship}</td><td>{choose}</td></tr>"#,
                 class = if selected { " selected" } else { "" },
                 id = esc(&o.offer_id),
                 cents = base + o.price_delta_cents,

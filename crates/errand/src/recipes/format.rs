@@ -59,6 +59,7 @@ pub struct DetectTable {
     pub css: Option<Spanned<String>>,
     pub text: Option<Spanned<String>>,
     pub phases: Option<Spanned<Vec<Spanned<String>>>>,
+    pub available: Option<Spanned<String>>,
 }
 
 /// `[phases]`: the steps of each phase.

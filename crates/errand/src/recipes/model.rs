@@ -291,6 +291,10 @@ pub struct Detector {
     pub text: Option<String>,
     /// The phases it watches; all when empty.
     pub phases: Vec<Phase>,
+    /// The attribute of the matched element that holds how many units the store would
+    /// sell (an `out_of_stock` or `purchase_limit_exceeded` refusal): an order that
+    /// allows a smaller quantity buys that many.
+    pub available: Option<String>,
     pub location: Location,
 }
 
@@ -358,7 +362,7 @@ pub enum Need {
 
 /// Every value the engine reads from a recipe. A recipe may read other names too, for
 /// its own templates.
-pub const ENGINE_VALUES: [EngineValue; 14] = [
+pub const ENGINE_VALUES: [EngineValue; 18] = [
     value(
         Phase::Product,
         "price",
@@ -382,6 +386,38 @@ pub const ENGINE_VALUES: [EngineValue; 14] = [
         false,
         Need::Optional,
         "the stock text, shown with the item",
+    ),
+    value(
+        Phase::Product,
+        "offers",
+        ParseKind::Text,
+        true,
+        Need::Optional,
+        "the sellers' offers an order may choose from, one id each (for handling_days_max)",
+    ),
+    value(
+        Phase::Product,
+        "offer_handling_days",
+        ParseKind::Integer,
+        true,
+        Need::Optional,
+        "each offer's handling days, in the same order",
+    ),
+    value(
+        Phase::Product,
+        "offer_prices",
+        ParseKind::Money,
+        true,
+        Need::Optional,
+        "each offer's price, in the same order: the cheapest that ships in time is chosen",
+    ),
+    value(
+        Phase::Product,
+        "offer",
+        ParseKind::Text,
+        false,
+        Need::Optional,
+        "the offer the page has chosen: kept when it ships in time",
     ),
     value(
         Phase::Review,

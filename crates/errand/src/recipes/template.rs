@@ -38,6 +38,9 @@ pub enum Var {
     ItemUrl,
     /// `item.quantity`.
     ItemQuantity,
+    /// `item.offer_id`: the seller's offer to buy, when the driver chose one other than
+    /// the page's own (to ship within `handling_days_max`); unset otherwise.
+    ItemOfferId,
     /// `item.variant.<Name>`: the item's choice for the option called `<Name>`.
     ItemVariant(String),
     /// `variant.name` inside `for_each_variant`.
@@ -58,6 +61,8 @@ pub enum OrderField {
     GiftMessage,
     /// The buyer's purchase-order number.
     PoNumber,
+    /// The longest a seller may take to ship, in days; unset for no limit.
+    HandlingDaysMax,
     /// The store's order number; known once the order is placed (`tracking`).
     MerchantOrderId,
 }
@@ -101,12 +106,14 @@ impl Var {
             ("order", "is_gift") => Some(Var::Order(OrderField::IsGift)),
             ("order", "gift_message") => Some(Var::Order(OrderField::GiftMessage)),
             ("order", "po_number") => Some(Var::Order(OrderField::PoNumber)),
+            ("order", "handling_days_max") => Some(Var::Order(OrderField::HandlingDaysMax)),
             ("order", "merchant_order_id") => Some(Var::Order(OrderField::MerchantOrderId)),
             ("account", "email") => Some(Var::Account(AccountField::Email)),
             ("account", "password") => Some(Var::Account(AccountField::Password)),
             ("account", "totp") => Some(Var::Account(AccountField::Totp)),
             ("item", "url") => Some(Var::ItemUrl),
             ("item", "quantity") => Some(Var::ItemQuantity),
+            ("item", "offer_id") => Some(Var::ItemOfferId),
             ("item", rest) => rest
                 .strip_prefix("variant.")
                 .map(str::trim)
@@ -120,9 +127,9 @@ impl Var {
         var.ok_or_else(|| {
             let known = match head {
                 "shipping" => format!("shipping.{}", SHIPPING_FIELDS.join(", shipping.")),
-                "order" => "order.reference, order.is_gift, order.gift_message, order.po_number, order.merchant_order_id".into(),
+                "order" => "order.reference, order.is_gift, order.gift_message, order.po_number, order.handling_days_max, order.merchant_order_id".into(),
                 "account" => "account.email, account.password, account.totp".into(),
-                "item" => "item.url, item.quantity, item.variant.<Name>".into(),
+                "item" => "item.url, item.quantity, item.offer_id, item.variant.<Name>".into(),
                 "variant" => "variant.name, variant.value".into(),
                 "values" => "values.<name>, where <name> is a read step's `into`".into(),
                 _ => "shipping.*, order.*, account.*, item.*, variant.*, values.*".into(),
@@ -149,12 +156,14 @@ impl fmt::Display for Var {
             Var::Order(OrderField::IsGift) => f.write_str("order.is_gift"),
             Var::Order(OrderField::GiftMessage) => f.write_str("order.gift_message"),
             Var::Order(OrderField::PoNumber) => f.write_str("order.po_number"),
+            Var::Order(OrderField::HandlingDaysMax) => f.write_str("order.handling_days_max"),
             Var::Order(OrderField::MerchantOrderId) => f.write_str("order.merchant_order_id"),
             Var::Account(AccountField::Email) => f.write_str("account.email"),
             Var::Account(AccountField::Password) => f.write_str("account.password"),
             Var::Account(AccountField::Totp) => f.write_str("account.totp"),
             Var::ItemUrl => f.write_str("item.url"),
             Var::ItemQuantity => f.write_str("item.quantity"),
+            Var::ItemOfferId => f.write_str("item.offer_id"),
             Var::ItemVariant(name) => write!(f, "item.variant.{name}"),
             Var::VariantName => f.write_str("variant.name"),
             Var::VariantValue => f.write_str("variant.value"),
@@ -182,6 +191,7 @@ pub struct OrderValues<'a> {
     pub is_gift: bool,
     pub gift_message: Option<&'a str>,
     pub po_number: Option<&'a str>,
+    pub handling_days_max: Option<i64>,
     pub merchant_order_id: Option<&'a str>,
 }
 
@@ -196,6 +206,7 @@ pub struct AccountValues<'a> {
 pub struct ItemValues<'a> {
     pub url: &'a str,
     pub quantity: i32,
+    pub offer_id: Option<&'a str>,
     pub variant: &'a [Variant],
 }
 
@@ -226,6 +237,10 @@ impl Context<'_> {
             Var::Order(OrderField::IsGift) => borrowed(self.order.is_gift.then_some("true")),
             Var::Order(OrderField::GiftMessage) => borrowed(self.order.gift_message),
             Var::Order(OrderField::PoNumber) => borrowed(self.order.po_number),
+            Var::Order(OrderField::HandlingDaysMax) => self
+                .order
+                .handling_days_max
+                .map(|d| Cow::Owned(d.to_string())),
             Var::Order(OrderField::MerchantOrderId) => borrowed(self.order.merchant_order_id),
             Var::Account(AccountField::Email) => borrowed(Some(self.account.email)),
             Var::Account(AccountField::Password) => borrowed(self.account.password),
@@ -235,6 +250,7 @@ impl Context<'_> {
                 .item
                 .as_ref()
                 .map(|i| Cow::Owned(i.quantity.to_string())),
+            Var::ItemOfferId => borrowed(self.item.as_ref().and_then(|i| i.offer_id)),
             Var::ItemVariant(name) => borrowed(self.item.as_ref().and_then(|i| {
                 i.variant
                     .iter()
@@ -408,6 +424,7 @@ mod tests {
                 is_gift: false,
                 gift_message: None,
                 po_number: None,
+                handling_days_max: None,
                 merchant_order_id: None,
             },
             account: AccountValues {
@@ -418,6 +435,7 @@ mod tests {
             item: Some(ItemValues {
                 url: "https://shop.example/p/1",
                 quantity: 2,
+                offer_id: None,
                 variant: &variants,
             }),
             variant: variants.first(),

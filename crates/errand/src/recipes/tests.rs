@@ -84,7 +84,14 @@ fn the_demo_recipe_loads() {
     };
     assert_eq!(
         step_kinds(per_item),
-        ["goto", "for_each_variant", "fill", "click", "wait_for"]
+        [
+            "goto",
+            "click",
+            "for_each_variant",
+            "fill",
+            "click",
+            "wait_for"
+        ]
     );
 
     let Action::Do(emptying) = &cart[1].action else {
@@ -123,7 +130,7 @@ fn the_demo_recipe_loads() {
         ]
     );
     // Steps keep their line, for errors at run time.
-    assert_eq!(sign_in[0].location.line, 88);
+    assert_eq!(sign_in[0].location.line, 91);
 }
 
 #[test]
@@ -338,7 +345,7 @@ fn modifiers_are_checked() {
             "t.toml:18:38: retries must be from 0 to 10",
             "t.toml:19:41: timeout_ms must be from 1 to 600000 (ten minutes)",
             "t.toml:20:37: write the variable's name without braces, e.g. if_set = \"order.gift_message\"",
-            "t.toml:21:37: unknown variable `order.gift` (known: order.reference, order.is_gift, order.gift_message, order.po_number, order.merchant_order_id)",
+            "t.toml:21:37: unknown variable `order.gift` (known: order.reference, order.is_gift, order.gift_message, order.po_number, order.handling_days_max, order.merchant_order_id)",
             "t.toml:22:58: an optional step never fails, so it cannot have an error_type",
         ]
     );
@@ -513,6 +520,34 @@ phases = []
             "t.toml:29:10: phases is empty: leave it out to watch every phase",
         ]
     );
+}
+
+#[test]
+fn a_detector_can_say_how_many_units_the_store_would_sell() {
+    let text = guest_recipe(
+        r##"
+[[detect]]
+error_type = "out_of_stock"
+css = "#error"
+available = "data-available"
+
+[[detect]]
+error_type = "purchase_limit_exceeded"
+text = "at most"
+available = "data-left"
+"##,
+    );
+    assert_eq!(
+        problems(&text),
+        ["t.toml:26:13: `available` is an attribute of the element `css` finds: give `css` too"]
+    );
+    let fixed = text.replace("text = \"at most\"", "css = \"#limit\"");
+    let recipe = Recipe::parse("t.toml", &fixed).unwrap();
+    let available: Vec<Option<&str>> = recipe
+        .detectors_for(Phase::Cart)
+        .map(|d| d.available.as_deref())
+        .collect();
+    assert_eq!(available, [Some("data-available"), Some("data-left")]);
 }
 
 #[test]

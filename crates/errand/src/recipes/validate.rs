@@ -150,6 +150,15 @@ impl Validator<'_> {
         let error_type = self.error_type(&d.error_type);
         let css = self.non_empty(d.css.as_ref(), "css");
         let text = self.non_empty(d.text.as_ref(), "text");
+        let available = self.non_empty(d.available.as_ref(), "available");
+        if let Some(raw) = &d.available
+            && d.css.is_none()
+        {
+            self.problem(
+                &raw.span(),
+                "`available` is an attribute of the element `css` finds: give `css` too",
+            );
+        }
         if d.css.is_none() && d.text.is_none() {
             self.problem(
                 &raw.span(),
@@ -176,6 +185,7 @@ impl Validator<'_> {
             css,
             text,
             phases,
+            available,
             location: self.at(&raw.span()),
         })
     }

@@ -132,6 +132,7 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
         is_gift: false,
         gift_message: None,
         po_number: None,
+        handling_days_max: None,
         merchant_order_id: None,
         email: errand_demo_store::DEMO_EMAIL.into(),
         password: Some(errand_demo_store::DEMO_PASSWORD.into()),
@@ -139,6 +140,7 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
         items: vec![ItemInput {
             url: product,
             quantity: 2,
+            offer_id: None,
             variant: vec![],
         }],
     };
@@ -347,6 +349,57 @@ crate::on_both_databases! {
         assert_eq!(at_store["gift"], false, "{at_store}");
         let products: Vec<&str> = at_store["lines"].as_array().unwrap().iter().map(|l| l["product_id"].as_str().unwrap()).collect();
         assert_eq!(products, ["B0DEMO0005", "B0DEMO0019"]);
+    }
+
+    async fn handling_days_smaller_quantities_and_emails_go_through_the_store_pages(backend: Backend) {
+        let mail = tempfile::tempdir().unwrap();
+        let mail_dir = mail.path().to_path_buf();
+        let app = spawn_browser_engine_with(backend, |s| s.mail.mail_dir = Some(mail_dir)).await;
+        add_shoppers(&app, 2).await;
+        let order = |product: &str, quantity: i64, extra: serde_json::Value| {
+            let mut body = crate::support::order_body();
+            body["products"] = serde_json::json!([{"url": app.product_url(product), "quantity": quantity}]);
+            body["max_price"] = serde_json::json!(1_000_000);
+            for (key, value) in extra.as_object().unwrap() {
+                body[key] = value.clone();
+            }
+            body
+        };
+        let cases = [
+            // The usual seller takes 4 days; another takes 1.
+            order("B0DEMO0025", 1, serde_json::json!({"handling_days_max": 2,
+                "customer_notifications": {"email": "ada@example.com"}})),
+            // Its only seller takes 10 days.
+            order("B0DEMO0026", 1, serde_json::json!({"handling_days_max": 3})),
+            // Sold at most 10 to an order.
+            order("B0DEMO0008", 12, serde_json::json!({"fulfillment": {"quantity": "best_effort"}})),
+        ];
+        let mut ids = vec![];
+        for body in &cases {
+            ids.push(app.created(body).await["id"].as_str().unwrap().to_string());
+        }
+        let in_time = app.wait_until_settled(&ids[0]).await;
+        assert_eq!(in_time["status"], "order_placed", "{in_time:#}");
+        let at_store = &app.store_orders_for(&ids[0]).await[0];
+        assert_eq!(at_store["lines"][0]["offer_id"], "B0DEMO0025-HARB", "{at_store}");
+        // The customer's e-mail is sent whichever driver bought the order.
+        let emailed = app.wait_for_order(&ids[0], |o| {
+            o["customer_notifications"]["sent"].as_array().is_some_and(|s| !s.is_empty())
+        }).await;
+        assert_eq!(emailed["customer_notifications"]["sent"][0], "order_placed");
+        let files: Vec<_> = std::fs::read_dir(mail.path()).unwrap().collect();
+        assert!(!files.is_empty());
+
+        let too_slow = app.wait_until_settled(&ids[1]).await;
+        assert_eq!(too_slow["job_result"]["error_type"], "handling_time_exceeded", "{too_slow:#}");
+        assert!(app.store_orders_for(&ids[1]).await.is_empty());
+
+        let fewer = app.wait_until_settled(&ids[2]).await;
+        assert_eq!(fewer["status"], "order_placed", "{fewer:#}");
+        let concession = &fewer["fulfillment"]["concessions"][0];
+        assert_eq!((concession["concern"].as_str(), concession["code"].as_str()), (Some("quantity"), Some("purchase_limit_exceeded")));
+        assert_eq!((concession["requested_quantity"].as_i64(), concession["fulfilled_quantity"].as_i64()), (Some(12), Some(10)));
+        assert_eq!(app.store_orders_for(&ids[2]).await[0]["lines"][0]["quantity"], 10);
     }
 
     async fn each_test_product_ends_as_through_the_json_api(backend: Backend) {

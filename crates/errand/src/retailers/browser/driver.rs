@@ -97,6 +97,7 @@ impl BrowserDriver {
                 .and_then(|c| c.gift.as_ref())
                 .and_then(|g| g.message.clone()),
             po_number: checkout.and_then(|c| c.po_number.clone()),
+            handling_days_max: checkout.and_then(|c| c.handling_days_max),
             merchant_order_id: merchant_order_id.map(str::to_string),
             email: credentials
                 .map(|c| c.email.clone())
@@ -111,6 +112,7 @@ impl BrowserDriver {
                         .map(|l| ItemInput {
                             url: l.url.clone(),
                             quantity: l.quantity,
+                            offer_id: None,
                             variant: l.variant.clone().unwrap_or_default(),
                         })
                         .collect()
@@ -137,12 +139,7 @@ impl BrowserDriver {
                 if let Some(html) = runner.page_html().await {
                     live.artifacts.push(Artifact::html("failure", html));
                 }
-                let error = driver_error(&self.retailer, failure, phase);
-                // A product page's refusal is about that item: an order may skip it.
-                return Err(match (phase, item) {
-                    (Phase::Product, Some(line)) => error.for_line(line, None),
-                    _ => error,
-                });
+                return Err(driver_error(&self.retailer, failure, phase));
             }
         }
         live.artifacts.extend(runner.take_artifacts());
@@ -281,14 +278,19 @@ impl Driver for BrowserDriver {
         let mut live = live.lock().await;
         let inputs = self.inputs(&live, Some(checkout), &checkout.reference, None);
         let mut runner = self.runner(&live, inputs);
-        let mut phases: Vec<(Phase, Option<usize>)> = (0..checkout.lines.len())
-            .map(|i| (Phase::Product, Some(i)))
-            .collect();
-        phases.extend([
+        for line in 0..checkout.lines.len() {
+            self.run(&mut live, &mut runner, &[(Phase::Product, Some(line))])
+                .await?;
+            if let Some(days) = checkout.handling_days_max {
+                let offer = offer_within(&runner, days).map_err(|e| e.for_line(line, None))?;
+                runner.inputs.items[line].offer_id = offer;
+            }
+        }
+        let phases = [
             (Phase::Cart, None),
             (Phase::Checkout, None),
             (Phase::Review, None),
-        ]);
+        ];
         self.run(&mut live, &mut runner, &phases).await?;
         let price = price_of(&runner, self.recipe.currency.code()).ok_or_else(|| {
             DriverError::Transient {
@@ -538,6 +540,7 @@ fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
         Failure::Detected {
             error_type: ErrorType::TemporarilyUnavailable,
             message,
+            ..
         } => DriverError::Transient {
             message: format!("{retailer}: {message}"),
             retry_after: None,
@@ -546,10 +549,20 @@ fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
             error_type: ErrorType::PriceChanged,
             ..
         } => DriverError::PriceChanged,
+        // A refusal while on one item's steps is about that item: an order may skip
+        // it, or buy what the store says it would sell.
         Failure::Detected {
             error_type,
             message,
-        } => DriverError::permanent(error_type, format!("{retailer}: {message}")),
+            item,
+            available,
+        } => {
+            let error = DriverError::permanent(error_type, format!("{retailer}: {message}"));
+            match item {
+                Some(line) => error.for_line(line, available),
+                None => error,
+            }
+        }
         // After the final click, an unexplained failure may hide a purchase.
         Failure::Step(message) if matches!(phase, Phase::Place | Phase::Confirm) => {
             DriverError::Ambiguous {
@@ -560,6 +573,67 @@ fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
             message: format!("{retailer}: the page is not what the recipe expects: {message}"),
             retry_after: None,
         },
+    }
+}
+
+/// The offer to buy so that the item ships within `days` handling days, from what the
+/// product phase read (`offers`, `offer_handling_days`, `offer_prices`, `offer`):
+/// `None` when the page's own offer ships in time, else the cheapest one that does.
+fn offer_within(runner: &Runner, days: i64) -> Result<Option<String>, DriverError> {
+    let ids = texts(runner, "offers");
+    let handling = integers(runner, "offer_handling_days");
+    if ids.is_empty() || ids.len() != handling.len() {
+        return Err(DriverError::permanent(
+            ErrorType::RetailerError,
+            "the recipe reads no sellers' handling days (`offers` and `offer_handling_days` in its product phase), so handling_days_max cannot be kept",
+        ));
+    }
+    let prices = money_list(runner, "offer_prices");
+    let in_time: Vec<(usize, &String)> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| handling[*i] <= days)
+        .collect();
+    if let Some(current) = runner.text("offer")
+        && in_time.iter().any(|(_, id)| id.as_str() == current)
+    {
+        return Ok(None);
+    }
+    in_time
+        .into_iter()
+        .min_by_key(|(i, _)| prices.get(*i).copied().unwrap_or(0))
+        .map(|(_, id)| Some(id.clone()))
+        .ok_or_else(|| {
+            DriverError::permanent(
+                ErrorType::HandlingTimeExceeded,
+                format!("No seller ships it within {days} handling days"),
+            )
+        })
+}
+
+fn integers(runner: &Runner, name: &str) -> Vec<i64> {
+    match runner.values.get(name) {
+        Some(Read::List(values)) => values
+            .iter()
+            .filter_map(|v| match v {
+                Value::Integer(n) => Some(*n),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn money_list(runner: &Runner, name: &str) -> Vec<i64> {
+    match runner.values.get(name) {
+        Some(Read::List(values)) => values
+            .iter()
+            .filter_map(|v| match v {
+                Value::Money(n) => Some(*n),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
     }
 }
 

@@ -36,6 +36,7 @@ pub struct OrderInputs {
     pub is_gift: bool,
     pub gift_message: Option<String>,
     pub po_number: Option<String>,
+    pub handling_days_max: Option<i64>,
     pub merchant_order_id: Option<String>,
     pub email: String,
     pub password: Option<String>,
@@ -48,6 +49,8 @@ pub struct OrderInputs {
 pub struct ItemInput {
     pub url: String,
     pub quantity: i32,
+    /// The seller's offer to choose, when not the page's own.
+    pub offer_id: Option<String>,
     pub variant: Vec<Variant>,
 }
 
@@ -60,6 +63,11 @@ pub enum Failure {
     Detected {
         error_type: ErrorType,
         message: String,
+        /// The order item whose steps failed (in the `product` phase, or inside
+        /// `for_each_item`).
+        item: Option<usize>,
+        /// How many units the store would sell, when a detector's `available` says.
+        available: Option<i32>,
     },
     /// A step failed and nothing says why: the page is not what the recipe expects.
     #[error("{0}")]
@@ -194,7 +202,7 @@ impl Runner {
         };
         self.run_steps(phase, steps, scope).await?;
         // A store that says no on the page a phase ends on has still said no.
-        match self.detect(phase).await {
+        match self.detect(phase, scope).await {
             Some(failure) => Err(failure),
             None => Ok(()),
         }
@@ -288,7 +296,7 @@ impl Runner {
                         return Err(failure);
                     }
                     Err(error) => {
-                        let failure = self.explain(phase, step, error.message()).await;
+                        let failure = self.explain(phase, step, scope, error.message()).await;
                         self.note(phase, step, started, Some(failure.to_string()));
                         return Err(failure);
                     }
@@ -395,7 +403,7 @@ impl Runner {
                     if let Some(error) = no_answer(&url) {
                         return Err(error);
                     }
-                    if let Some(failure) = self.detect(phase).await {
+                    if let Some(failure) = self.detect(phase, scope).await {
                         return Err(ActError::Nested(failure));
                     }
                     if Instant::now() > deadline {
@@ -539,7 +547,7 @@ impl Runner {
             // A store that has said no will not show the element: stop waiting.
             looks += 1;
             if looks.is_multiple_of(4) {
-                if let Some(failure) = self.detect(self.phase).await {
+                if let Some(failure) = self.detect(self.phase, scope).await {
                     return Err(ActError::Nested(failure));
                 }
                 let url = self.page.url().await.ok().flatten().unwrap_or_default();
@@ -600,8 +608,9 @@ impl Runner {
         self.eval("return document.readyState;").await == Some(json!("complete"))
     }
 
-    /// The first detector of the phase that matches the page, as a failure.
-    async fn detect(&self, phase: Phase) -> Option<Failure> {
+    /// The first detector of the phase that matches the page, as a failure of the
+    /// scope's item.
+    async fn detect(&self, phase: Phase, scope: Scope) -> Option<Failure> {
         let detectors: Vec<Json> = self
             .recipe
             .detectors_for(phase)
@@ -624,18 +633,30 @@ impl Runner {
             .recipe
             .detectors_for(phase)
             .nth(usize::try_from(index).ok()?)?;
+        let element = match &detector.css {
+            Some(css) => format!("document.querySelector({})", json!(css)),
+            None => "null".into(),
+        };
         let said = self
             .eval(&format!(
-                "const el = {}; return el ? el.innerText.trim().slice(0, 300) : '';",
-                match &detector.css {
-                    Some(css) => format!("document.querySelector({})", json!(css)),
-                    None => "null".into(),
-                }
+                "const el = {element}; return el ? el.innerText.trim().slice(0, 300) : '';"
             ))
             .await
             .and_then(|v| v.as_str().map(str::to_string))
             .filter(|s| !s.is_empty());
+        let available = match &detector.available {
+            Some(attribute) => self
+                .eval(&format!(
+                    "const el = {element}; return el ? el.getAttribute({}) : null;",
+                    json!(attribute)
+                ))
+                .await
+                .and_then(|v| v.as_str().and_then(|s| s.trim().parse::<i32>().ok())),
+            None => None,
+        };
         Some(Failure::Detected {
+            item: scope.item,
+            available,
             error_type: detector.error_type,
             message: match said {
                 Some(said) => format!("the store says: {said}"),
@@ -649,7 +670,7 @@ impl Runner {
 
     /// Why a step failed: what the store says (a detector), else the step's own
     /// `error_type`, else the step itself.
-    async fn explain(&self, phase: Phase, step: &Step, error: String) -> Failure {
+    async fn explain(&self, phase: Phase, step: &Step, scope: Scope, error: String) -> Failure {
         let at = format!(
             "{} step `{}` at {}:{}",
             phase,
@@ -660,17 +681,23 @@ impl Runner {
         if let Some(Failure::Detected {
             error_type,
             message,
-        }) = self.detect(phase).await
+            item,
+            available,
+        }) = self.detect(phase, scope).await
         {
             return Failure::Detected {
                 error_type,
                 message: format!("{message} ({at})"),
+                item,
+                available,
             };
         }
         match step.error_type {
             Some(error_type) => Failure::Detected {
                 error_type,
                 message: format!("{error} ({at})"),
+                item: scope.item,
+                available: None,
             },
             None => Failure::Step(format!("{error} ({at})")),
         }
@@ -714,6 +741,7 @@ impl Runner {
                 is_gift: inputs.is_gift,
                 gift_message: inputs.gift_message.as_deref(),
                 po_number: inputs.po_number.as_deref(),
+                handling_days_max: inputs.handling_days_max,
                 merchant_order_id: inputs.merchant_order_id.as_deref(),
             },
             account: AccountValues {
@@ -724,6 +752,7 @@ impl Runner {
             item: item.map(|i| ItemValues {
                 url: &i.url,
                 quantity: i.quantity,
+                offer_id: i.offer_id.as_deref(),
                 variant: &i.variant,
             }),
             variant: item.zip(scope.variant).and_then(|(i, v)| i.variant.get(v)),

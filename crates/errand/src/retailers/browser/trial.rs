@@ -97,6 +97,7 @@ impl Trial {
             is_gift: false,
             gift_message: None,
             po_number: None,
+            handling_days_max: None,
             merchant_order_id: None,
             email: self.email.clone().unwrap_or_default(),
             password: self.password.clone(),
@@ -104,6 +105,7 @@ impl Trial {
             items: vec![ItemInput {
                 url: self.url.to_string(),
                 quantity: self.quantity,
+                offer_id: None,
                 variant: self.variant.clone(),
             }],
         };
