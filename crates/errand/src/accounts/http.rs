@@ -1,7 +1,7 @@
 //! `/managed-accounts` endpoints. Responses never carry a password or TOTP secret, not
 //! even masked, and no handler logs a request body.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,8 +12,9 @@ use utoipa::ToSchema;
 use super::request::{self, ManagedAccountCreateDoc, ManagedAccountUpdateDoc};
 use super::store::{self, AccountError, RetailerAccount};
 use crate::auth::Tenant;
-use crate::http::body::{JsonBody, query_pairs};
+use crate::http::body::JsonBody;
 use crate::http::error::ErrorEnvelope;
+use crate::http::params::{PathParams, query_pairs};
 use crate::http::{ApiError, AppState};
 use crate::storage::Timestamp;
 use crate::validation::{Errors, Loc, Page, ValidationErrors};
@@ -146,7 +147,7 @@ struct ListFilter {
 fn parse_list_filter(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
     let mut errors = Errors::default();
     let mut filter = ListFilter::default();
-    for (name, value) in query_pairs(raw) {
+    for (name, value) in query_pairs(raw)? {
         let loc = Loc::query(&name);
         let text = Value::String(value.clone());
         if filter
@@ -267,7 +268,7 @@ pub async fn create_managed_account(
 pub async fn get_managed_account(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<ManagedAccount>, ApiError> {
     let account = store::get(&state.db, tenant.account_id, tenant.livemode, id.trim()).await?;
     Ok(Json(account.into()))
@@ -296,7 +297,7 @@ pub async fn get_managed_account(
 pub async fn update_managed_account(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<ManagedAccount>, ApiError> {
     let change = request::parse_update(&body)?;
@@ -333,7 +334,7 @@ pub async fn update_managed_account(
 pub async fn delete_managed_account(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = id.trim();
     store::delete(&state.db, tenant.account_id, tenant.livemode, id).await?;

@@ -1,5 +1,5 @@
-//! Request bodies and query strings read without ever failing with a 500: malformed
-//! JSON, a wrong content type or an oversized body become precise 4xx errors.
+//! Request bodies read without ever failing with a 500: malformed JSON, a wrong content
+//! type or an oversized body become precise 4xx errors.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -61,11 +61,4 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .into()
         })
     }
-}
-
-/// Query parameters as ordered pairs; parameters given twice keep the last value.
-pub fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
 }

@@ -4,6 +4,7 @@ pub mod body;
 pub mod error;
 mod openapi;
 mod ops;
+pub mod params;
 pub mod public_base;
 
 use std::net::SocketAddr;

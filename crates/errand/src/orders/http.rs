@@ -1,6 +1,6 @@
 //! `/orders` endpoints.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,8 +18,9 @@ use super::test_products::TestProductList;
 use super::timeline::Timeline;
 use super::{Created, OrderError};
 use crate::auth::Tenant;
-use crate::http::body::{JsonBody, query_pairs};
+use crate::http::body::JsonBody;
 use crate::http::error::ErrorEnvelope;
+use crate::http::params::{PathParams, query_pairs};
 use crate::http::public_base::PublicBase;
 use crate::http::{ApiError, AppState};
 use crate::storage::Timestamp;
@@ -137,7 +138,7 @@ pub async fn get_order(
     State(state): State<AppState>,
     tenant: Tenant,
     PublicBase(base): PublicBase,
-    Path(order_id): Path<String>,
+    PathParams(order_id): PathParams<String>,
 ) -> Result<Json<Order>, ApiError> {
     let id = parse_order_id(&order_id)?;
     let mut order = super::get(&state.db, &tenant, id).await?;
@@ -165,7 +166,7 @@ pub async fn get_order(
 pub async fn get_timeline(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(order_id): Path<String>,
+    PathParams(order_id): PathParams<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let id = parse_order_id(&order_id)?;
     super::timeline::timeline(&state.db, &tenant, id)
@@ -223,7 +224,7 @@ pub async fn list_test_products(
 pub async fn cancel_order(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(order_id): Path<String>,
+    PathParams(order_id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_order_id(&order_id)?;
     super::cancel(&state.db, &tenant, id).await?;
@@ -312,7 +313,7 @@ const ARTIFACT_NAME_PATTERN: &str = "^[a-z][a-z0-9_-]{0,63}$";
 pub async fn get_screenshot(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((order_id, name)): Path<(String, String)>,
+    PathParams((order_id, name)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     serve_artifact(&state, &tenant, &order_id, &name, ArtifactKind::Screenshot).await
 }
@@ -347,7 +348,7 @@ pub async fn get_screenshot(
 pub async fn get_page(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((order_id, name)): Path<(String, String)>,
+    PathParams((order_id, name)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     serve_artifact(&state, &tenant, &order_id, &name, ArtifactKind::Page).await
 }
@@ -407,7 +408,7 @@ fn parse_instant(text: &str) -> Option<Timestamp> {
 fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
     let mut errors = Errors::default();
     let mut filter = ListFilter::default();
-    for (name, value) in query_pairs(raw) {
+    for (name, value) in query_pairs(raw)? {
         let loc = Loc::query(&name);
         let text = Value::String(value.clone());
         match name.as_str() {
@@ -437,13 +438,7 @@ fn parse_list_query(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
             },
             "search" => {
                 let term = value.trim();
-                if term.contains('\0') {
-                    errors.add(
-                        &loc,
-                        "string_invalid_character",
-                        "String must not contain NUL characters",
-                    );
-                } else if term.chars().count() > MAX_SEARCH_LEN {
+                if term.chars().count() > MAX_SEARCH_LEN {
                     errors.add(
                         &loc,
                         "string_too_long",

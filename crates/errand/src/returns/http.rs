@@ -1,7 +1,7 @@
 //! `/returns` endpoints: request a return of a delivered order's items, list and read
 //! returns, and download the retailer's return labels.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -12,8 +12,9 @@ use uuid::Uuid;
 use super::store::{self, ListFilter, ReturnError};
 use super::{Return, ReturnList, ReturnStatus, request};
 use crate::auth::Tenant;
-use crate::http::body::{JsonBody, query_pairs};
+use crate::http::body::JsonBody;
 use crate::http::error::ErrorEnvelope;
+use crate::http::params::{PathParams, query_pairs};
 use crate::http::public_base::PublicBase;
 use crate::http::{ApiError, AppState};
 use crate::orders::artifacts::{self, ArtifactKind};
@@ -151,7 +152,7 @@ fn parse_filter(raw: Option<&str>) -> Result<ListFilter, ValidationErrors> {
     let mut errors = Errors::default();
     let mut filter = ListFilter::default();
     filter.page.limit = DEFAULT_RETURNS_PAGE;
-    for (name, value) in query_pairs(raw) {
+    for (name, value) in query_pairs(raw)? {
         let loc = Loc::query(&name);
         let text = Value::String(value.clone());
         if filter
@@ -202,7 +203,7 @@ pub async fn get_return(
     State(state): State<AppState>,
     tenant: Tenant,
     PublicBase(base): PublicBase,
-    Path(return_id): Path<String>,
+    PathParams(return_id): PathParams<String>,
 ) -> Result<Json<Return>, ApiError> {
     let id = parse_return_id(&return_id)?;
     let mut ret = store::get(&state.db, &tenant, id)
@@ -236,7 +237,7 @@ pub async fn get_return(
 pub async fn get_label(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((return_id, name)): Path<(String, String)>,
+    PathParams((return_id, name)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
     let id = parse_return_id(&return_id)?;
     let ret = store::get(&state.db, &tenant, id)

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::delivery::DeliveryState;
 use super::outbox::{WEBHOOK_EVENTS, delivery_job};
 use crate::auth::Tenant;
-use crate::http::body::query_pairs;
 use crate::http::error::ErrorEnvelope;
+use crate::http::params::{PathParams, query_pairs};
 use crate::http::{ApiError, AppState};
 use crate::queue;
 use crate::storage::{Db, DbId, Timestamp};
@@ -165,7 +165,7 @@ async fn list(db: &Db, tenant: &Tenant, f: &Filter) -> Result<(Vec<Delivery>, i6
 fn parse_filter(raw: Option<&str>) -> Result<Filter, ValidationErrors> {
     let mut errors = Errors::default();
     let mut filter = Filter::default();
-    for (name, value) in query_pairs(raw) {
+    for (name, value) in query_pairs(raw)? {
         let loc = Loc::query(&name);
         let text = Value::String(value.clone());
         match name.as_str() {
@@ -259,7 +259,7 @@ pub async fn list_deliveries(
 pub async fn redeliver(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let endpoint = super::endpoint::get(&state.db, &state.vault, &tenant).await?;
     if endpoint.and_then(|e| e.url).is_none() {

@@ -481,3 +481,41 @@ crate::on_both_databases! {
         assert_eq!(list["total"], accepted_cases().len());
     }
 }
+
+crate::on_both_databases! {
+    async fn a_nul_in_any_path_or_query_parameter_is_a_422_naming_it(app: TestApp) {
+        let order = app.created(&order_body()).await;
+        let id = order["id"].as_str().unwrap();
+        let cases = [
+            (reqwest::Method::GET, "/orders/%00".to_string(), json!(["path", "order_id"])),
+            (reqwest::Method::POST, "/orders/a%00b/cancel".into(), json!(["path", "order_id"])),
+            (reqwest::Method::GET, format!("/orders/{id}/screenshots/%00"), json!(["path", "name"])),
+            (reqwest::Method::GET, format!("/orders/{id}/pages/x%00"), json!(["path", "name"])),
+            (reqwest::Method::GET, "/managed-accounts/%00".into(), json!(["path", "short_id"])),
+            (reqwest::Method::PATCH, "/managed-accounts/acct_x%00y".into(), json!(["path", "short_id"])),
+            (reqwest::Method::PUT, "/managed-accounts/acct_x%00y".into(), json!(["path", "short_id"])),
+            (reqwest::Method::DELETE, "/managed-accounts/acct_x%00y".into(), json!(["path", "short_id"])),
+            (reqwest::Method::GET, "/returns/%00".into(), json!(["path", "return_id"])),
+            (reqwest::Method::GET, "/returns/r%00/labels/x".into(), json!(["path", "return_id"])),
+            (reqwest::Method::POST, "/webhooks/deliveries/evt_%00/redeliver".into(), json!(["path", "id"])),
+            (reqwest::Method::GET, "/orders?search=a%00".into(), json!(["query", "search"])),
+            (reqwest::Method::GET, "/orders?x%00=1".into(), json!(["query", "x\u{0}"])),
+            (reqwest::Method::GET, "/managed-accounts?search=%00".into(), json!(["query", "search"])),
+            (reqwest::Method::GET, "/returns?search=%00".into(), json!(["query", "search"])),
+            (reqwest::Method::GET, "/webhooks/deliveries?event=order.%00".into(), json!(["query", "event"])),
+        ];
+        let mut failures = vec![];
+        for (method, path, loc) in cases {
+            let response = app.client.request(method.clone(), app.url(&path)).bearer_auth(&app.key)
+                .json(&json!({})).send().await.unwrap();
+            let (status, body) = json_of(response).await;
+            let named = body["detail"].as_array().is_some_and(|d| {
+                d.iter().any(|e| e["loc"] == loc && e["type"] == "string_invalid_character")
+            });
+            if status != StatusCode::UNPROCESSABLE_ENTITY || !named {
+                failures.push(format!("{method} {path}: {status} {body}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
