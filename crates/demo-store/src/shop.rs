@@ -256,7 +256,8 @@ fn lines_table(lines: &[crate::pricing::Line]) -> String {
         .iter()
         .map(|l| {
             format!(
-                r#"<tr data-sku="{sku}"><td>{title}</td><td>{sku}</td><td class="quantity">{q}</td><td>{unit}</td><td>{total}</td></tr>"#,
+                r#"<tr class="order-line" data-product-id="{product}" data-sku="{sku}" data-quantity="{q}"><td>{title}</td><td>{sku}</td><td class="quantity">{q}</td><td>{unit}</td><td>{total}</td></tr>"#,
+                product = esc(&l.product_id),
                 sku = esc(&l.sku),
                 title = esc(&l.title),
                 q = l.quantity,

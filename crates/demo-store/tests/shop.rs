@@ -629,6 +629,11 @@ async fn test_products_end_through_the_pages_as_through_the_api() {
     assert!(order.contains(&format!(
         r#"<span id="order-total-charged" data-cents="{total}">"#
     )));
+    // Each line names its product and its SKU, the variant's (which returns name).
+    assert!(
+        order.contains(r#"<tr class="order-line" data-product-id="B0DEMO0010" data-sku="B0DEMO0010-SAND-S" data-quantity="1">"#),
+        "{order}"
+    );
     let number = between(&order, r#"data-tracking-number=""#, "\"");
     assert!(order.contains(&format!(r#"<span class="tracking-number">{number}</span>"#)));
 

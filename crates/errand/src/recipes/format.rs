@@ -2,6 +2,8 @@
 //! [`super::validate`] can point at the line of a mistake. Every table refuses keys it
 //! does not know. `docs/recipes.md` documents each key.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -18,6 +20,9 @@ pub struct RecipeFile {
     #[serde(default)]
     pub detect: Vec<Spanned<DetectTable>>,
     pub phases: PhasesTable,
+    /// `[return_reasons]`: the store's value (or visible text) for a return reason code
+    /// of the contract, for the codes the store words differently.
+    pub return_reasons: Option<BTreeMap<String, Spanned<String>>>,
 }
 
 /// `[recipe]`: what the recipe is and which stores it serves.
@@ -75,6 +80,10 @@ pub struct PhasesTable {
     pub confirm: Option<Spanned<Steps>>,
     pub lookup: Option<Spanned<Steps>>,
     pub tracking: Option<Spanned<Steps>>,
+    #[serde(rename = "return")]
+    pub return_phase: Option<Spanned<Steps>>,
+    pub return_lookup: Option<Spanned<Steps>>,
+    pub return_status: Option<Spanned<Steps>>,
 }
 
 pub type Steps = Vec<Spanned<StepTable>>;
@@ -97,6 +106,7 @@ pub struct StepTable {
     pub screenshot: Option<Spanned<String>>,
     pub for_each_item: Option<Spanned<Steps>>,
     pub for_each_variant: Option<Spanned<Steps>>,
+    pub for_each_return_line: Option<Spanned<Steps>>,
     #[serde(rename = "do")]
     pub do_steps: Option<Spanned<Steps>>,
 

@@ -2,6 +2,7 @@
 //! every step has exactly one action with the arguments it needs, and each step keeps
 //! its place in the file so a failure at run time can name the line.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::format::AccountMode;
@@ -22,6 +23,9 @@ pub struct Recipe {
     pub detectors: Vec<Detector>,
     /// The phases the recipe has, in [`Phase::ALL`] order.
     pub phases: Vec<(Phase, Vec<Step>)>,
+    /// The store's words for the contract's return reasons (`[return_reasons]`), by
+    /// reason code; a code not listed is given to the store as it is.
+    pub return_reasons: BTreeMap<String, String>,
 }
 
 impl Recipe {
@@ -38,6 +42,17 @@ impl Recipe {
         self.detectors
             .iter()
             .filter(move |d| d.phases.is_empty() || d.phases.contains(&phase))
+    }
+
+    /// Whether the recipe takes returns: it has the return phases (the validator
+    /// accepts them only all together).
+    pub fn takes_returns(&self) -> bool {
+        self.phase(Phase::Return).is_some()
+    }
+
+    /// What `return.reason` gives the store for a reason code of the contract.
+    pub fn return_reason<'a>(&'a self, code: &'a str) -> &'a str {
+        self.return_reasons.get(code).map_or(code, String::as_str)
     }
 
     /// Whether a product URL's host (and port, if it has one) is served by this recipe.
@@ -71,12 +86,19 @@ pub enum Phase {
     Confirm,
     /// Find an order by our reference in the order history.
     Lookup,
-    /// Read shipments (carriers, tracking numbers) of a placed order.
+    /// Read shipments (carriers, tracking numbers) of a placed order, and its lines.
     Tracking,
+    /// Ask for a return of a delivered order's items (`for_each_return_line`), with
+    /// our reference for it; read the store's id of the return.
+    Return,
+    /// Find a return by our reference (after an interruption).
+    ReturnLookup,
+    /// Read a return's status, the store's decision and where its label is.
+    ReturnStatus,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 12] = [
         Phase::SignIn,
         Phase::Product,
         Phase::Cart,
@@ -86,6 +108,9 @@ impl Phase {
         Phase::Confirm,
         Phase::Lookup,
         Phase::Tracking,
+        Phase::Return,
+        Phase::ReturnLookup,
+        Phase::ReturnStatus,
     ];
 
     /// The phases every recipe needs to place an order.
@@ -98,6 +123,9 @@ impl Phase {
         Phase::Confirm,
     ];
 
+    /// The phases that take returns: a recipe has all of them or none.
+    pub const RETURNS: [Phase; 3] = [Phase::Return, Phase::ReturnLookup, Phase::ReturnStatus];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Phase::SignIn => "sign_in",
@@ -109,6 +137,9 @@ impl Phase {
             Phase::Confirm => "confirm",
             Phase::Lookup => "lookup",
             Phase::Tracking => "tracking",
+            Phase::Return => "return",
+            Phase::ReturnLookup => "return_lookup",
+            Phase::ReturnStatus => "return_status",
         }
     }
 
@@ -208,6 +239,8 @@ pub enum Action {
     ForEachItem(Vec<Step>),
     /// Run the steps once per variant choice of the item, with `variant.*` set.
     ForEachVariant(Vec<Step>),
+    /// Run the steps once per line of the return, with `line.*` set.
+    ForEachReturnLine(Vec<Step>),
     /// Run the steps in order: groups steps under one modifier.
     Do(Vec<Step>),
 }
@@ -228,6 +261,7 @@ impl Action {
             Action::Screenshot(_) => "screenshot",
             Action::ForEachItem(_) => "for_each_item",
             Action::ForEachVariant(_) => "for_each_variant",
+            Action::ForEachReturnLine(_) => "for_each_return_line",
             Action::Do(_) => "do",
         }
     }
@@ -235,7 +269,10 @@ impl Action {
     /// The steps nested in a loop or group.
     pub fn nested(&self) -> &[Step] {
         match self {
-            Action::ForEachItem(steps) | Action::ForEachVariant(steps) | Action::Do(steps) => steps,
+            Action::ForEachItem(steps)
+            | Action::ForEachVariant(steps)
+            | Action::ForEachReturnLine(steps)
+            | Action::Do(steps) => steps,
             _ => &[],
         }
     }
@@ -362,7 +399,7 @@ pub enum Need {
 
 /// Every value the engine reads from a recipe. A recipe may read other names too, for
 /// its own templates.
-pub const ENGINE_VALUES: [EngineValue; 18] = [
+pub const ENGINE_VALUES: [EngineValue; 25] = [
     value(
         Phase::Product,
         "price",
@@ -506,5 +543,61 @@ pub const ENGINE_VALUES: [EngineValue; 18] = [
         false,
         Need::Optional,
         "the order's status as the store words it",
+    ),
+    value(
+        Phase::Tracking,
+        "line_product_ids",
+        ParseKind::Text,
+        true,
+        Need::Optional,
+        "one per line of the order, the product as its URL's last path segment names it, to tell which of the order's items each line is",
+    ),
+    value(
+        Phase::Tracking,
+        "line_skus",
+        ParseKind::Text,
+        true,
+        Need::Optional,
+        "one per line, in the same order: the store's SKU of the line, which returns name",
+    ),
+    value(
+        Phase::Return,
+        "merchant_return_id",
+        ParseKind::Text,
+        false,
+        Need::Always,
+        "the store's id of the return",
+    ),
+    value(
+        Phase::ReturnLookup,
+        "merchant_return_id",
+        ParseKind::Text,
+        false,
+        Need::IfFound,
+        "the return found (no value: none was found)",
+    ),
+    value(
+        Phase::ReturnStatus,
+        "status",
+        ParseKind::Text,
+        false,
+        Need::Always,
+        "the return's status: approved, denied, received or credited, in the store's words",
+    ),
+    value(
+        Phase::ReturnStatus,
+        "decision",
+        ParseKind::Text,
+        false,
+        Need::Optional,
+        "the store's words about its decision",
+    ),
+    value(
+        Phase::ReturnStatus,
+        "label_url",
+        ParseKind::Text,
+        false,
+        Need::Optional,
+        "where the store serves the return label (a link's href)",
     ),
 ];

@@ -47,6 +47,12 @@ pub enum Var {
     VariantName,
     /// `variant.value` inside `for_each_variant`.
     VariantValue,
+    /// `return.reference`, `return.reason`, `return.notes`, `return.merchant_return_id`.
+    Return(ReturnField),
+    /// `line.sku` inside `for_each_return_line`: the store's SKU of the line.
+    LineSku,
+    /// `line.quantity` inside `for_each_return_line`: how many to return.
+    LineQuantity,
     /// `values.<name>`: text an earlier `read` step stored under `<name>`.
     Value(String),
 }
@@ -65,6 +71,31 @@ pub enum OrderField {
     HandlingDaysMax,
     /// The store's order number; known once the order is placed (`tracking`).
     MerchantOrderId,
+}
+
+/// What the return phases know of the return in hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnField {
+    /// Errand's id of the return, given to the store as its reference so that the
+    /// return can be found again after an interruption.
+    Reference,
+    /// The contract's reason code (`damaged`, `wrong_size`, …), or the store's words for
+    /// it from the recipe's `[return_reasons]`.
+    Reason,
+    Notes,
+    /// The store's id of the return (`return_status`).
+    MerchantReturnId,
+}
+
+impl ReturnField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReturnField::Reference => "reference",
+            ReturnField::Reason => "reason",
+            ReturnField::Notes => "notes",
+            ReturnField::MerchantReturnId => "merchant_return_id",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +152,12 @@ impl Var {
                 .map(|n| Var::ItemVariant(n.to_string())),
             ("variant", "name") => Some(Var::VariantName),
             ("variant", "value") => Some(Var::VariantValue),
+            ("return", "reference") => Some(Var::Return(ReturnField::Reference)),
+            ("return", "reason") => Some(Var::Return(ReturnField::Reason)),
+            ("return", "notes") => Some(Var::Return(ReturnField::Notes)),
+            ("return", "merchant_return_id") => Some(Var::Return(ReturnField::MerchantReturnId)),
+            ("line", "sku") => Some(Var::LineSku),
+            ("line", "quantity") => Some(Var::LineQuantity),
             ("values", rest) => is_value_name(rest).then(|| Var::Value(rest.to_string())),
             _ => None,
         };
@@ -131,8 +168,16 @@ impl Var {
                 "account" => "account.email, account.password, account.totp".into(),
                 "item" => "item.url, item.quantity, item.offer_id, item.variant.<Name>".into(),
                 "variant" => "variant.name, variant.value".into(),
+                "return" => {
+                    "return.reference, return.reason, return.notes, return.merchant_return_id"
+                        .into()
+                }
+                "line" => "line.sku, line.quantity".into(),
                 "values" => "values.<name>, where <name> is a read step's `into`".into(),
-                _ => "shipping.*, order.*, account.*, item.*, variant.*, values.*".into(),
+                _ => {
+                    "shipping.*, order.*, account.*, item.*, variant.*, return.*, line.*, values.*"
+                        .into()
+                }
             };
             format!("unknown variable `{name}` (known: {known})")
         })
@@ -167,13 +212,16 @@ impl fmt::Display for Var {
             Var::ItemVariant(name) => write!(f, "item.variant.{name}"),
             Var::VariantName => f.write_str("variant.name"),
             Var::VariantValue => f.write_str("variant.value"),
+            Var::Return(field) => write!(f, "return.{}", field.as_str()),
+            Var::LineSku => f.write_str("line.sku"),
+            Var::LineQuantity => f.write_str("line.quantity"),
             Var::Value(name) => write!(f, "values.{name}"),
         }
     }
 }
 
 /// What a template is rendered from: the order, the account, the item and variant a
-/// loop is at, and the values read so far.
+/// loop is at, the return and its line, and the values read so far.
 pub struct Context<'a> {
     pub shipping: &'a Address,
     pub order: OrderValues<'a>,
@@ -182,6 +230,10 @@ pub struct Context<'a> {
     pub item: Option<ItemValues<'a>>,
     /// The variant choice in hand, inside `for_each_variant`.
     pub variant: Option<&'a Variant>,
+    /// The return in hand, in the return phases.
+    pub returning: Option<ReturnValues<'a>>,
+    /// The return's line in hand, inside `for_each_return_line`.
+    pub line: Option<LineValues<'a>>,
     /// Text read by earlier `read` steps, by their `into` name.
     pub values: &'a BTreeMap<String, String>,
 }
@@ -201,6 +253,19 @@ pub struct AccountValues<'a> {
     pub password: Option<&'a str>,
     /// The one-time code, computed by the caller just before rendering.
     pub totp: Option<String>,
+}
+
+pub struct ReturnValues<'a> {
+    pub reference: &'a str,
+    /// The reason as the store words it.
+    pub reason: &'a str,
+    pub notes: Option<&'a str>,
+    pub merchant_return_id: Option<&'a str>,
+}
+
+pub struct LineValues<'a> {
+    pub sku: &'a str,
+    pub quantity: i32,
 }
 
 pub struct ItemValues<'a> {
@@ -259,6 +324,17 @@ impl Context<'_> {
             })),
             Var::VariantName => borrowed(self.variant.map(|v| v.label.as_str())),
             Var::VariantValue => borrowed(self.variant.map(|v| v.value.as_str())),
+            Var::Return(field) => borrowed(self.returning.as_ref().and_then(|r| match field {
+                ReturnField::Reference => Some(r.reference),
+                ReturnField::Reason => Some(r.reason),
+                ReturnField::Notes => r.notes,
+                ReturnField::MerchantReturnId => r.merchant_return_id,
+            })),
+            Var::LineSku => borrowed(self.line.as_ref().map(|l| l.sku)),
+            Var::LineQuantity => self
+                .line
+                .as_ref()
+                .map(|l| Cow::Owned(l.quantity.to_string())),
             Var::Value(name) => self.values.get(name).map(|v| Cow::Borrowed(v.as_str())),
         }
         .filter(|v| !v.is_empty())
@@ -272,6 +348,7 @@ fn may_be_empty(var: &Var) -> bool {
         var,
         Var::Shipping(ShippingField("address_line2" | "state"))
             | Var::Order(OrderField::IsGift | OrderField::GiftMessage | OrderField::PoNumber)
+            | Var::Return(ReturnField::Notes)
     )
 }
 
@@ -351,7 +428,8 @@ impl Template {
 
     /// Fills in the variables. Every variable needs a value, except the optional parts
     /// of an order (`shipping.address_line2`, `shipping.state`, `order.is_gift`,
-    /// `order.gift_message`, `order.po_number`), which render as empty text.
+    /// `order.gift_message`, `order.po_number`) and of a return (`return.notes`), which
+    /// render as empty text.
     pub fn render(&self, context: &Context<'_>, escape: Escape) -> Result<String, RenderError> {
         let mut out = String::with_capacity(self.source.len());
         for part in &self.parts {
@@ -439,6 +517,16 @@ mod tests {
                 variant: &variants,
             }),
             variant: variants.first(),
+            returning: Some(ReturnValues {
+                reference: "ret-1",
+                reason: "damaged",
+                notes: None,
+                merchant_return_id: Some("RT-1"),
+            }),
+            line: Some(LineValues {
+                sku: "B0DEMO0003-NAVY",
+                quantity: 3,
+            }),
             values: &values,
         };
         f(&context)
@@ -474,6 +562,14 @@ mod tests {
             Ok("ada@example.com/secret".into())
         );
         assert_eq!(render("{{values.title}}"), Ok("Mug".into()));
+        assert_eq!(
+            render("{{return.reference}} {{return.reason}} {{return.merchant_return_id}}"),
+            Ok("ret-1 damaged RT-1".into())
+        );
+        assert_eq!(
+            render("qty_{{line.sku}}={{ line.quantity }}"),
+            Ok("qty_B0DEMO0003-NAVY=3".into())
+        );
         assert_eq!(render("no variables"), Ok("no variables".into()));
         assert_eq!(render(""), Ok("".into()));
     }
@@ -482,6 +578,7 @@ mod tests {
     fn optional_order_parts_render_empty() {
         assert_eq!(render("[{{shipping.address_line2}}]"), Ok("[]".into()));
         assert_eq!(render("[{{order.gift_message}}]"), Ok("[]".into()));
+        assert_eq!(render("[{{return.notes}}]"), Ok("[]".into()));
     }
 
     #[test]
@@ -526,6 +623,14 @@ mod tests {
                 "unknown variable `orders.reference` (known: shipping.*",
             ),
             ("{{item.variant.}}", "unknown variable `item.variant.`"),
+            (
+                "{{return.id}}",
+                "unknown variable `return.id` (known: return.reference, return.reason, return.notes, return.merchant_return_id)",
+            ),
+            (
+                "{{line.qty}}",
+                "unknown variable `line.qty` (known: line.sku, line.quantity)",
+            ),
             ("{{values.Total}}", "unknown variable `values.Total`"),
             ("{{}}", "unknown variable ``"),
         ] {

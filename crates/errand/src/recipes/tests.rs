@@ -131,6 +131,45 @@ fn the_demo_recipe_loads() {
     );
     // Steps keep their line, for errors at run time.
     assert_eq!(sign_in[0].location.line, 91);
+
+    // Returns: the tracking phase reads which product and SKU each line is, and the
+    // return form gets a quantity per line of the return.
+    assert!(recipe.takes_returns());
+    let tracking = recipe.phase(Phase::Tracking).unwrap();
+    let line_reads: Vec<(&str, Option<&str>)> = tracking
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Read(read) if read.into.starts_with("line_") => {
+                Some((read.into.as_str(), read.attribute.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        line_reads,
+        [
+            ("line_product_ids", Some("data-product-id")),
+            ("line_skus", Some("data-sku"))
+        ]
+    );
+    let asking = recipe.phase(Phase::Return).unwrap();
+    let per_line = asking
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::ForEachReturnLine(steps) => Some(steps),
+            _ => None,
+        })
+        .expect("a quantity per line");
+    assert!(
+        matches!(&per_line[0].action, Action::Fill { value, .. } if value.source() == "{{line.quantity}}")
+    );
+    assert!(matches!(
+        &asking.last().unwrap().action,
+        Action::Read(read) if read.into == "merchant_return_id"
+    ));
+    // The store's reasons are the contract's codes.
+    assert!(recipe.return_reasons.is_empty());
+    assert_eq!(recipe.return_reason("wrong_size"), "wrong_size");
 }
 
 #[test]
@@ -311,7 +350,7 @@ fn steps_need_exactly_one_action_with_its_arguments() {
     assert_eq!(
         problems(&text),
         [
-            "t.toml:18:3: step has no action; a step takes exactly one of goto, click, fill, select, check, uncheck, wait_for, read, assert, screenshot, for_each_item, for_each_variant, do",
+            "t.toml:18:3: step has no action; a step takes exactly one of goto, click, fill, select, check, uncheck, wait_for, read, assert, screenshot, for_each_item, for_each_variant, for_each_return_line, do",
             "t.toml:19:3: step has three actions (goto, click, fill); a step takes exactly one",
             "t.toml:20:3: `fill` needs `value`: what to type",
             "t.toml:21:3: `read` needs `into`: the name to store the value under",
@@ -516,7 +555,7 @@ phases = []
             "t.toml:5:12: currency KWD has three decimals, which recipes cannot read unambiguously",
             "t.toml:18:1: a detector needs `css`, `text` or both: what on the page means this error",
             "t.toml:23:8: `text` is empty",
-            "t.toml:24:19: unknown phase \"pay\" (known: sign_in, product, cart, checkout, review, place, confirm, lookup, tracking)",
+            "t.toml:24:19: unknown phase \"pay\" (known: sign_in, product, cart, checkout, review, place, confirm, lookup, tracking, return, return_lookup, return_status)",
             "t.toml:29:10: phases is empty: leave it out to watch every phase",
         ]
     );
@@ -605,5 +644,205 @@ fn toml_syntax_errors_are_located() {
     assert_eq!(
         problems(&text),
         ["t.toml:17:26: invalid inline table: expected `}`"]
+    );
+}
+
+/// The phases a recipe needs to take returns (`tracking` reading the order's lines, and
+/// the three return phases), one line a step, at lines 17 to 40, then `extra`.
+fn returns_recipe(extra: &str) -> String {
+    guest_recipe(&format!(
+        r##"tracking = [
+  {{ read = {{ css = ".tracking" }}, into = "tracking_numbers", all = true }},
+  {{ read = {{ css = ".line" }}, attribute = "data-product-id", into = "line_product_ids", all = true }},
+]
+return = [
+  {{ goto = "/orders/{{{{order.merchant_order_id}}}}/return" }},
+  {{ select = {{ label = "Reason" }}, value = "{{{{return.reason}}}}" }},
+  {{ for_each_return_line = [
+    {{ fill = {{ css = "[name='qty_{{{{line.sku}}}}']" }}, value = "{{{{line.quantity}}}}" }},
+  ] }},
+  {{ fill = {{ label = "Reference" }}, value = "{{{{return.reference}}}}" }},
+  {{ fill = {{ label = "Notes" }}, value = "{{{{return.notes}}}}" }},
+  {{ click = {{ text = "Request" }} }},
+  {{ read = {{ css = "#return-id" }}, into = "merchant_return_id" }},
+]
+return_lookup = [
+  {{ goto = "/returns?q={{{{return.reference}}}}" }},
+  {{ read = {{ css = ".return" }}, attribute = "data-id", into = "merchant_return_id", if_present = {{ css = ".return" }} }},
+]
+return_status = [
+  {{ goto = "/returns/{{{{return.merchant_return_id}}}}" }},
+  {{ read = {{ css = "#status" }}, into = "status" }},
+  {{ read = {{ css = "#label" }}, attribute = "href", into = "label_url", optional = true }},
+]
+{extra}"##
+    ))
+}
+
+#[test]
+fn a_recipe_with_the_return_phases_takes_returns() {
+    let recipe = Recipe::parse("t.toml", &returns_recipe("")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(recipe.takes_returns());
+    let phases: Vec<Phase> = recipe.phases.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        phases[phases.len() - 3..],
+        [Phase::Return, Phase::ReturnLookup, Phase::ReturnStatus]
+    );
+    let asking = recipe.phase(Phase::Return).unwrap();
+    assert_eq!(
+        step_kinds(asking),
+        [
+            "goto",
+            "select",
+            "for_each_return_line",
+            "fill",
+            "fill",
+            "click",
+            "read"
+        ]
+    );
+    let Action::ForEachReturnLine(per_line) = &asking[2].action else {
+        unreachable!()
+    };
+    assert_eq!(per_line[0].location.line, 25);
+    assert!(!load(crate_dir().join("tests/fixtures/recipes/guest-checkout.toml")).takes_returns());
+    assert!(
+        !Recipe::parse("t.toml", &guest_recipe(""))
+            .unwrap()
+            .takes_returns()
+    );
+}
+
+#[test]
+fn the_return_phases_come_together_and_need_the_lines_of_tracking() {
+    let asking_only = guest_recipe(
+        r##"return = [ { read = { css = "#return-id" }, into = "merchant_return_id" } ]"##,
+    );
+    assert_eq!(
+        problems(&asking_only),
+        [
+            "t.toml:10:1: missing phases return_lookup, return_status: taking returns needs return, return_lookup and return_status",
+            "t.toml:10:1: missing phase tracking: the return phases need it to read the order's lines (`line_product_ids`)",
+        ]
+    );
+    let without_lines = returns_recipe("").replace(
+        r##"  { read = { css = ".line" }, attribute = "data-product-id", into = "line_product_ids", all = true },
+"##,
+        "",
+    );
+    assert_eq!(
+        problems(&without_lines),
+        [
+            "t.toml:17:12: the tracking phase never reads `line_product_ids`, which the return phases need (to tell which of the store's lines, and SKUs, are the order's items, and when they are delivered): add a read step with into = \"line_product_ids\", all = true"
+        ]
+    );
+    // The return phases read what the engine needs.
+    let text = returns_recipe("")
+        .replace(
+            r##"  { read = { css = "#return-id" }, into = "merchant_return_id" },"##,
+            r##"  { read = { css = "#return-id" }, into = "merchant_return_id", optional = true },"##,
+        )
+        .replace(
+            r##"  { read = { css = "#status" }, into = "status" },"##,
+            r##"  { read = { css = "#status" }, into = "status", all = true },"##,
+        )
+        .replace(
+            r##"into = "line_product_ids", all = true"##,
+            r##"into = "line_product_ids""##,
+        );
+    assert_eq!(
+        problems(&text),
+        [
+            "t.toml:19:69: `line_product_ids` is a list (one per line of the order, the product as its URL's last path segment names it, to tell which of the order's items each line is): read it with all = true",
+            "t.toml:30:3: `merchant_return_id` is read only by an optional or conditional step; the engine needs it every time",
+            "t.toml:38:40: `status` is one value: read it without all = true",
+        ]
+    );
+    let text = returns_recipe("").replace(
+        r##"  { read = { css = "#status" }, into = "status" },
+"##,
+        "",
+    );
+    assert_eq!(
+        problems(&text),
+        [
+            "t.toml:36:17: the return_status phase never reads `status` (the return's status: approved, denied, received or credited, in the store's words): add a read step with into = \"status\", parse = \"text\""
+        ]
+    );
+}
+
+#[test]
+fn return_variables_are_available_only_where_the_return_is_known() {
+    let text = returns_recipe("")
+        .replace(
+            r##"  { goto = "/returns?q={{return.reference}}" },"##,
+            r##"  { goto = "/returns?q={{return.reference}}&r={{return.reason}}&o={{order.merchant_order_id}}" },"##,
+        )
+        .replace(
+            r##"  { goto = "/returns/{{return.merchant_return_id}}" },"##,
+            r##"  { goto = "/returns/{{return.merchant_return_id}}?sku={{line.sku}}" },
+  { for_each_return_line = [ { goto = "/" } ] },"##,
+        )
+        .replace(
+            r##"  { click = { text = "Request" } },"##,
+            r##"  { click = { text = "{{return.merchant_return_id}} {{line.quantity}}" } },
+  { for_each_return_line = [ { for_each_return_line = [ { goto = "/" } ] } ] },"##,
+        );
+    assert_eq!(
+        problems(&text),
+        [
+            "t.toml:29:23: `return.merchant_return_id` is only available in the return_status phase",
+            "t.toml:29:53: `line.quantity` is only available inside for_each_return_line",
+            "t.toml:30:30: for_each_return_line cannot be nested",
+            "t.toml:34:47: `return.reason` is only available in the return phase",
+            "t.toml:34:67: `order.merchant_order_id` is only known in the tracking and return phases",
+            "t.toml:38:56: `line.sku` is only available inside for_each_return_line",
+            "t.toml:39:3: for_each_return_line is only for the return phase",
+        ]
+    );
+    assert_eq!(
+        problems(&guest_recipe(
+            r##"lookup = [ { goto = "/r/{{return.reference}}" }, { read = { css = "#id" }, into = "merchant_order_id" } ]"##
+        )),
+        [
+            "t.toml:17:25: `return.reference` is only available in the return and return_lookup phases"
+        ]
+    );
+}
+
+#[test]
+fn return_reasons_give_the_stores_words_for_the_contracts_codes() {
+    let mapped = returns_recipe(
+        r##"
+[return_reasons]
+wrong_size = "Doesn't fit"
+no_longer_needed = "Changed my mind"
+"##,
+    );
+    let recipe = Recipe::parse("t.toml", &mapped).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recipe.return_reason("wrong_size"), "Doesn't fit");
+    assert_eq!(recipe.return_reason("no_longer_needed"), "Changed my mind");
+    assert_eq!(recipe.return_reason("damaged"), "damaged");
+
+    let wrong = returns_recipe(
+        r##"
+[return_reasons]
+too_big = "Too big"
+damaged = " "
+"##,
+    );
+    assert_eq!(
+        problems(&wrong),
+        [
+            "t.toml:43:11: \"too_big\" is not a return reason (known: damaged, not_delivered, empty_box, wrong_item, defective, not_as_described, wrong_size, no_longer_needed, forced_cancellation, other)",
+            "t.toml:44:11: the store's words for \"damaged\" are empty",
+        ]
+    );
+    let without_returns = guest_recipe("\n[return_reasons]\ndamaged = \"Broken\"\n");
+    assert_eq!(
+        problems(&without_returns),
+        [
+            "t.toml:19:11: [return_reasons] is for the return phases, which this recipe does not have"
+        ]
     );
 }

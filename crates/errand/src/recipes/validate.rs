@@ -9,9 +9,10 @@ use toml::Spanned;
 use super::Problem;
 use super::format::{self, AccountMode, RecipeFile, StepTable, TargetTable, WaitTable};
 use super::model::*;
-use super::template::{AccountField, OrderField, Template, Var, is_value_name};
+use super::template::{AccountField, OrderField, ReturnField, Template, Var, is_value_name};
 use super::values::{Currency, ParseKind};
 use crate::orders::model::ErrorType;
+use crate::returns::ReturnReason;
 
 /// Longest a step may wait: ten minutes.
 const MAX_TIMEOUT_MS: i64 = 600_000;
@@ -47,6 +48,8 @@ struct Scope {
     item: bool,
     /// `variant.*` is available (inside `for_each_variant`).
     variant: bool,
+    /// `line.*` is available (inside `for_each_return_line`).
+    line: bool,
     /// The step may not run (an enclosing step is optional or conditional, or a
     /// `for_each_variant` that may run no times).
     conditional: bool,
@@ -104,6 +107,8 @@ impl Validator<'_> {
         });
         let detectors = raw.detect.iter().filter_map(|d| self.detector(d)).collect();
         let phases = self.phases(&raw.phases);
+        let takes_returns = phases.iter().any(|(p, _)| Phase::RETURNS.contains(p));
+        let return_reasons = self.return_reasons(raw.return_reasons.as_ref(), takes_returns);
         Recipe {
             file: file.to_string(),
             name,
@@ -113,7 +118,44 @@ impl Validator<'_> {
             account: self.mode,
             detectors,
             phases,
+            return_reasons,
         }
+    }
+
+    /// `[return_reasons]`: the store's words for some of the contract's reason codes.
+    fn return_reasons(
+        &mut self,
+        table: Option<&BTreeMap<String, Spanned<String>>>,
+        takes_returns: bool,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Some(table) = table else { return out };
+        if !takes_returns && let Some(first) = table.values().min_by_key(|v| v.span().start) {
+            self.problem(
+                &first.span(),
+                "[return_reasons] is for the return phases, which this recipe does not have",
+            );
+        }
+        for (code, words) in table {
+            if ReturnReason::parse(code).is_none() {
+                let known: Vec<&str> = ReturnReason::ALL.iter().map(|r| r.as_str()).collect();
+                self.problem(
+                    &words.span(),
+                    format!(
+                        "{code:?} is not a return reason (known: {})",
+                        known.join(", ")
+                    ),
+                );
+            } else if words.get_ref().trim().is_empty() {
+                self.problem(
+                    &words.span(),
+                    format!("the store's words for {code:?} are empty"),
+                );
+            } else {
+                out.insert(code.clone(), words.get_ref().trim().to_string());
+            }
+        }
+        out
     }
 
     fn hosts(&mut self, hosts: &Spanned<Vec<Spanned<String>>>) -> Vec<String> {
@@ -242,6 +284,9 @@ impl Validator<'_> {
             (Phase::Confirm, &table.confirm),
             (Phase::Lookup, &table.lookup),
             (Phase::Tracking, &table.tracking),
+            (Phase::Return, &table.return_phase),
+            (Phase::ReturnLookup, &table.return_lookup),
+            (Phase::ReturnStatus, &table.return_status),
         ];
         let missing: Vec<&str> = Phase::PLACING
             .iter()
@@ -256,6 +301,33 @@ impl Validator<'_> {
                     if missing.len() == 1 { "phase" } else { "phases" },
                     missing.join(", ")
                 ),
+            );
+        }
+        let has = |phase: Phase| all.iter().any(|(p, steps)| *p == phase && steps.is_some());
+        let returns: Vec<Phase> = Phase::RETURNS.into_iter().filter(|p| has(*p)).collect();
+        if !returns.is_empty() && returns.len() < Phase::RETURNS.len() {
+            let missing: Vec<&str> = Phase::RETURNS
+                .iter()
+                .filter(|p| !returns.contains(p))
+                .map(|p| p.as_str())
+                .collect();
+            self.problem(
+                &span,
+                format!(
+                    "missing {} {}: taking returns needs return, return_lookup and return_status",
+                    if missing.len() == 1 {
+                        "phase"
+                    } else {
+                        "phases"
+                    },
+                    missing.join(", ")
+                ),
+            );
+        }
+        if !returns.is_empty() && !has(Phase::Tracking) {
+            self.problem(
+                &span,
+                "missing phase tracking: the return phases need it to read the order's lines (`line_product_ids`)",
             );
         }
         match (self.mode, &table.sign_in) {
@@ -288,10 +360,20 @@ impl Validator<'_> {
                 phase,
                 item: phase == Phase::Product,
                 variant: false,
+                line: false,
                 conditional: false,
             };
             let converted = self.steps(steps.get_ref(), scope, &mut reads);
             self.engine_reads(phase, &steps.span(), &reads);
+            if phase == Phase::Tracking
+                && !returns.is_empty()
+                && !reads.this_phase.contains_key("line_product_ids")
+            {
+                self.problem(
+                    &steps.span(),
+                    "the tracking phase never reads `line_product_ids`, which the return phases need (to tell which of the store's lines, and SKUs, are the order's items, and when they are delivered): add a read step with into = \"line_product_ids\", all = true",
+                );
+            }
             out.push((phase, converted));
         }
         out
@@ -352,6 +434,7 @@ impl Validator<'_> {
             ("screenshot", s.screenshot.is_some()),
             ("for_each_item", s.for_each_item.is_some()),
             ("for_each_variant", s.for_each_variant.is_some()),
+            ("for_each_return_line", s.for_each_return_line.is_some()),
             ("do", s.do_steps.is_some()),
         ]
         .into_iter()
@@ -361,7 +444,7 @@ impl Validator<'_> {
             [] => {
                 self.problem(
                     &span,
-                    "step has no action; a step takes exactly one of goto, click, fill, select, check, uncheck, wait_for, read, assert, screenshot, for_each_item, for_each_variant, do",
+                    "step has no action; a step takes exactly one of goto, click, fill, select, check, uncheck, wait_for, read, assert, screenshot, for_each_item, for_each_variant, for_each_return_line, do",
                 );
                 return None;
             }
@@ -544,6 +627,26 @@ impl Validator<'_> {
                     ..inner
                 };
                 Action::ForEachVariant(self.block(steps, "for_each_variant", inner, reads))
+            }
+            "for_each_return_line" => {
+                let steps = s.for_each_return_line.as_ref()?;
+                if scope.phase != Phase::Return || scope.line {
+                    self.problem(
+                        &span,
+                        if scope.line {
+                            "for_each_return_line cannot be nested"
+                        } else {
+                            "for_each_return_line is only for the return phase"
+                        },
+                    );
+                    return None;
+                }
+                // A return has at least one line: its steps run.
+                let inner = Scope {
+                    line: true,
+                    ..inner
+                };
+                Action::ForEachReturnLine(self.block(steps, "for_each_return_line", inner, reads))
             }
             "do" => Action::Do(self.block(s.do_steps.as_ref()?, "do", inner, reads)),
             other => unreachable!("every action key is handled: {other}"),
@@ -804,9 +907,25 @@ impl Validator<'_> {
             Var::VariantName | Var::VariantValue if !scope.variant => {
                 Some(format!("`{var}` is only available inside for_each_variant"))
             }
-            Var::Order(OrderField::MerchantOrderId) if scope.phase != Phase::Tracking => {
-                Some("`order.merchant_order_id` is only known in the tracking phase".to_string())
+            Var::Order(OrderField::MerchantOrderId)
+                if !matches!(scope.phase, Phase::Tracking | Phase::Return) =>
+            {
+                Some(
+                    "`order.merchant_order_id` is only known in the tracking and return phases"
+                        .to_string(),
+                )
             }
+            Var::Return(field) if !return_phases(*field).contains(&scope.phase) => {
+                let phases: Vec<&str> = return_phases(*field).iter().map(|p| p.as_str()).collect();
+                Some(format!(
+                    "`{var}` is only available in the {} phase{}",
+                    phases.join(" and "),
+                    if phases.len() == 1 { "" } else { "s" }
+                ))
+            }
+            Var::LineSku | Var::LineQuantity if !scope.line => Some(format!(
+                "`{var}` is only available inside for_each_return_line"
+            )),
             Var::Account(AccountField::Password | AccountField::Totp)
                 if self.mode == AccountMode::Guest =>
             {
@@ -830,6 +949,15 @@ impl Validator<'_> {
         if let Some(message) = problem {
             self.problem(span, message);
         }
+    }
+}
+
+/// The phases that know a return variable.
+fn return_phases(field: ReturnField) -> &'static [Phase] {
+    match field {
+        ReturnField::Reference => &[Phase::Return, Phase::ReturnLookup],
+        ReturnField::Reason | ReturnField::Notes => &[Phase::Return],
+        ReturnField::MerchantReturnId => &[Phase::ReturnStatus],
     }
 }
 

@@ -34,11 +34,19 @@ async fn eval(page: &chromiumoxide::Page, js: &str) -> String {
 
 /// A demo store on real time, its data in `dir`.
 async fn start_store(dir: &std::path::Path) -> errand_demo_store::RunningStore {
+    start_store_on_clock(dir, 1.0).await
+}
+
+/// A demo store whose clock runs `time_scale` times faster than real time.
+async fn start_store_on_clock(
+    dir: &std::path::Path,
+    time_scale: f64,
+) -> errand_demo_store::RunningStore {
     errand_demo_store::start(errand_demo_store::StoreOptions {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.into(),
         admin_token: None,
-        time_scale: 1.0,
+        time_scale,
     })
     .await
     .unwrap()
@@ -216,6 +224,252 @@ async fn the_demo_recipe_buys_through_the_store_pages() {
     }
     assert_eq!(lookup.text("merchant_order_id"), Some(merchant_id.as_str()));
     checkout.close().await;
+    chromium.shutdown().await;
+}
+
+/// The browser driver's return calls on the demo recipe, against the store's pages: the
+/// order's lines with the variant's SKU, a return asked for and found again by its
+/// reference (and none for another), its label as a PDF, and a final-sale item denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browser_driver_asks_for_finds_and_follows_returns_on_the_store_pages() {
+    use errand::retailers::browser::driver::BrowserDriver;
+    use errand::retailers::{Credentials, Driver, RetailerReturnStatus, ReturnLine, ReturnRequest};
+    use serde_json::{Value, json};
+
+    let dir = tempfile::tempdir().unwrap();
+    // A store day a second: the order is delivered within seconds.
+    let store = start_store_on_clock(dir.path(), 86_400.0).await;
+    let base = store.base_url();
+    let client = reqwest::Client::new();
+    let session: Value = client
+        .post(format!("{base}/api/session"))
+        .json(&json!({"email": errand_demo_store::DEMO_EMAIL, "password": errand_demo_store::DEMO_PASSWORD}))
+        .send().await.unwrap().json().await.unwrap();
+    let token = session["token"].as_str().unwrap().to_string();
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&token);
+        let request = match body {
+            Some(body) => request.json(&body),
+            None => request,
+        };
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert!(status.is_success(), "{status}: {body}");
+            body
+        }
+    };
+    // Bought through the JSON API (the pages' purchase is tested above): a shirt of a
+    // chosen size, twice, and the final-sale plush toy.
+    let variant =
+        json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]);
+    call(
+        reqwest::Method::POST,
+        "/api/cart/items",
+        Some(json!({"product_id": "B0DEMO0010", "quantity": 2, "variant": variant})),
+    )
+    .await;
+    call(
+        reqwest::Method::POST,
+        "/api/cart/items",
+        Some(json!({"product_id": "B0DEMO0023", "quantity": 1, "variant": []})),
+    )
+    .await;
+    let placed = call(
+        reqwest::Method::POST,
+        "/api/checkout/place",
+        Some(json!({"shipping_address": shipping(), "buyer_reference": "ord-returns"})),
+    )
+    .await;
+    let merchant_order_id = placed["order"]["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let bought = loop {
+        let order = call(
+            reqwest::Method::GET,
+            &format!("/api/orders/{merchant_order_id}"),
+            None,
+        )
+        .await;
+        if order["order"]["status"] == "delivered" {
+            break order["order"].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never delivered: {order}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sku_of = |product: &str| {
+        bought["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["product_id"] == product)
+            .unwrap()["sku"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (shirt, plush) = (sku_of("B0DEMO0010"), sku_of("B0DEMO0023"));
+    assert_ne!(shirt, "B0DEMO0010", "the shirt's SKU is its variant's");
+
+    let chromium = Chromium::new(&chromium_path(), 2);
+    let driver = BrowserDriver::new(
+        "demo",
+        demo_recipe(),
+        url::Url::parse(&base).unwrap(),
+        chromium.clone(),
+        Duration::from_secs(10),
+        None,
+    );
+    assert!(driver.takes_returns());
+    let credentials = Credentials {
+        email: errand_demo_store::DEMO_EMAIL.into(),
+        password: errand_demo_store::DEMO_PASSWORD.into(),
+        totp_secret: None,
+    };
+    let session = driver.sign_in(&credentials).await.unwrap();
+
+    // Tracking reads which product and SKU each line is, so the items are delivered.
+    let order = driver.order(&session, &merchant_order_id).await.unwrap();
+    let lines: Vec<(&str, &str)> = order
+        .lines
+        .iter()
+        .map(|l| (l.product_id.as_str(), l.sku.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("B0DEMO0010", shirt.as_str()),
+            ("B0DEMO0023", plush.as_str())
+        ]
+    );
+    assert!(
+        !order.shipments.is_empty()
+            && order
+                .shipments
+                .iter()
+                .all(|s| s.delivered && s.skus.contains(&shirt)),
+        "{order:?}"
+    );
+
+    assert!(
+        driver
+            .find_return(&session, "ret-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing asked for yet"
+    );
+    let ask = |reference: &str, sku: &str, reason: &'static str| ReturnRequest {
+        merchant_order_id: merchant_order_id.clone(),
+        reference: reference.into(),
+        reason,
+        notes: Some("Runs small".into()),
+        lines: vec![ReturnLine {
+            sku: sku.into(),
+            quantity: 1,
+        }],
+    };
+    let approved = driver
+        .request_return(&session, &ask("ret-1", &shirt, "wrong_size"))
+        .await
+        .unwrap();
+    assert!(
+        approved.merchant_return_id.starts_with("RT-"),
+        "{approved:?}"
+    );
+    assert_ne!(
+        approved.status,
+        RetailerReturnStatus::Denied,
+        "{approved:?}"
+    );
+    assert!(
+        approved
+            .decision
+            .as_deref()
+            .is_some_and(|d| d.starts_with("Approved")),
+        "{approved:?}"
+    );
+    let label_url = approved
+        .label_url
+        .clone()
+        .expect("an approved return's label");
+    assert!(
+        label_url.starts_with(&base) && label_url.ends_with(".pdf"),
+        "{label_url}"
+    );
+
+    // Found again by its reference, and followed by its id.
+    let found = driver
+        .find_return(&session, "ret-1")
+        .await
+        .unwrap()
+        .expect("found by its reference");
+    assert_eq!(found.merchant_return_id, approved.merchant_return_id);
+    assert!(
+        driver
+            .find_return(&session, "ret-other")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let followed = driver
+        .get_return(&session, &approved.merchant_return_id)
+        .await
+        .unwrap();
+    assert_eq!(followed.label_url.as_deref(), Some(label_url.as_str()));
+    let label = driver.return_label(&session, &label_url).await.unwrap();
+    assert!(label.starts_with(b"%PDF-"));
+
+    let denied = driver
+        .request_return(&session, &ask("ret-2", &plush, "no_longer_needed"))
+        .await
+        .unwrap();
+    assert_eq!(denied.status, RetailerReturnStatus::Denied, "{denied:?}");
+    assert!(
+        denied
+            .decision
+            .as_deref()
+            .is_some_and(|d| d.contains("inal")),
+        "{denied:?}"
+    );
+    assert_eq!(denied.label_url, None);
+    driver.release(&session).await;
+
+    // The store's ground truth: one return each, as asked.
+    let all: Value = client
+        .get(format!("{base}/api/admin/returns"))
+        .bearer_auth(&store.admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let returns: Vec<(&str, &str, &str, &str)> = all["returns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["reference"].as_str().unwrap(),
+                r["reason"].as_str().unwrap(),
+                r["lines"][0]["sku"].as_str().unwrap(),
+                r["notes"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        returns,
+        [
+            ("ret-1", "wrong_size", shirt.as_str(), "Runs small"),
+            ("ret-2", "no_longer_needed", plush.as_str(), "Runs small")
+        ]
+    );
     chromium.shutdown().await;
 }
 
@@ -527,6 +781,67 @@ crate::on_both_databases! {
         let shots = order["screenshots"].as_array().unwrap();
         assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/review")), "{shots:?}");
         assert!(shots.iter().any(|u| u.as_str().unwrap().ends_with("/screenshots/failure")), "{shots:?}");
+    }
+
+    async fn returns_go_through_the_store_pages_exactly_once(backend: Backend) {
+        use crate::returns::{item_id, request_return, store_returns_for, wait_for_return};
+        use reqwest::StatusCode;
+        use serde_json::json;
+
+        let app = spawn_browser_engine(backend).await;
+        // A shirt of a chosen size (its SKU is the variant's, not the product's) and a
+        // glass; and the final-sale plush toy.
+        let forest_m = json!([{"label": "Color", "value": "Forest Green"}, {"label": "Size", "value": "M"}]);
+        let order = crate::returns::delivered_order_of(&app, json!([
+            {"url": app.product_url("B0DEMO0010"), "variant": forest_m, "quantity": 2},
+            {"url": app.product_url("B0DEMO0005"), "quantity": 1},
+        ])).await;
+        let order_id = order["id"].as_str().unwrap().to_string();
+        let final_sale = crate::returns::delivered_order(&app, &[("B0DEMO0023", 1)]).await;
+
+        // One of the two shirts: asked for on the store's return form, approved with a
+        // label, then credited.
+        let (status, created) = request_return(&app, &app.key, &json!({
+            "order_id": order_id, "reason": "wrong_size", "notes": "Runs small",
+            "items": [{"order_item_id": item_id(&order, 0), "quantity": 1}]})).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let id = created["id"].as_str().unwrap().to_string();
+        let credited = wait_for_return(&app, &id, |r| r["status"] == "credited").await;
+        let steps = app.timeline(&order_id).await;
+        let at = |step: &str| steps.iter().position(|s| s == step).unwrap_or_else(|| panic!("{step} in {steps:?}"));
+        assert!(at("return_requested") < at("return_approved") && at("return_approved") < at("return_credited"), "{steps:?}");
+        let labels = credited["label_urls"].as_array().unwrap();
+        assert_eq!(labels.len(), 1, "{credited}");
+        let label = app.client.get(labels[0].as_str().unwrap()).bearer_auth(&app.key).send().await.unwrap();
+        assert_eq!(label.status(), StatusCode::OK);
+        assert_eq!(label.headers()["content-type"], "application/pdf");
+        assert!(label.bytes().await.unwrap().starts_with(b"%PDF-"));
+        // The store's ground truth: exactly one return with our reference, of the size
+        // bought, with our reason and notes.
+        let at_store = store_returns_for(&app, &id).await;
+        assert_eq!(at_store.len(), 1, "{at_store:?}");
+        let ret = &at_store[0];
+        assert_eq!(ret["id"], credited["merchant_return_id"]);
+        assert_eq!(ret["status"], "credited");
+        assert_eq!((ret["reason"].as_str(), ret["notes"].as_str()), (Some("wrong_size"), Some("Runs small")));
+        let bought = &app.store_orders_for(&order_id).await[0];
+        let shirt = bought["lines"].as_array().unwrap().iter().find(|l| l["product_id"] == "B0DEMO0010").unwrap();
+        let returned = ret["lines"].as_array().unwrap();
+        assert_eq!(returned.len(), 1, "{ret}");
+        assert_eq!((&returned[0]["sku"], &returned[0]["quantity"]), (&shirt["sku"], &json!(1)), "{ret}");
+
+        // Final sale: the store denies it, in its words, with no label.
+        let (status, created) = request_return(&app, &app.key, &json!({
+            "order_id": final_sale["id"], "reason": "no_longer_needed",
+            "items": [{"order_item_id": item_id(&final_sale, 0), "quantity": 1}]})).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let denied_id = created["id"].as_str().unwrap().to_string();
+        let denied = wait_for_return(&app, &denied_id, |r| r["status"] == "denied").await;
+        assert!(denied["resolution_notes"].as_str().is_some_and(|n| n.contains("inal")), "{denied}");
+        assert_eq!(denied["label_urls"], json!([]));
+        let at_store = store_returns_for(&app, &denied_id).await;
+        assert_eq!(at_store.len(), 1, "{at_store:?}");
+        assert_eq!(at_store[0]["status"], "denied");
     }
 
     async fn eight_browser_checkouts_run_side_by_side(backend: Backend) {

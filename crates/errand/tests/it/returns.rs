@@ -17,12 +17,18 @@ use crate::support::{Backend, TestApp, json_of, order_body, store_ground_truth};
 
 /// Places an order of `(product, quantity)` lines and waits until every item is
 /// delivered (the demo store's clock runs a day per second in tests).
-async fn delivered_order(app: &TestApp, lines: &[(&str, i64)]) -> Value {
-    let mut body = order_body();
-    body["products"] = lines
+pub(crate) async fn delivered_order(app: &TestApp, lines: &[(&str, i64)]) -> Value {
+    let products = lines
         .iter()
         .map(|(product, quantity)| json!({"url": app.product_url(product), "quantity": quantity}))
         .collect();
+    delivered_order_of(app, products).await
+}
+
+/// [`delivered_order`] of the order API's `products` (with variants, say).
+pub(crate) async fn delivered_order_of(app: &TestApp, products: Value) -> Value {
+    let mut body = order_body();
+    body["products"] = products;
     body["max_price"] = json!(1_000_000);
     let order = app.created(&body).await;
     let id = order["id"].as_str().unwrap().to_string();
@@ -36,11 +42,11 @@ async fn delivered_order(app: &TestApp, lines: &[(&str, i64)]) -> Value {
     .await
 }
 
-fn item_id(order: &Value, index: usize) -> String {
+pub(crate) fn item_id(order: &Value, index: usize) -> String {
     order["items"][index]["id"].as_str().unwrap().to_string()
 }
 
-async fn request_return(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn request_return(app: &TestApp, key: &str, body: &Value) -> (StatusCode, Value) {
     post_return(&app.client, &app.base, key, body).await
 }
 
@@ -64,7 +70,11 @@ async fn post_return(
 }
 
 /// Polls the return until `done` holds for it (at most a minute).
-async fn wait_for_return(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_return(
+    app: &TestApp,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (status, ret) = json_of(app.get(&format!("/returns/{id}")).send().await.unwrap()).await;
@@ -81,7 +91,7 @@ async fn wait_for_return(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool)
 }
 
 /// The store's returns carrying `reference` (its ground truth).
-async fn store_returns_for(app: &TestApp, reference: &str) -> Vec<Value> {
+pub(crate) async fn store_returns_for(app: &TestApp, reference: &str) -> Vec<Value> {
     let store = app.store.as_ref().expect("a store");
     store_ground_truth(&app.client, store, "returns")
         .await

@@ -3,8 +3,12 @@
 //! A session is a browser context: `sign_in` opens one (and runs the recipe's sign-in),
 //! `quote` runs the phases up to the review page in it, `place` clicks the final
 //! button on that page after checking the total it read, and `find_by_reference` and
-//! `order` run `lookup` and `tracking`. `release` closes the context and hands back its
-//! screenshots (and, after a failure, the page's HTML) for the engine to keep.
+//! `order` run `lookup` and `tracking`. A recipe with the return phases takes returns:
+//! `request_return` runs `return` then `return_status`, `find_return` runs
+//! `return_lookup`, `get_return` runs `return_status`, and `return_label` fetches the
+//! label from the page, in the signed-in session. `release` closes the context and
+//! hands back its screenshots (and, after a failure, the page's HTML) for the engine to
+//! keep.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 
 use super::chromium::{Checkout, Chromium};
-use super::runner::{Failure, ItemInput, OrderInputs, Read, Runner};
+use super::runner::{Failure, ItemInput, OrderInputs, Read, ReturnInputs, Runner};
 use crate::orders::address::Address;
 use crate::orders::model::{ErrorType, PriceComponents};
 use crate::recipes::AccountMode;
@@ -22,7 +26,8 @@ use crate::recipes::model::Phase;
 use crate::recipes::values::Value;
 use crate::retailers::{
     Artifact, CheckoutRequest, Credentials, Driver, DriverError, ProductInfo, Quote, RetailerLine,
-    RetailerOrder, RetailerOrderStatus, RetailerVariant, Session, Shipment,
+    RetailerOrder, RetailerOrderStatus, RetailerReturn, RetailerReturnStatus, RetailerVariant,
+    ReturnRequest, Session, Shipment,
 };
 use crate::storage::Timestamp;
 
@@ -165,13 +170,8 @@ impl BrowserDriver {
     ) -> RetailerOrder {
         let status = status_of(runner.text("status"));
         let carriers = texts(runner, "carriers");
-        let skus: Vec<String> = runner
-            .inputs
-            .items
-            .iter()
-            .filter_map(|i| url::Url::parse(&i.url).ok())
-            .filter_map(|u| self.product_id(&u))
-            .collect();
+        let lines = self.lines_of(runner);
+        let skus: Vec<String> = lines.iter().map(|l| l.sku.clone()).collect();
         RetailerOrder {
             merchant_order_id,
             status,
@@ -183,13 +183,7 @@ impl BrowserDriver {
                 }
                 _ => None,
             },
-            lines: skus
-                .iter()
-                .map(|id| RetailerLine {
-                    product_id: id.clone(),
-                    sku: id.clone(),
-                })
-                .collect(),
+            lines,
             shipments: texts(runner, "tracking_numbers")
                 .into_iter()
                 .enumerate()
@@ -201,6 +195,82 @@ impl BrowserDriver {
                 })
                 .collect(),
         }
+    }
+
+    /// The order's lines: as the tracking phase read them (`line_product_ids`, with
+    /// `line_skus`, the product's id when it has none), else the items run with.
+    fn lines_of(&self, runner: &Runner) -> Vec<RetailerLine> {
+        let products = texts(runner, "line_product_ids");
+        if products.is_empty() {
+            return runner
+                .inputs
+                .items
+                .iter()
+                .filter_map(|i| url::Url::parse(&i.url).ok())
+                .filter_map(|u| self.product_id(&u))
+                .map(|id| RetailerLine {
+                    product_id: id.clone(),
+                    sku: id,
+                })
+                .collect();
+        }
+        let skus = texts(runner, "line_skus");
+        products
+            .into_iter()
+            .enumerate()
+            .map(|(i, product_id)| RetailerLine {
+                sku: skus.get(i).cloned().unwrap_or_else(|| product_id.clone()),
+                product_id,
+            })
+            .collect()
+    }
+
+    /// Runs `return_status` for a return in the session's page.
+    async fn read_return(
+        &self,
+        live: &mut Live,
+        merchant_return_id: &str,
+    ) -> Result<RetailerReturn, DriverError> {
+        let inputs = self.inputs(live, None, "", None);
+        let mut runner = self.runner(live, inputs).with_return(ReturnInputs {
+            merchant_return_id: Some(merchant_return_id.to_string()),
+            ..ReturnInputs::default()
+        });
+        self.run(live, &mut runner, &[(Phase::ReturnStatus, None)])
+            .await?;
+        let said = runner.text("status").unwrap_or_default();
+        let status = return_status_of(said).ok_or_else(|| DriverError::Transient {
+            message: format!(
+                "{}: the return's status {said:?} is none of approved, denied, received or credited",
+                self.retailer
+            ),
+            retry_after: None,
+        })?;
+        // A link's href may be relative to the page it is on.
+        let page = runner
+            .page_url()
+            .await
+            .unwrap_or_else(|| self.base_url.clone());
+        let label_url = match runner.text("label_url") {
+            Some(href) => Some(
+                page.join(href)
+                    .map_err(|e| DriverError::Transient {
+                        message: format!(
+                            "{}: the return label's address {href:?} is not a URL: {e}",
+                            self.retailer
+                        ),
+                        retry_after: None,
+                    })?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(RetailerReturn {
+            merchant_return_id: merchant_return_id.to_string(),
+            status,
+            decision: runner.text("decision").map(str::to_string),
+            label_url,
+        })
     }
 }
 
@@ -388,6 +458,19 @@ impl Driver for BrowserDriver {
         let mut runner = self.runner(&live, inputs);
         self.run(&mut live, &mut runner, &[(Phase::Tracking, None)])
             .await?;
+        let (products, skus) = (
+            texts(&runner, "line_product_ids").len(),
+            texts(&runner, "line_skus").len(),
+        );
+        if skus > 0 && skus != products {
+            return Err(DriverError::Transient {
+                message: format!(
+                    "{}: the order's page showed {products} line products and {skus} SKUs; the tracking phase must read one of each per line",
+                    self.retailer
+                ),
+                retry_after: None,
+            });
+        }
         let price = price_of(&runner, self.recipe.currency.code()).unwrap_or(PriceComponents {
             subtotal: 0,
             shipping: 0,
@@ -408,6 +491,114 @@ impl Driver for BrowserDriver {
             ErrorType::CancellationUnsupported,
             format!("the {} recipe cannot cancel orders", self.retailer),
         ))
+    }
+
+    fn takes_returns(&self) -> bool {
+        self.recipe.takes_returns()
+    }
+
+    async fn request_return(
+        &self,
+        session: &Session,
+        request: &ReturnRequest,
+    ) -> Result<RetailerReturn, DriverError> {
+        if !self.recipe.takes_returns() {
+            return Err(no_return_phases(&self.retailer));
+        }
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        let inputs = self.inputs(&live, None, "", Some(&request.merchant_order_id));
+        let mut runner = self.runner(&live, inputs).with_return(ReturnInputs {
+            reference: request.reference.clone(),
+            reason: self.recipe.return_reason(request.reason).to_string(),
+            notes: request.notes.clone(),
+            merchant_return_id: None,
+            lines: request.lines.clone(),
+        });
+        self.run(&mut live, &mut runner, &[(Phase::Return, None)])
+            .await?;
+        let merchant_return_id = runner
+            .text("merchant_return_id")
+            .map(str::to_string)
+            .ok_or_else(|| DriverError::Ambiguous {
+                message: format!(
+                    "{}: the page after asking for the return showed no return id",
+                    self.retailer
+                ),
+            })?;
+        self.read_return(&mut live, &merchant_return_id).await
+    }
+
+    async fn find_return(
+        &self,
+        session: &Session,
+        reference: &str,
+    ) -> Result<Option<RetailerReturn>, DriverError> {
+        if !self.recipe.takes_returns() {
+            return Err(no_return_phases(&self.retailer));
+        }
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        let inputs = self.inputs(&live, None, "", None);
+        let mut runner = self.runner(&live, inputs).with_return(ReturnInputs {
+            reference: reference.to_string(),
+            ..ReturnInputs::default()
+        });
+        self.run(&mut live, &mut runner, &[(Phase::ReturnLookup, None)])
+            .await?;
+        match runner.text("merchant_return_id").map(str::to_string) {
+            Some(id) => self.read_return(&mut live, &id).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_return(
+        &self,
+        session: &Session,
+        merchant_return_id: &str,
+    ) -> Result<RetailerReturn, DriverError> {
+        if !self.recipe.takes_returns() {
+            return Err(no_return_phases(&self.retailer));
+        }
+        let live = self.live(session).await?;
+        let mut live = live.lock().await;
+        self.read_return(&mut live, merchant_return_id).await
+    }
+
+    /// Fetched by the session's page, so with its cookies; only a PDF is a label (a
+    /// store that signed the session out answers with its sign-in page).
+    async fn return_label(&self, session: &Session, url: &str) -> Result<Vec<u8>, DriverError> {
+        let transient = |message: String| DriverError::Transient {
+            message: format!("{}: {message}", self.retailer),
+            retry_after: None,
+        };
+        let url = self.base_url.join(url).map_err(|e| {
+            DriverError::permanent(
+                ErrorType::RetailerError,
+                format!("the return label's address {url:?} is not a URL: {e}"),
+            )
+        })?;
+        let live = self.live(session).await?;
+        let live = live.lock().await;
+        let inputs = self.inputs(&live, None, "", None);
+        let runner = self.runner(&live, inputs);
+        let label = runner
+            .download(&url)
+            .await
+            .map_err(|e| transient(format!("cannot fetch the return label at {url}: {e}")))?;
+        if !(200..300).contains(&label.status) {
+            return Err(transient(format!(
+                "the store answered {} for the return label at {url}",
+                label.status
+            )));
+        }
+        if !label.body.starts_with(b"%PDF-") {
+            return Err(transient(format!(
+                "the return label at {url} is not a PDF (the store answered with {:?})",
+                label.content_type
+            )));
+        }
+        Ok(label.body)
     }
 
     async fn take_artifacts(&self, session: &Session) -> Vec<Artifact> {
@@ -563,8 +754,11 @@ fn driver_error(retailer: &str, failure: Failure, phase: Phase) -> DriverError {
                 None => error,
             }
         }
-        // After the final click, an unexplained failure may hide a purchase.
-        Failure::Step(message) if matches!(phase, Phase::Place | Phase::Confirm) => {
+        // After the final click, an unexplained failure may hide a purchase; after the
+        // return form is sent, a return.
+        Failure::Step(message)
+            if matches!(phase, Phase::Place | Phase::Confirm | Phase::Return) =>
+        {
             DriverError::Ambiguous {
                 message: format!("{retailer}: {message}"),
             }
@@ -677,6 +871,36 @@ fn status_of(text: Option<&str>) -> RetailerOrderStatus {
     }
 }
 
+/// A return's status from the store's words for it: the first of denied, credited,
+/// received and approved (or a word for one of them) among its words.
+fn return_status_of(text: &str) -> Option<RetailerReturnStatus> {
+    let text = text.to_ascii_lowercase();
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let says = |any: &[&str]| words.iter().any(|w| any.contains(w));
+    if says(&["denied", "rejected", "declined", "refused"]) {
+        Some(RetailerReturnStatus::Denied)
+    } else if says(&["credited", "refunded"]) {
+        Some(RetailerReturnStatus::Credited)
+    } else if says(&["received"]) {
+        Some(RetailerReturnStatus::Received)
+    } else if says(&["approved", "accepted"]) {
+        Some(RetailerReturnStatus::Approved)
+    } else {
+        None
+    }
+}
+
+/// Asked of a recipe without the return phases (the API refuses such returns first).
+fn no_return_phases(retailer: &str) -> DriverError {
+    DriverError::permanent(
+        ErrorType::RetailerError,
+        format!("the {retailer} recipe has no return phases: it takes no returns"),
+    )
+}
+
 /// Phases that need no address (sign-in, lookup, tracking) render none.
 fn empty_address() -> Address {
     Address {
@@ -689,5 +913,32 @@ fn empty_address() -> Address {
         postal_code: String::new(),
         phone_number: String::new(),
         country: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_returns_status_is_read_from_the_stores_words() {
+        for (text, status) in [
+            ("approved", Some(RetailerReturnStatus::Approved)),
+            ("Return accepted", Some(RetailerReturnStatus::Approved)),
+            ("RECEIVED", Some(RetailerReturnStatus::Received)),
+            ("Refunded on Dec 2", Some(RetailerReturnStatus::Credited)),
+            ("credited", Some(RetailerReturnStatus::Credited)),
+            ("denied", Some(RetailerReturnStatus::Denied)),
+            (
+                "Rejected: final sale, not refunded",
+                Some(RetailerReturnStatus::Denied),
+            ),
+            ("Received, refunded", Some(RetailerReturnStatus::Credited)),
+            ("pending", None),
+            ("unapproved", None),
+            ("", None),
+        ] {
+            assert_eq!(return_status_of(text), status, "{text:?}");
+        }
     }
 }

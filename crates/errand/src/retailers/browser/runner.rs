@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::page::CaptureScreenshotFormat;
 use chromiumoxide::page::ScreenshotParams;
@@ -17,8 +18,11 @@ use crate::orders::address::Address;
 use crate::orders::model::{ErrorType, Variant};
 use crate::recipes::Recipe;
 use crate::recipes::model::{Action, Expectation, Phase, Step, Target, WaitFor};
-use crate::recipes::template::{AccountValues, Context, Escape, ItemValues, OrderValues, Template};
+use crate::recipes::template::{
+    AccountValues, Context, Escape, ItemValues, LineValues, OrderValues, ReturnValues, Template,
+};
 use crate::recipes::values::{self, Value};
+use crate::retailers::ReturnLine;
 
 /// The helpers every page script starts with.
 const PAGE_JS: &str = include_str!("page.js");
@@ -52,6 +56,27 @@ pub struct ItemInput {
     /// The seller's offer to choose, when not the page's own.
     pub offer_id: Option<String>,
     pub variant: Vec<Variant>,
+}
+
+/// What a return gives the return phases' templates (`return.*`, `line.*`).
+#[derive(Clone, Default)]
+pub struct ReturnInputs {
+    /// Our id of the return, given to the store as its reference.
+    pub reference: String,
+    /// The reason as the store words it (see `Recipe::return_reason`).
+    pub reason: String,
+    pub notes: Option<String>,
+    /// The store's id of the return, for `return_status`.
+    pub merchant_return_id: Option<String>,
+    pub lines: Vec<ReturnLine>,
+}
+
+/// What a page's `fetch` of a URL got.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Vec<u8>,
 }
 
 /// Why a phase could not finish.
@@ -107,6 +132,8 @@ pub struct Runner {
     recipe: Arc<Recipe>,
     base_url: url::Url,
     pub inputs: OrderInputs,
+    /// The return the return phases are about.
+    pub returning: Option<ReturnInputs>,
     step_timeout: Duration,
     /// The phase running: its detectors are watched while a step waits.
     phase: Phase,
@@ -136,6 +163,8 @@ pub enum Progress {
 struct Scope {
     item: Option<usize>,
     variant: Option<usize>,
+    /// The return's line, inside `for_each_return_line`.
+    line: Option<usize>,
 }
 
 /// Why an action did not happen (yet).
@@ -170,6 +199,7 @@ impl Runner {
             recipe,
             base_url,
             inputs,
+            returning: None,
             step_timeout,
             phase: Phase::Product,
             texts: BTreeMap::new(),
@@ -189,6 +219,12 @@ impl Runner {
         self
     }
 
+    /// Gives the return phases their return.
+    pub fn with_return(mut self, returning: ReturnInputs) -> Runner {
+        self.returning = Some(returning);
+        self
+    }
+
     /// Runs a phase; `item` is the item the `product` phase is about.
     pub async fn run_phase(&mut self, phase: Phase, item: Option<usize>) -> Result<(), Failure> {
         let recipe = self.recipe.clone();
@@ -198,7 +234,7 @@ impl Runner {
         self.phase = phase;
         let scope = Scope {
             item,
-            variant: None,
+            ..Scope::default()
         };
         self.run_steps(phase, steps, scope).await?;
         // A store that says no on the page a phase ends on has still said no.
@@ -248,6 +284,57 @@ impl Runner {
     /// The page as it is now, for the order's diagnosis.
     pub async fn page_html(&self) -> Option<String> {
         self.page.content().await.ok()
+    }
+
+    /// The address of the page as it is now.
+    pub async fn page_url(&self) -> Option<url::Url> {
+        let url = self.page.url().await.ok().flatten()?;
+        url::Url::parse(&url).ok()
+    }
+
+    /// Fetches `url` from the page, as the store's own scripts would: with the
+    /// session's cookies, whatever the answer. The page first goes to the URL's site if
+    /// it is elsewhere, so that the answer may be read.
+    pub async fn download(&self, url: &url::Url) -> Result<Download, String> {
+        let timeout = self.step_timeout;
+        let here = self.page_url().await.map(|u| u.origin());
+        if here.as_ref() != Some(&url.origin()) {
+            let root = url.join("/").map_err(|e| e.to_string())?;
+            tokio::time::timeout(timeout, self.page.goto(root.as_str()))
+                .await
+                .map_err(|_| format!("{root} did not load in time"))?
+                .map_err(|e| format!("cannot open {root}: {e}"))?;
+        }
+        // The body comes back as base64, in slices small enough to spread as arguments.
+        let script = format!(
+            "return fetch({}, {{credentials: 'include'}}).then(async (answer) => {{
+               const bytes = new Uint8Array(await answer.arrayBuffer());
+               let binary = '';
+               for (let i = 0; i < bytes.length; i += 0x8000) {{
+                 binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+               }}
+               return {{status: answer.status, type: answer.headers.get('content-type') || '', body: btoa(binary)}};
+             }}).catch((error) => ({{error: String(error)}}));",
+            json!(url.as_str())
+        );
+        let answer = tokio::time::timeout(timeout, self.eval(&script))
+            .await
+            .map_err(|_| format!("{url} did not answer in time"))?
+            .ok_or_else(|| "the page could not fetch it".to_string())?;
+        if let Some(error) = answer["error"].as_str() {
+            return Err(error.to_string());
+        }
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(answer["body"].as_str().unwrap_or_default())
+            .map_err(|e| format!("the page's copy of the answer is garbled: {e}"))?;
+        Ok(Download {
+            status: answer["status"]
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .unwrap_or(0),
+            content_type: answer["type"].as_str().unwrap_or_default().to_string(),
+            body,
+        })
     }
 
     fn run_steps<'s>(
@@ -494,7 +581,7 @@ impl Runner {
                 for item in 0..self.inputs.items.len() {
                     let scope = Scope {
                         item: Some(item),
-                        variant: None,
+                        ..Scope::default()
                     };
                     self.run_steps(phase, steps, scope)
                         .await
@@ -507,6 +594,19 @@ impl Runner {
                 for variant in 0..item.map_or(0, |i| i.variant.len()) {
                     let scope = Scope {
                         variant: Some(variant),
+                        ..scope
+                    };
+                    self.run_steps(phase, steps, scope)
+                        .await
+                        .map_err(ActError::Nested)?;
+                }
+                Ok(None)
+            }
+            Action::ForEachReturnLine(steps) => {
+                let lines = self.returning.as_ref().map_or(0, |r| r.lines.len());
+                for line in 0..lines {
+                    let scope = Scope {
+                        line: Some(line),
                         ..scope
                     };
                     self.run_steps(phase, steps, scope)
@@ -756,6 +856,21 @@ impl Runner {
                 variant: &i.variant,
             }),
             variant: item.zip(scope.variant).and_then(|(i, v)| i.variant.get(v)),
+            returning: self.returning.as_ref().map(|r| ReturnValues {
+                reference: &r.reference,
+                reason: &r.reason,
+                notes: r.notes.as_deref(),
+                merchant_return_id: r.merchant_return_id.as_deref(),
+            }),
+            line: self
+                .returning
+                .as_ref()
+                .zip(scope.line)
+                .and_then(|(r, l)| r.lines.get(l))
+                .map(|l| LineValues {
+                    sku: &l.sku,
+                    quantity: l.quantity,
+                }),
             values: &self.texts,
         }
     }
