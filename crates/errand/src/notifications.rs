@@ -203,9 +203,7 @@ impl Notifier {
                     .mail_dir
                     .clone()
                     .unwrap_or_else(|| data_dir.join("mail"));
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create the mail directory {}: {e}", dir.display())
-                })?;
+                crate::storage::files::private_dir(&dir)?;
                 Transport::Directory(AsyncFileTransport::<Tokio1Executor>::new(dir))
             }
         };

@@ -212,8 +212,7 @@ fn create_key_file(path: &Path) -> anyhow::Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    crate::storage::files::private_dir(dir)?;
     let mut key = [0u8; KEY_LEN];
     rand::rng().fill_bytes(&mut key);
     let mut builder = tempfile::Builder::new();

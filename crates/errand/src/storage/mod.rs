@@ -5,6 +5,7 @@
 //! [`on_tx!`](crate::on_tx): each expands the body once per backend so each is
 //! type-checked against its own driver.
 
+pub mod files;
 mod tx;
 mod types;
 
@@ -124,9 +125,11 @@ impl Db {
 
     async fn open_sqlite(path: &Path, options: &DbOptions) -> anyhow::Result<Db> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+            files::private_dir(dir)?;
         }
+        // Made before SQLite opens it, so that it (and the -wal and -shm files SQLite
+        // gives the same mode) is the owner's alone.
+        files::private_file(path)?;
         let synchronous = match options.sqlite_durability {
             SqliteDurability::Full => SqliteSynchronous::Full,
             SqliteDurability::Normal => SqliteSynchronous::Normal,
@@ -207,6 +210,29 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let path = dir.join("errand.db");
+        let db = super::Db::connect(&super::DbOptions {
+            url: format!("sqlite://{}", path.display()),
+            pool_size: 2,
+            sqlite_durability: super::SqliteDurability::Full,
+        })
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for name in ["errand.db", "errand.db-wal", "errand.db-shm"] {
+            assert_eq!(mode(&dir.join(name)), 0o600, "{name}");
+        }
+        db.close().await;
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(
