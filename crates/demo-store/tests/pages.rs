@@ -34,10 +34,10 @@ async fn product_search_and_category_pages() {
 
     // Each offer says when it ships, in `data-handling-days` and in words.
     assert!(html.contains(
-        r#"data-offer-id="B0DEMO0010-1P" data-price-cents="1999" data-handling-days="0">"#
+        r#"data-offer-id="B0DEMO0010-1P" data-price-cents="1999" data-handling-days="0" data-condition="new">"#
     ));
     assert!(html.contains(
-        r#"data-offer-id="B0DEMO0010-HARB" data-price-cents="1699" data-handling-days="2">"#
+        r#"data-offer-id="B0DEMO0010-HARB" data-price-cents="1699" data-handling-days="2" data-condition="new">"#
     ));
     assert!(html.contains("<td>Fast shipping, ships today</td>"));
     assert!(html.contains("<td>Fast shipping, ships in 2 days</td>"));

@@ -76,6 +76,8 @@ enum Command {
     /// Measure one checkout through the browser driver, the HTTP driver and a
     /// hand-written Playwright script, and Chromium's memory per concurrent checkout.
     BenchCheckout(crate::bench::checkout::CheckoutBenchArgs),
+    /// Memory with a long queue: resident, anonymous and file-backed, idle and at peak.
+    BenchBacklog(crate::bench::backlog::BacklogBenchArgs),
     /// Run the demo retailer on its own (a storefront to buy from).
     DemoStore {
         /// Port to listen on (on 127.0.0.1).
@@ -217,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchOrders(args) => return crate::bench::orders::run(args).await,
         Command::BenchWebhooks(args) => return crate::bench::webhooks::run(args).await,
         Command::BenchCheckout(args) => return crate::bench::checkout::run(args).await,
+        Command::BenchBacklog(args) => return crate::bench::backlog::run(args).await,
         Command::DemoStore {
             port,
             data,
@@ -269,6 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::BenchOrders(_)
         | Command::BenchWebhooks(_)
         | Command::BenchCheckout(_)
+        | Command::BenchBacklog(_)
         | Command::DemoStore { .. }
         | Command::Recipes { .. } => {
             unreachable!("handled above")

@@ -5,9 +5,10 @@
 //! and latency percentiles. Load comes from this process, over loopback HTTP.
 //! `errand bench-store`: the demo store's checkouts. `errand bench-queue`,
 //! `errand bench-orders` and `errand bench-webhooks`: the engine; `errand bench-checkout`:
-//! one checkout through the browser and HTTP drivers and a Playwright script (see their
-//! modules).
+//! one checkout through the browser and HTTP drivers and a Playwright script;
+//! `errand bench-backlog`: memory under a long queue (see their modules).
 
+pub mod backlog;
 pub mod checkout;
 pub mod orders;
 pub mod queue;
@@ -246,23 +247,31 @@ struct Target {
 }
 
 impl Target {
+    /// An API-only node: orders are stored with their placement jobs, which nothing
+    /// runs (the engine has benchmarks of its own). Products are on a host the
+    /// configuration maps to a retailer.
     async fn start(
         binary: &Path,
         backend: Backend,
         postgres_admin_url: &str,
     ) -> anyhow::Result<Target> {
+        let config = "worker_concurrency = 0\n\n[[retailers]]\nname = \"bench\"\ndriver = \"demo-http\"\n\
+                      base_url = \"http://127.0.0.1:9\"\nhosts = [\"store.example\"]\n";
+        Self::start_with(binary, backend, postgres_admin_url, config).await
+    }
+
+    /// A server with `config` as its `errand.toml`.
+    async fn start_with(
+        binary: &Path,
+        backend: Backend,
+        postgres_admin_url: &str,
+        config_text: &str,
+    ) -> anyhow::Result<Target> {
         let scratch = Scratch::new(backend, postgres_admin_url).await?;
         let data_dir = scratch.path();
         let port = free_port()?;
-        // An API-only node: orders are stored with their placement jobs, which nothing
-        // runs (the engine has benchmarks of its own). Products are on a host the
-        // configuration maps to a retailer.
         let config = data_dir.join("errand.toml");
-        std::fs::write(
-            &config,
-            "worker_concurrency = 0\n\n[[retailers]]\nname = \"bench\"\ndriver = \"demo-http\"\n\
-             base_url = \"http://127.0.0.1:9\"\nhosts = [\"store.example\"]\n",
-        )?;
+        std::fs::write(&config, config_text)?;
         let env = |cmd: &mut Command| {
             cmd.env("ERRAND_DATA_DIR", data_dir)
                 .env("ERRAND_CONFIG", &config)
