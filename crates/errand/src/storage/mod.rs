@@ -140,8 +140,11 @@ impl Db {
             .synchronous(synchronous)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            // Reads from the OS page cache without a syscall per page.
-            .pragma("mmap_size", "268435456")
+            // Reads from the OS page cache without a syscall per page. The mapped pages
+            // count as the process's resident memory (file-backed, the kernel's to
+            // reclaim): 64 MiB holds the hot indexes and keeps a small host's figures
+            // unsurprising however large the database grows.
+            .pragma("mmap_size", "67108864")
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
