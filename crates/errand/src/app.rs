@@ -12,6 +12,7 @@ use crate::notifications::Notifier;
 use crate::queue::worker::{Handlers, WorkerOptions, WorkerPool};
 use crate::retailers::Registry;
 use crate::storage::Db;
+use crate::webhooks::address::{Resolver, SystemResolver};
 use crate::webhooks::delivery::{Deliverer, DeliveryPolicy};
 
 /// The database, the vault and the retailers (with their shared browser), ready to
@@ -23,6 +24,9 @@ pub struct App {
     /// Encrypts and decrypts retailer account and webhook secrets.
     pub vault: Vault,
     pub retailers: Arc<Registry>,
+    /// Resolves webhook receivers' names (the system's resolver; tests stand in for
+    /// DNS with their own).
+    pub webhook_resolver: Arc<dyn Resolver>,
 }
 
 /// The worker pools: one for orders, and one for webhook deliveries so that they never
@@ -57,6 +61,7 @@ impl App {
             db,
             vault,
             retailers,
+            webhook_resolver: Arc::new(SystemResolver),
         })
     }
 
@@ -84,7 +89,8 @@ impl App {
             self.db.clone(),
             self.vault.clone(),
             DeliveryPolicy::new(&settings.webhooks, settings.public_base()),
-        )?
+            self.webhook_resolver.clone(),
+        )
         .register(&mut webhooks);
         // Customer e-mails are outbound messages too: they share the webhooks' pool.
         Notifier::new(self.db.clone(), &settings.mail, &settings.data_dir)?.register(&mut webhooks);

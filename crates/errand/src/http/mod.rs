@@ -47,6 +47,8 @@ pub struct AppState {
     pub retailers: Arc<Registry>,
     /// `public_url`, checked and without its trailing slash.
     pub public_base: Option<String>,
+    /// Resolves webhook receivers' names when an endpoint is set.
+    pub webhook_resolver: Arc<dyn crate::webhooks::address::Resolver>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -120,6 +122,7 @@ pub(crate) async fn start(app: &App) -> anyhow::Result<RunningServer> {
         retailers: app.retailers.clone(),
         public_base: settings.public_base(),
         settings: settings.clone(),
+        webhook_resolver: app.webhook_resolver.clone(),
     };
     let app = router(state);
     let (shutdown, stop) = oneshot::channel::<()>();

@@ -1,12 +1,16 @@
 //! Delivering one webhook: build its body once (retries send the same bytes), sign it,
 //! POST it, record the attempt, and retry on the configured schedule.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use uuid::Uuid;
 
 use super::WebhookSettings;
+use super::address::Resolver;
 use super::endpoint::{self, Endpoint};
 use super::signing::{reference_signature, standard_signature};
 use crate::accounts::Vault;
@@ -20,6 +24,11 @@ use crate::{on_db, on_tx};
 pub const MAX_JOB_ATTEMPTS: i32 = 100;
 /// How much of a receiver's answer the delivery log keeps.
 const RESPONSE_EXCERPT: usize = 1024;
+/// Pinned clients kept for reuse (see [`Deliverer::client_for`]).
+const PINNED_CLIENTS: usize = 256;
+
+/// A receiver's host and the addresses a client is pinned to.
+type PinKey = (String, Vec<SocketAddr>);
 
 /// Where a delivery stands, stored as text in `webhook_deliveries.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +103,10 @@ impl DeliveryPolicy {
 pub struct Deliverer {
     db: Db,
     vault: Vault,
-    client: reqwest::Client,
+    /// Resolves receivers' names, once per attempt.
+    resolver: Arc<dyn Resolver>,
+    /// Clients of recent attempts, each pinned to the addresses of its key.
+    clients: Arc<Mutex<HashMap<PinKey, reqwest::Client>>>,
     policy: DeliveryPolicy,
 }
 
@@ -123,18 +135,19 @@ struct Attempt {
 }
 
 impl Deliverer {
-    pub fn new(db: Db, vault: Vault, policy: DeliveryPolicy) -> anyhow::Result<Deliverer> {
-        let client = reqwest::Client::builder()
-            .timeout(policy.timeout)
-            // A redirect could lead to an address the check below never saw.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        Ok(Deliverer {
+    pub fn new(
+        db: Db,
+        vault: Vault,
+        policy: DeliveryPolicy,
+        resolver: Arc<dyn Resolver>,
+    ) -> Deliverer {
+        Deliverer {
             db,
             vault,
-            client,
+            resolver,
+            clients: Arc::default(),
             policy,
-        })
+        }
     }
 
     /// Lets a worker pool deliver webhooks.
@@ -322,10 +335,21 @@ impl Deliverer {
             duration: started.elapsed(),
         };
         let url = attempt_url(endpoint);
-        // Checked at every delivery: DNS can change after registration.
-        if let Err(e) = endpoint::check_url(&url, self.policy.allow_private).await {
-            return failed(e.to_string());
-        }
+        let target = match endpoint::parse_url(&url) {
+            Ok(target) => target,
+            Err(e) => return failed(e.to_string()),
+        };
+        // Resolved and checked at every attempt (DNS can change after registration),
+        // once: the request connects to exactly the addresses checked here.
+        let addresses =
+            match endpoint::resolve(&target, &*self.resolver, self.policy.allow_private).await {
+                Ok(addresses) => addresses,
+                Err(e) => return failed(e.to_string()),
+            };
+        let client = match self.client_for(&target, &addresses) {
+            Ok(client) => client,
+            Err(e) => return failed(format!("the request failed: {e}")),
+        };
         let timestamp = Timestamp::now().datetime().unix_timestamp();
         let mut signatures = vec![];
         for secret in std::iter::once(&endpoint.secret).chain(endpoint.previous_secret.as_ref()) {
@@ -335,9 +359,8 @@ impl Deliverer {
                 signatures.push(signature);
             }
         }
-        let response = self
-            .client
-            .post(&url)
+        let response = client
+            .post(target)
             .header("content-type", "application/json")
             .header("webhook-id", &delivery.id)
             .header("webhook-timestamp", timestamp.to_string())
@@ -351,7 +374,7 @@ impl Deliverer {
             .send()
             .await;
         match response {
-            Err(e) => failed(describe_failure(&e, self.policy.timeout)),
+            Err(e) => failed(describe_failure(&e, self.policy.timeout, &addresses)),
             Ok(response) => {
                 let status = response.status().as_u16();
                 let retry_after = response
@@ -371,6 +394,30 @@ impl Deliverer {
                 }
             }
         }
+    }
+
+    /// A client that connects only to `addresses` for `url`'s host: the one an
+    /// earlier attempt built for the same host and addresses (with its open
+    /// connections, all to those addresses), or a new one.
+    fn client_for(
+        &self,
+        url: &url::Url,
+        addresses: &[SocketAddr],
+    ) -> reqwest::Result<reqwest::Client> {
+        let key = (
+            url.host_str().unwrap_or_default().to_string(),
+            addresses.to_vec(),
+        );
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = pinned_client(url, addresses, self.policy.timeout)?;
+        if clients.len() >= PINNED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     /// Records an attempt in one transaction: the attempt, the delivery (delivered
@@ -457,12 +504,53 @@ fn attempt_url(endpoint: &Endpoint) -> String {
     endpoint.url.clone().unwrap_or_default()
 }
 
+/// A client that connects only to `addresses`, the checked result of one lookup of
+/// `url`'s host. It never looks a name up itself, follows no redirect (which could
+/// lead to an address never checked) and uses no proxy (which would look the name up
+/// again); the `Host` header still names the host.
+fn pinned_client(
+    url: &url::Url,
+    addresses: &[SocketAddr],
+    timeout: Duration,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(NoLookups);
+    if let Some(url::Host::Domain(name)) = url.host() {
+        builder = builder.resolve_to_addrs(name, addresses);
+    }
+    builder.build()
+}
+
+/// The resolver of a [`pinned_client`]: its only name is pinned, so any other lookup
+/// is a mistake and fails.
+struct NoLookups;
+
+impl reqwest::dns::Resolve for NoLookups {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let error = format!("{} is not the pinned host", name.as_str());
+        Box::pin(std::future::ready(Err(error.into())))
+    }
+}
+
+/// Where an attempt connected to, for its error: `93.184.215.14:443`.
+fn addresses_text(addresses: &[SocketAddr]) -> String {
+    addresses
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An attempt that got no answer, in words an operator can act on (reqwest's own
 /// message hides the cause in its source chain).
-fn describe_failure(error: &reqwest::Error, timeout: Duration) -> String {
+fn describe_failure(error: &reqwest::Error, timeout: Duration, addresses: &[SocketAddr]) -> String {
+    let at = addresses_text(addresses);
     if error.is_timeout() {
         return format!(
-            "the receiver did not answer within {} s",
+            "the receiver at {at} did not answer within {} s",
             timeout.as_secs_f64()
         );
     }
@@ -471,7 +559,7 @@ fn describe_failure(error: &reqwest::Error, timeout: Duration) -> String {
         cause = source;
     }
     if error.is_connect() {
-        format!("cannot connect to the receiver: {cause}")
+        format!("cannot connect to the receiver at {at}: {cause}")
     } else {
         format!("the request failed: {cause}")
     }

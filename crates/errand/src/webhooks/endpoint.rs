@@ -1,9 +1,10 @@
 //! The webhook endpoint of an account and mode: its URL and signing secrets.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use super::address::{self, Resolver, SpecialUse};
 use super::signing::generate_secret;
 use crate::accounts::Vault;
 use crate::auth::Tenant;
@@ -221,105 +222,183 @@ pub enum UnsafeUrl {
     Malformed,
     #[error("the host {0} cannot be resolved")]
     Unresolvable(String),
-    #[error(
-        "{0} is a private, loopback or link-local address; webhooks go only to public addresses (set webhooks_allow_private_addresses to allow it)"
-    )]
-    Private(IpAddr),
+    /// `host` is `None` when the URL names the address itself.
+    #[error("{}", not_public_message(host.as_deref(), *address, why))]
+    NotPublic {
+        host: Option<String>,
+        address: IpAddr,
+        why: SpecialUse,
+    },
 }
 
-/// Checks that `url` is http(s) and, unless private addresses are allowed, that every
-/// address its host resolves to is public. Run at registration and before every
-/// delivery (DNS can change).
-pub async fn check_url(url: &str, allow_private: bool) -> Result<url::Url, UnsafeUrl> {
+fn not_public_message(host: Option<&str>, address: IpAddr, why: &SpecialUse) -> String {
+    let what = match host {
+        Some(host) => format!("{host} resolves to {address}, which"),
+        None => address.to_string(),
+    };
+    format!(
+        "{what} is not a public address ({why}); webhooks go only to public addresses \
+         (set webhooks_allow_private_addresses to allow it)"
+    )
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
+pub fn parse_url(url: &str) -> Result<url::Url, UnsafeUrl> {
     let parsed = url::Url::parse(url).map_err(|_| UnsafeUrl::Malformed)?;
-    if !matches!(parsed.scheme(), "http" | "https") {
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(UnsafeUrl::Malformed);
     }
-    let host = parsed.host().ok_or(UnsafeUrl::Malformed)?;
-    if allow_private {
-        return Ok(parsed);
-    }
-    let port = parsed.port_or_known_default().unwrap_or(443);
-    let addresses: Vec<IpAddr> = match host {
-        url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
-        url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
-        url::Host::Domain(name) => tokio::net::lookup_host((name, port))
-            .await
-            .map_err(|_| UnsafeUrl::Unresolvable(name.to_string()))?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    if addresses.is_empty() {
-        return Err(UnsafeUrl::Unresolvable(host.to_string()));
-    }
-    match addresses.into_iter().find(|ip| !is_public(ip)) {
-        Some(ip) => Err(UnsafeUrl::Private(ip)),
-        None => Ok(parsed),
-    }
+    Ok(parsed)
 }
 
-/// Whether an address is on the public internet.
-fn is_public(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                // Carrier-grade NAT, 100.64.0.0/10.
-                || (a == 100 && (64..128).contains(&b)))
+/// The addresses a request to `url` may connect to: the address the URL names, or
+/// those its host resolves to, in one lookup. Unless private addresses are allowed,
+/// every one of them must be public ([`address::is_public`]): a name with one
+/// address that is not is refused whole.
+pub async fn resolve(
+    url: &url::Url,
+    resolver: &dyn Resolver,
+    allow_private: bool,
+) -> Result<Vec<SocketAddr>, UnsafeUrl> {
+    let port = url.port_or_known_default().ok_or(UnsafeUrl::Malformed)?;
+    let (host, addresses) = match url.host().ok_or(UnsafeUrl::Malformed)? {
+        url::Host::Ipv4(ip) => (None, vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+        url::Host::Ipv6(ip) => (None, vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+        url::Host::Domain(name) => {
+            let found = resolver
+                .lookup(name, port)
+                .await
+                .map_err(|_| UnsafeUrl::Unresolvable(name.to_string()))?;
+            // The port is the URL's, whatever the resolver said.
+            let found: Vec<SocketAddr> = found
+                .into_iter()
+                .map(|a| SocketAddr::new(a.ip(), port))
+                .collect();
+            (Some(name.to_string()), found)
         }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(&IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                // Unique local fc00::/7 and link-local fe80::/10.
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
-        }
+    };
+    if addresses.is_empty() {
+        return Err(UnsafeUrl::Unresolvable(
+            host.unwrap_or_else(|| url.host_str().unwrap_or_default().to_string()),
+        ));
     }
+    if !allow_private
+        && let Some((address, why)) = addresses
+            .iter()
+            .find_map(|a| address::special_use(a.ip()).map(|why| (a.ip(), why)))
+    {
+        return Err(UnsafeUrl::NotPublic { host, address, why });
+    }
+    Ok(addresses)
+}
+
+/// Checks a URL at registration: http(s), and unless private addresses are allowed,
+/// on public addresses only. Deliveries check again, and connect to what they checked
+/// (DNS can change).
+pub async fn check_url(
+    url: &str,
+    resolver: &dyn Resolver,
+    allow_private: bool,
+) -> Result<url::Url, UnsafeUrl> {
+    let parsed = parse_url(url)?;
+    if !allow_private {
+        resolve(&parsed, resolver, false).await?;
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhooks::address::SystemResolver;
+
+    /// Answers every lookup with the same addresses (the port is the resolver's own).
+    struct Fixed(Vec<IpAddr>);
+
+    #[async_trait::async_trait]
+    impl Resolver for Fixed {
+        async fn lookup(&self, _host: &str, _port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            Ok(self.0.iter().map(|ip| SocketAddr::new(*ip, 1)).collect())
+        }
+    }
 
     #[tokio::test]
-    async fn private_addresses_are_refused_unless_allowed() {
+    async fn special_use_addresses_are_refused_unless_allowed() {
         for url in [
             "http://127.0.0.1/hook",
             "http://10.1.2.3/hook",
             "http://192.168.0.10:8080/hook",
             "http://169.254.169.254/latest/meta-data",
             "http://100.64.0.1/hook",
+            "http://198.18.0.1/hook",
+            "http://192.0.0.1/hook",
+            "http://240.0.0.1/hook",
+            "http://255.255.255.255/hook",
+            "http://0.0.0.0/hook",
             "http://[::1]/hook",
             "http://[fd00::1]/hook",
             "http://[::ffff:127.0.0.1]/hook",
-            "http://0.0.0.0/hook",
+            "http://[::127.0.0.1]/hook",
+            "http://[64:ff9b::a9fe:a9fe]/hook",
+            "http://[64:ff9b:1::5db8:d822]/hook",
+            "http://[2002:7f00:1::]/hook",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook",
+            "http://[fec0::1]/hook",
+        ] {
+            let refused = check_url(url, &SystemResolver, false).await;
+            assert!(
+                matches!(refused, Err(UnsafeUrl::NotPublic { host: None, .. })),
+                "{url}: {refused:?}"
+            );
+            assert!(check_url(url, &SystemResolver, true).await.is_ok(), "{url}");
+        }
+        for url in [
+            "http://93.184.215.14/hook",
+            "https://[2606:4700::1111]/hook",
+            "http://[2002:5db8:d822::1]:8080/hook",
         ] {
             assert!(
-                matches!(check_url(url, false).await, Err(UnsafeUrl::Private(_))),
+                check_url(url, &SystemResolver, false).await.is_ok(),
                 "{url}"
             );
-            assert!(check_url(url, true).await.is_ok(), "{url}");
         }
-        assert!(check_url("http://93.184.215.14/hook", false).await.is_ok());
         assert_eq!(
-            check_url("ftp://93.184.215.14/x", true).await,
+            check_url("ftp://93.184.215.14/x", &SystemResolver, true).await,
             Err(UnsafeUrl::Malformed)
         );
         assert_eq!(
-            check_url("not a url", true).await,
+            check_url("not a url", &SystemResolver, true).await,
             Err(UnsafeUrl::Malformed)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_with_any_special_use_address_is_refused_whole() {
+        let public: IpAddr = "93.184.215.14".parse().unwrap();
+        let metadata: IpAddr = "169.254.169.254".parse().unwrap();
+        let url = parse_url("http://hooks.example.com:8080/in").unwrap();
+        let found = resolve(&url, &Fixed(vec![public]), false).await.unwrap();
+        assert_eq!(found, vec![SocketAddr::new(public, 8080)], "the URL's port");
+        let refused = resolve(&url, &Fixed(vec![public, metadata]), false).await;
+        let Err(error @ UnsafeUrl::NotPublic { .. }) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(
+            error.to_string(),
+            "hooks.example.com resolves to 169.254.169.254, which is not a public address \
+             (169.254.0.0/16: link-local); webhooks go only to public addresses \
+             (set webhooks_allow_private_addresses to allow it)"
+        );
+        assert_eq!(
+            resolve(&url, &Fixed(vec![public, metadata]), true)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            resolve(&url, &Fixed(vec![]), false).await,
+            Err(UnsafeUrl::Unresolvable("hooks.example.com".into()))
         );
     }
 }

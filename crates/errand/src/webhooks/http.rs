@@ -103,8 +103,8 @@ pub async fn get_endpoint(
 /// Set Webhook Endpoint
 ///
 /// The first call creates the signing secret and returns it; changing the URL later
-/// keeps the secret. Private, loopback and link-local addresses are refused unless the
-/// server allows them.
+/// keeps the secret. Addresses that are not public (private, loopback, link-local and
+/// the other special-use blocks) are refused unless the server allows them.
 #[utoipa::path(
     put,
     path = "/webhooks/endpoint",
@@ -140,14 +140,16 @@ pub async fn put_endpoint(
         .into());
     }
     let allow_private = state.settings.webhooks.webhooks_allow_private_addresses;
-    let checked = endpoint::check_url(url, allow_private).await.map_err(|e| {
-        let kind = match e {
-            UnsafeUrl::Malformed => "url_parsing",
-            UnsafeUrl::Unresolvable(_) => "url_unresolvable",
-            UnsafeUrl::Private(_) => "url_not_public",
-        };
-        ValidationErrors::single(&loc, kind, e.to_string())
-    })?;
+    let checked = endpoint::check_url(url, &*state.webhook_resolver, allow_private)
+        .await
+        .map_err(|e| {
+            let kind = match e {
+                UnsafeUrl::Malformed => "url_parsing",
+                UnsafeUrl::Unresolvable(_) => "url_unresolvable",
+                UnsafeUrl::NotPublic { .. } => "url_not_public",
+            };
+            ValidationErrors::single(&loc, kind, e.to_string())
+        })?;
     let endpoint = endpoint::set_url(&state.db, &state.vault, &tenant, checked.as_str()).await?;
     tracing::info!(url = %checked, "webhook endpoint set");
     Ok(Json(Some(endpoint).into()))

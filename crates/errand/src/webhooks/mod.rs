@@ -2,6 +2,7 @@
 //! the reference API's scheme. Order events become deliveries through the
 //! [`outbox`], in the transaction that records them.
 
+pub mod address;
 pub mod delivery;
 pub mod endpoint;
 pub mod http;
@@ -20,9 +21,10 @@ pub struct WebhookSettings {
     /// Webhook deliveries run at once by each process that runs workers (a pool of
     /// their own, so that they never wait behind checkouts).
     pub webhook_concurrency: usize,
-    /// Let webhook endpoints be on private, loopback or link-local addresses (off by
-    /// default: a webhook URL must not reach into the network Errand runs in). Turn it
-    /// on for local demos and tests.
+    /// Let webhook endpoints be on addresses that are not public: private, loopback,
+    /// link-local and the other special-use blocks of [`address`] (off by default: a
+    /// webhook URL must not reach into the network Errand runs in). Turn it on for
+    /// local demos and tests.
     pub webhooks_allow_private_addresses: bool,
     /// Waits before each retry of a webhook that was not accepted (±20 % jitter); it
     /// fails after the last.

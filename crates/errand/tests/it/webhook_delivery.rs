@@ -1,13 +1,38 @@
 //! Webhook delivery to a real HTTP receiver: every order event arrives, signed under
 //! both schemes, in order per order, through receiver failures; `410 Gone` disables.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use errand::webhooks::address::Resolver;
 use serde_json::{Value, json};
 
 use crate::support::receiver::{Misbehaviour, Received, Receiver, assert_signed, signed_with};
 use crate::support::{TestApp, order_body};
+
+/// A public address (nothing in these tests listens there).
+const REBINDING_PUBLIC: &str = "93.184.215.14";
+
+/// Answers the first lookup with a public address and every later one with 127.0.0.1:
+/// a name whose DNS changes between a check and a connection. Counts its lookups.
+#[derive(Default)]
+struct Rebinding {
+    lookups: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Resolver for Rebinding {
+    async fn lookup(&self, _host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        let ip: IpAddr = match self.lookups.fetch_add(1, Ordering::SeqCst) {
+            0 => REBINDING_PUBLIC.parse().unwrap(),
+            _ => Ipv4Addr::LOCALHOST.into(),
+        };
+        Ok(vec![SocketAddr::new(ip, port)])
+    }
+}
 
 async fn set_endpoint(app: &TestApp, url: &str) -> String {
     let response: Value = app
@@ -245,7 +270,8 @@ crate::on_both_databases! {
         })
         .await;
         let errors = attempt_errors(&log);
-        let timeouts = errors.iter().filter(|e| *e == "the receiver did not answer within 0.3 s").count();
+        let timeout = format!("the receiver at 127.0.0.1:{port} did not answer within 0.3 s");
+        let timeouts = errors.iter().filter(|e| **e == timeout).count();
         assert_eq!(timeouts, 3, "{errors:#?}");
     }
 
@@ -290,8 +316,49 @@ crate::on_both_databases! {
         .await;
         let errors = attempt_errors(&log);
         assert!(!errors.is_empty());
-        assert!(errors.iter().all(|e| e.contains("private, loopback or link-local")), "{errors:#?}");
+        assert!(errors.iter().all(|e| e.starts_with("localhost resolves to 127.0.0.1, which is not a public address (127.0.0.0/8: loopback)")), "{errors:#?}");
         assert!(receiver.all().is_empty(), "nothing reached the private address");
+    }
+
+    async fn a_name_that_rebinds_to_loopback_after_its_check_is_not_called(backend: Backend) {
+        let mut app = TestApp::spawn_engine_with(backend, |s| {
+            s.webhooks.webhooks_allow_private_addresses = false;
+            s.webhooks.webhook_timeout_seconds = 1.0;
+            // Two attempts per delivery.
+            s.webhooks.webhook_retry_schedule_seconds = vec![0.05];
+        })
+        .await;
+        let resolver = Arc::new(Rebinding::default());
+        app.resolve_webhooks_with(resolver.clone()).await;
+        let receiver = Receiver::start(0, StatusCode::OK).await;
+        let port = receiver.url.rsplit(':').next().unwrap().trim_end_matches("/hook").to_string();
+        // The system resolver answers loopback for `localhost` too: were the name looked
+        // up again to connect, by Errand or its HTTP client, the receiver would be called.
+        let url = receiver.url.replace("127.0.0.1", "localhost");
+        let tenant = errand::auth::Tenant { account_id: app.account_id, livemode: true, key_id: uuid::Uuid::nil() };
+        errand::webhooks::endpoint::set_url(app.db(), app.vault(), &tenant, &url).await.unwrap();
+        let order = app.created(&order_of(&app, "B0TEST0009")).await;
+        app.wait_until_settled(order["id"].as_str().unwrap()).await;
+        let log = wait_for_log(&app, "both deliveries end", |log| {
+            log.len() == 2 && log.iter().all(|d| d["status"] != "pending")
+        })
+        .await;
+        assert!(receiver.all().is_empty(), "the receiver on 127.0.0.1 was called: {log:#?}");
+        assert!(log.iter().all(|d| d["status"] == "failed"), "{log:#?}");
+        let errors = attempt_errors(&log);
+        assert_eq!(errors.len(), 4, "two attempts of each of two deliveries: {errors:#?}");
+        assert_eq!(resolver.lookups.load(Ordering::SeqCst), 4, "one lookup per attempt");
+        // The attempt whose lookup answered the public address went there, and only there.
+        let pinned = format!("at {REBINDING_PUBLIC}:{port}");
+        let to_public: Vec<&String> = errors.iter().filter(|e| e.contains(&pinned)).collect();
+        assert_eq!(to_public.len(), 1, "{errors:#?}");
+        assert!(
+            to_public[0].starts_with("cannot connect to the receiver at ") || to_public[0].starts_with("the receiver at "),
+            "{errors:#?}"
+        );
+        // The others looked up loopback, and were refused before any connection.
+        let refused = errors.iter().filter(|e| e.starts_with("localhost resolves to 127.0.0.1, which is not a public address")).count();
+        assert_eq!(refused, 3, "{errors:#?}");
     }
 
     async fn a_customer_cancellation_is_sent(app: Engine) {

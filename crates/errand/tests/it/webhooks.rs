@@ -84,6 +84,17 @@ crate::on_both_databases! {
             ("http://127.0.0.1:9000/hook", "url_not_public"),
             ("http://169.254.169.254/latest", "url_not_public"),
             ("http://[::1]/hook", "url_not_public"),
+            ("http://[::ffff:127.0.0.1]/hook", "url_not_public"),
+            ("http://[::127.0.0.1]/hook", "url_not_public"),
+            ("http://[64:ff9b::a9fe:a9fe]/hook", "url_not_public"),
+            ("http://[64:ff9b:1::5db8:d822]/hook", "url_not_public"),
+            ("http://[2002:7f00:1::]/hook", "url_not_public"),
+            ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook", "url_not_public"),
+            ("http://[fec0::1]/hook", "url_not_public"),
+            ("http://198.18.0.1/hook", "url_not_public"),
+            ("http://192.0.0.8/hook", "url_not_public"),
+            ("http://240.0.0.1/hook", "url_not_public"),
+            ("http://255.255.255.255/hook", "url_not_public"),
             ("ftp://93.184.215.14/hook", "url_parsing"),
             ("hooks", "url_parsing"),
         ] {
@@ -91,7 +102,16 @@ crate::on_both_databases! {
             assert_eq!(status, 422, "{url}");
             assert_eq!(error["detail"][0]["loc"], json!(["body", "url"]));
             assert_eq!(error["detail"][0]["type"], kind, "{url}");
+            if kind == "url_not_public" {
+                let msg = error["detail"][0]["msg"].as_str().unwrap();
+                assert!(msg.contains(" is not a public address ("), "{url}: {msg}");
+            }
         }
+        let (_, error) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({"url": "http://[64:ff9b::a9fe:a9fe]/latest"}))).await;
+        assert_eq!(
+            error["detail"][0]["msg"],
+            "64:ff9b::a9fe:a9fe is not a public address (64:ff9b::/96: IPv4/IPv6 translation, carrying 169.254.169.254 in 169.254.0.0/16: link-local); webhooks go only to public addresses (set webhooks_allow_private_addresses to allow it)"
+        );
         let (status, error) = call(&app, &key, reqwest::Method::PUT, "/webhooks/endpoint", Some(json!({}))).await;
         assert_eq!(status, 422);
         assert_eq!(error["detail"][0]["type"], "missing");

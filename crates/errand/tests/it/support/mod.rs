@@ -333,6 +333,17 @@ impl TestApp {
         }
     }
 
+    /// Restarts the workers with `resolver` looking up webhook receivers' names in
+    /// place of DNS.
+    pub async fn resolve_webhooks_with(
+        &mut self,
+        resolver: std::sync::Arc<dyn errand::webhooks::address::Resolver>,
+    ) {
+        self.stop_workers().await;
+        self.app.webhook_resolver = resolver;
+        self.workers = self.app.start_workers().expect("start the workers");
+    }
+
     /// Stops the server and starts a new one (new process state, same database).
     pub async fn restart(&mut self) {
         if let Some(workers) = self.workers.take() {
