@@ -9,6 +9,11 @@
 //!   (or whose client stops reading its response) is closed;
 //! - a request's body must arrive within `http_body_timeout_seconds` of its head, or the
 //!   request gets a 408 and the connection is closed;
+//! - a body its handler left unread (a 401, 404, 413 …) is read and discarded, up to
+//!   [`DRAIN_LIMIT`], before the response goes out, so that the connection stays usable.
+//!   A larger or slower one is answered with `Connection: close`, and the connection
+//!   reads and discards what is still arriving for a moment before it closes, so that
+//!   the client gets to read the response rather than a reset;
 //! - at most `http_max_connections` are open at once: further ones wait in the listen
 //!   queue until one closes, so that the process never runs out of file descriptors.
 
@@ -16,8 +21,8 @@ use std::convert::Infallible;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -26,6 +31,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -39,6 +45,13 @@ use tower::ServiceExt;
 use super::ApiError;
 use crate::config::Settings;
 
+/// An unread request body up to this size is read and discarded so that the connection
+/// can serve the next request; a larger one closes the connection.
+pub const DRAIN_LIMIT: usize = 64 * 1024;
+/// How long a closing connection keeps reading what its client still sends (the rest of
+/// a refused body) so that the client reads the response rather than a reset.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_LIMIT: usize = 1024 * 1024;
 /// `http_max_connections` when the open-file limit is unknown or unlimited, and the most
 /// it is by default.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -305,6 +318,7 @@ async fn connection(
     let io = TokioIo::new(WatchedIo {
         stream,
         activity: activity.clone(),
+        linger: None,
     });
     let service = ConnectionService {
         router,
@@ -418,6 +432,8 @@ struct Activity {
     /// none has.
     head_started: AtomicU64,
     served: AtomicBool,
+    /// Keep reading after the last response, until the client stops sending.
+    linger: AtomicBool,
 }
 
 impl Activity {
@@ -429,6 +445,7 @@ impl Activity {
             // A new connection has its header timeout running from the start.
             head_started: AtomicU64::new(1),
             served: AtomicBool::new(false),
+            linger: AtomicBool::new(false),
         }
     }
 
@@ -500,6 +517,13 @@ impl Activity {
 struct WatchedIo {
     stream: TcpStream,
     activity: Arc<Activity>,
+    linger: Option<Linger>,
+}
+
+struct Linger {
+    shut: bool,
+    read: usize,
+    until: Pin<Box<Sleep>>,
 }
 
 impl AsyncRead for WatchedIo {
@@ -553,13 +577,43 @@ impl AsyncWrite for WatchedIo {
         Pin::new(&mut self.get_mut().stream).poll_flush(cx)
     }
 
+    /// Shuts the socket's sending side; on a connection closed with a request body
+    /// still arriving, then reads and discards it for a moment: closing a socket with
+    /// unread data resets the connection, and the client could lose the response.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        if !this.activity.linger.load(Relaxed) {
+            return Pin::new(&mut this.stream).poll_shutdown(cx);
+        }
+        let linger = this.linger.get_or_insert_with(|| Linger {
+            shut: false,
+            read: 0,
+            until: Box::pin(tokio::time::sleep(LINGER_TIME)),
+        });
+        if !linger.shut {
+            ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
+            linger.shut = true;
+        }
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() && linger.read < LINGER_LIMIT => {
+                    linger.read += buf.filled().len();
+                }
+                // The client is done (or gone), or has sent enough.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    ready!(linger.until.as_mut().poll(cx));
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
     }
 }
 
-/// Runs the router for each request of a connection: times its body, and tells the
-/// connection's [`Activity`] where it stands.
+/// Runs the router for each request of a connection: times its body, disposes of what
+/// the handler left of it, and tells the connection's [`Activity`] where it stands.
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
@@ -578,6 +632,10 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     fn call(&self, request: Request<Incoming>) -> ServiceFuture {
         self.activity.request_started();
         let deadline = Instant::now() + self.body_timeout;
+        let expects_continue = request
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let (parts, incoming) = request.into_parts();
         let (body, watched) = if incoming.is_end_stream() {
             (Body::new(incoming), None)
@@ -597,7 +655,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             let request = Request::from_parts(parts, body);
             let Ok(mut response) = router.oneshot(request).await;
             if let Some(state) = watched {
-                settle_body(&state, &mut response);
+                settle_body(&state, &mut response, expects_continue, deadline, &activity).await;
             }
             activity.responding();
             Ok(response.map(|body| ResponseBody { body, activity }))
@@ -605,8 +663,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     }
 }
 
-/// After the handler: a body that timed out makes the response a 408.
-fn settle_body(state: &BodyState, response: &mut Response<Body>) {
+/// After the handler: a body that timed out makes the response a 408; one left unread
+/// is drained, or the response closes the connection.
+async fn settle_body(
+    state: &BodyState,
+    response: &mut Response<Body>,
+    expects_continue: bool,
+    deadline: Instant,
+    activity: &Activity,
+) {
     if state.timed_out.load(Relaxed) {
         metrics::counter!("errand_http_timeouts_total", "timeout" => "body").increment(1);
         let request_id = response.headers().get("x-request-id").cloned();
@@ -619,15 +684,60 @@ fn settle_body(state: &BodyState, response: &mut Response<Body>) {
         if let Some(id) = request_id {
             response.headers_mut().insert("x-request-id", id);
         }
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        close_after(response, activity);
+        return;
     }
+    let rest = state
+        .rest
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .take();
+    let Some(rest) = rest else {
+        return;
+    };
+    // A client waiting for `100 Continue` before it sends the body would be told to go
+    // ahead only for the body to be thrown away.
+    if (expects_continue && !state.polled.load(Relaxed)) || !drain(rest, deadline).await {
+        close_after(response, activity);
+    }
+}
+
+fn close_after(response: &mut Response<Body>, activity: &Activity) {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    activity.linger.store(true, Relaxed);
+}
+
+/// Reads and discards `body` if it is at most [`DRAIN_LIMIT`] and arrives by `deadline`.
+async fn drain(mut body: Incoming, deadline: Instant) -> bool {
+    if body.size_hint().lower() > DRAIN_LIMIT as u64 {
+        return false;
+    }
+    let read_all = async {
+        let mut read = 0;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return false;
+            };
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > DRAIN_LIMIT {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout_at(deadline, read_all)
+        .await
+        .unwrap_or(false)
 }
 
 /// What the service learns of a request body once the handler is done with it.
 #[derive(Default)]
 struct BodyState {
+    /// The unread rest, put here when the handler drops the body before its end.
+    rest: Mutex<Option<Incoming>>,
+    polled: AtomicBool,
     timed_out: AtomicBool,
 }
 
@@ -655,6 +765,7 @@ impl HttpBody for TimedBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
+        this.state.polled.store(true, Relaxed);
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Some(Err(error))) => {
@@ -686,6 +797,20 @@ impl HttpBody for TimedBody {
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), HttpBody::size_hint)
+    }
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !inner.is_end_stream()
+        {
+            *self
+                .state
+                .rest
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(inner);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The server's network limits, seen from raw sockets: silent, half-sent, slow and idle
-//! clients are disconnected, and idle connections, however many, do not keep a new
-//! client out or run the process out of file descriptors.
+//! clients are disconnected; a refused request's unread body does not cost its
+//! connection a response; and idle connections, however many, do not keep a new client
+//! out or run the process out of file descriptors.
 
 use std::io;
 use std::process::Stdio;
@@ -219,6 +220,95 @@ async fn a_body_that_stalls_gets_a_408_and_the_connection_is_closed() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+}
+
+/// A request whose body is sent in pieces, as a client on a real network does: the
+/// server has refused it before the body has all arrived.
+fn refused_request(path: &str, body_len: usize) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: errand\r\nContent-Type: application/json\r\n\
+         Content-Length: {body_len}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_with_unread_bodies_keep_their_connection() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let addr = addr_of(&app);
+    let body = vec![b'x'; 4096];
+    let mut conn = RawConn::open(&addr).await;
+    let mut closed = 0;
+    for i in 0..2400 {
+        // No key: 401; an unknown path: 404. Neither reads the body.
+        let (path, expected) = if i % 4 == 3 {
+            ("/nowhere", 404)
+        } else {
+            ("/orders", 401)
+        };
+        let exchange = async {
+            conn.stream
+                .write_all(&refused_request(path, body.len()))
+                .await?;
+            for piece in body.chunks(1024) {
+                conn.stream.write_all(piece).await?;
+                tokio::task::yield_now().await;
+            }
+            conn.response().await
+        };
+        let response = exchange
+            .await
+            .unwrap_or_else(|e| panic!("request {i} got no response: {e}"));
+        assert_eq!(response.status, expected, "request {i}");
+        if response.closes() {
+            closed += 1;
+            conn = RawConn::open(&addr).await;
+        }
+    }
+    assert_eq!(
+        closed, 0,
+        "a small unread body is read and discarded, and the connection kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_unread_body_is_answered_before_the_connection_closes() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let addr = addr_of(&app);
+    for i in 0..20 {
+        // Too large to be drained, and sent in full before the client reads: the
+        // server must go on reading it after its answer, or the client's sending fails
+        // on a reset connection before it gets to read the answer.
+        let body = vec![b'x'; 900 * 1024];
+        let mut conn = RawConn::open(&addr).await;
+        let exchange = async {
+            conn.stream
+                .write_all(&refused_request("/orders", body.len()))
+                .await?;
+            conn.stream.write_all(&body).await?;
+            conn.response().await
+        };
+        let response = timeout(Duration::from_secs(30), exchange)
+            .await
+            .expect("an answer")
+            .unwrap_or_else(|e| panic!("request {i} got no response: {e}"));
+        assert_eq!(response.status, 401);
+        assert!(response.closes(), "{response:?}");
+        assert!(
+            conn.closed_within(Duration::from_secs(30)).await.is_some(),
+            "the connection is closed after the answer"
+        );
+    }
+    // A client that waits for `100 Continue` is told no at once and sends nothing.
+    let mut conn = RawConn::open(&addr).await;
+    conn.send(b"POST /orders HTTP/1.1\r\nHost: errand\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+        .await;
+    let response = timeout(Duration::from_secs(30), conn.response())
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(response.status, 401);
+    assert!(response.closes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
