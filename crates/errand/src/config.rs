@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::vault::VaultSettings;
+use crate::http::server::HttpSettings;
 use crate::notifications::MailSettings;
 use crate::queue::QueueSettings;
 use crate::retailers::RetailerSettings;
@@ -69,6 +70,8 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     #[serde(skip)]
     pub mail: MailSettings,
+    #[serde(skip)]
+    pub http: HttpSettings,
 }
 
 /// A setting's value kept out of `Debug` output and so out of logs.
@@ -125,6 +128,7 @@ impl Default for Settings {
             browser: BrowserSettings::default(),
             webhooks: WebhookSettings::default(),
             mail: MailSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -140,7 +144,8 @@ impl Settings {
             .merge(Serialized::defaults(defaults.queue))
             .merge(Serialized::defaults(defaults.browser))
             .merge(Serialized::defaults(defaults.webhooks))
-            .merge(Serialized::defaults(defaults.mail));
+            .merge(Serialized::defaults(defaults.mail))
+            .merge(Serialized::defaults(defaults.http));
         let known: Vec<String> = figment
             .extract::<figment::value::Dict>()
             .map_err(invalid)?
@@ -177,6 +182,7 @@ impl Settings {
         settings.browser = figment.extract().map_err(invalid)?;
         settings.webhooks = figment.extract().map_err(invalid)?;
         settings.mail = figment.extract().map_err(invalid)?;
+        settings.http = figment.extract().map_err(invalid)?;
         settings.validate()?;
         Ok(settings)
     }
@@ -205,6 +211,7 @@ impl Settings {
         self.browser.validate()?;
         self.webhooks.validate()?;
         self.mail.validate()?;
+        self.http.validate()?;
         if !(1..=100).contains(&self.placement_max_attempts) {
             bail!("invalid configuration: placement_max_attempts must be between 1 and 100");
         }
@@ -280,7 +287,8 @@ mod tests {
     fn every_section_reads_its_keys_from_the_file() {
         let s = load_file(
             "listen = \"127.0.0.1:9000\"\nworker_concurrency = 3\njob_lease_seconds = 2\n\
-             browser_concurrency = 5\nwebhook_retry_schedule_seconds = [1, 2.5]\n",
+             browser_concurrency = 5\nwebhook_retry_schedule_seconds = [1, 2.5]\n\
+             http_header_timeout_seconds = 2.5\nhttp_max_connections = 100\n",
         )
         .unwrap();
         assert_eq!(s.listen, "127.0.0.1:9000");
@@ -288,6 +296,9 @@ mod tests {
         assert_eq!(s.queue.job_lease_seconds, 2.0);
         assert_eq!(s.browser.browser_concurrency, 5);
         assert_eq!(s.webhooks.webhook_retry_schedule_seconds, [1.0, 2.5]);
+        assert_eq!(s.http.http_header_timeout_seconds, 2.5);
+        assert_eq!(s.http.http_max_connections, Some(100));
+        assert_eq!(s.http.http_keep_alive_idle_seconds, 60.0);
         assert_eq!(
             s.webhooks.webhook_concurrency, 8,
             "unset keys keep their defaults"

@@ -1,4 +1,5 @@
-//! The HTTP server: routes, shared state, middleware and graceful shutdown.
+//! The HTTP server: routes, shared state, middleware and graceful shutdown (the
+//! connections themselves, and their limits, are [`server`]'s).
 
 pub mod body;
 pub mod error;
@@ -6,6 +7,7 @@ mod openapi;
 mod ops;
 pub mod params;
 pub mod public_base;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,14 +127,14 @@ pub(crate) async fn start(app: &App) -> anyhow::Result<RunningServer> {
         webhook_resolver: app.webhook_resolver.clone(),
     };
     let app = router(state);
+    let limits = server::Limits::new(settings);
+    tracing::info!(
+        max_connections = limits.max_connections,
+        open_file_limit = server::open_file_limit(),
+        "accepting connections up to the limit"
+    );
     let (shutdown, stop) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.await;
-            })
-            .await
-    });
+    let task = tokio::spawn(server::serve(listener, app, limits, stop));
     Ok(RunningServer {
         addr,
         db,

@@ -40,7 +40,8 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 
 /// Prometheus metrics: the queue's depth by kind and state, job wait and run times,
 /// placements by outcome and `error_type`, retailer call latency, webhook attempts by
-/// outcome, the webhook backlog and disabled endpoints.
+/// outcome, the webhook backlog and disabled endpoints, open HTTP connections and their
+/// limit, and connections closed for a timeout.
 #[utoipa::path(
     get,
     path = "/metrics",

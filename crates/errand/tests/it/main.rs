@@ -8,6 +8,7 @@ mod accounts;
 mod auth;
 mod browser;
 mod cli;
+mod connections;
 mod crash;
 mod docs;
 mod engine;

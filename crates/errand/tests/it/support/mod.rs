@@ -120,6 +120,16 @@ impl TestApp {
         Self::spawn_with(backend, vec![demo, other_retailer()], None, |_| {}).await
     }
 
+    /// [`TestApp::spawn`] with settings changed by `tweak`.
+    pub async fn spawn_with_settings(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> TestApp {
+        let mut demo = RetailerSettings::demo("http://127.0.0.1:9", 1.0);
+        demo.hosts = vec![DEMO_ALIAS_HOST.into()];
+        Self::spawn_with(backend, vec![demo, other_retailer()], None, tweak).await
+    }
+
     /// The API and the engine's workers, buying from a demo store started for the test
     /// (its clock runs a store day per second), with a demo-retailer account for the
     /// test's key.
