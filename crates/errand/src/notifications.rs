@@ -13,6 +13,7 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sqlx::types::Json;
@@ -80,36 +81,13 @@ fn smtp_transport(text: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executo
         .port(url.port().unwrap_or(25))
         .timeout(Some(Duration::from_secs(30)));
     if !url.username().is_empty() {
+        let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
         builder = builder.credentials(Credentials::new(
-            percent_decode(url.username()),
-            percent_decode(url.password().unwrap_or_default()),
+            decode(url.username()),
+            decode(url.password().unwrap_or_default()),
         ));
     }
     Ok(builder.build())
-}
-
-/// `%XX` escapes of a URL's user or password, decoded.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Which e-mail: named as in `customer_notifications.sent`.
