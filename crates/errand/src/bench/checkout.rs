@@ -248,7 +248,10 @@ async fn checkout(
         .map_err(|e| anyhow::anyhow!("sign-in failed: {e}"))?;
     let placed = async {
         let quote = driver.quote(&session, &request).await?;
-        driver.place(&session, &request, quote.price.total).await
+        let send_by = crate::storage::Timestamp::now().after(std::time::Duration::from_secs(600));
+        driver
+            .place(&session, &request, quote.price.total, send_by)
+            .await
     }
     .await;
     driver.release(&session).await;

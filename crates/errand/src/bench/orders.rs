@@ -65,7 +65,7 @@ pub async fn run(args: OrdersBenchArgs) -> anyhow::Result<()> {
         let scratch = Scratch::new(*backend, &args.postgres_url).await?;
         let result = async {
             let cluster = Cluster::start(&binary, &scratch, args.workers, "").await?;
-            let result = measure(&cluster, *backend, &args).await;
+            let result = measure(&cluster, *backend, &args, scratch.database_url.as_deref()).await;
             cluster.stop().await;
             result
         }
@@ -163,6 +163,7 @@ async fn measure(
     cluster: &Cluster,
     backend: Backend,
     args: &OrdersBenchArgs,
+    postgres_url: Option<&str>,
 ) -> anyhow::Result<()> {
     let bench = &cluster.bench;
     bench.add_accounts(args.accounts).await?;
@@ -183,6 +184,14 @@ async fn measure(
     }
     print_row(name, "alone", &mut alone, None, failed);
 
+    let postgres = match postgres_url {
+        Some(url) => Some(PgCost::connect(url).await?),
+        None => None,
+    };
+    let before = match &postgres {
+        Some(pg) => Some(pg.read().await?),
+        None => None,
+    };
     let started = Instant::now();
     let ids: Vec<anyhow::Result<String>> = futures_util::stream::iter(0..args.burst)
         .map(|_| bench.post_order())
@@ -193,6 +202,10 @@ async fn measure(
     let posted = started.elapsed();
     // Polled gently, so that measuring does not load the server being measured.
     bench.wait_until_none_open().await?;
+    let after = match &postgres {
+        Some(pg) => Some(pg.read().await?),
+        None => None,
+    };
     let mut latencies = Vec::with_capacity(ids.len());
     let mut failed = 0;
     let mut first_created: Option<Timestamp> = None;
@@ -222,7 +235,56 @@ async fn measure(
         ids.len(),
         posted.as_secs_f64()
     );
+    if let (Some(before), Some(after)) = (before, after) {
+        print_cost(&before, &after, latencies.len());
+    }
     Ok(())
+}
+
+/// What PostgreSQL has done so far: WAL written by the whole server and, when
+/// `pg_stat_statements` is loaded, the statements run in the benchmark's database and
+/// the WAL they wrote.
+struct PgCounters {
+    /// The server's WAL position, in bytes.
+    wal: u64,
+    statements: Option<(i64, i64)>,
+}
+
+struct PgCost {
+    pool: sqlx::PgPool,
+}
+
+impl PgCost {
+    async fn connect(url: &str) -> anyhow::Result<PgCost> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url)
+            .await?;
+        // Fails harmlessly where the extension is not installed.
+        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&pool)
+            .await;
+        Ok(PgCost { pool })
+    }
+
+    async fn read(&self) -> anyhow::Result<PgCounters> {
+        let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+            .fetch_one(&self.pool)
+            .await?;
+        // Printed as two hexadecimal halves: high/low.
+        let (high, low) = lsn.split_once('/').context("a WAL position")?;
+        let wal = (u64::from_str_radix(high, 16)? << 32) | u64::from_str_radix(low, 16)?;
+        // Unavailable unless the server preloads it (shared_preload_libraries).
+        let statements = sqlx::query_as(
+            "SELECT COALESCE(SUM(calls), 0)::int8, COALESCE(SUM(wal_bytes), 0)::int8
+             FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ok();
+        Ok(PgCounters { wal, statements })
+    }
 }
 
 fn print_row(name: &str, run: &str, latencies: &mut [u64], rate: Option<f64>, failed: usize) {
@@ -386,5 +448,26 @@ impl Bench {
             }
             _ => None,
         })
+    }
+}
+
+/// PostgreSQL's work per placed order, from `POST /orders` to placed (the benchmark's
+/// own polling included; it is a few statements a second).
+fn print_cost(before: &PgCounters, after: &PgCounters, placed: usize) {
+    if placed == 0 {
+        return;
+    }
+    let per_order = |total: f64| total / placed as f64;
+    let wal = per_order(after.wal.saturating_sub(before.wal) as f64);
+    match (before.statements, after.statements) {
+        (Some((calls_before, wal_before)), Some((calls_after, wal_after))) => println!(
+            "postgres: per placed order: {:.1} statements, {:.0} WAL bytes ({:.0} from statements)",
+            per_order((calls_after - calls_before) as f64),
+            wal,
+            per_order((wal_after - wal_before) as f64)
+        ),
+        _ => println!(
+            "postgres: per placed order: {wal:.0} WAL bytes (statements: load pg_stat_statements with shared_preload_libraries to count them)"
+        ),
     }
 }

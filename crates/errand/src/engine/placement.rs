@@ -138,14 +138,16 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
     };
 
     let hold = engine.inner.lease + retailer.settings.timeout() * 4;
-    let outcome = keeping_hold(
-        db,
-        &account.id,
-        order_id,
-        hold,
-        checkout(engine, job, &order, &retailer, &account, unresolved),
-    )
-    .await;
+    let checking_out = checkout(engine, job, &order, &retailer, &account, unresolved);
+    let outcome = match keeping_hold(db, &account.id, job, order_id, hold, checking_out).await {
+        Ok(outcome) => outcome,
+        Err(HoldLost(why)) => {
+            // Another order may be using the account's cart by now: this run stopped
+            // touching it, and the order waits for an account again.
+            tracing::warn!(%order_id, "the checkout stopped: {why}");
+            Ok(Outcome::Snooze(ACCOUNT_WAIT))
+        }
+    };
     // Released whatever happened (placing released it already): a crash instead leaves
     // it to its lease.
     let mut tx = db.begin().await?;
@@ -154,33 +156,61 @@ pub async fn run(engine: &Engine, job: &Job, order_id: Uuid) -> Result<Outcome, 
     outcome
 }
 
+/// Why a checkout was stopped before it ended.
+struct HoldLost(String);
+
 /// Runs `checkout` while extending the account's hold, so that a checkout slower than
 /// the hold's lease (a browser on a busy machine) never shares its account: the store
 /// keeps one cart and one checkout per account. If this process dies, the hold runs out
-/// `hold` after the last extension. The extensions run in a task of their own: waiting
-/// for a database connection here must never wait on the checkout, which may hold one.
+/// `hold` after the last extension; if the hold is lost while the process lives (the
+/// database was away for longer than the hold, or the process was paused and its job
+/// went to another run), `checkout` is dropped at once, since another run may be using
+/// the account by then. The
+/// extensions run in a task of their own: waiting for a database connection here must
+/// never wait on the checkout, which may hold one.
 async fn keeping_hold<T>(
     db: &crate::storage::Db,
     account: &str,
+    job: &Job,
     order_id: Uuid,
     hold: Duration,
     checkout: impl std::future::Future<Output = T>,
-) -> T {
+) -> Result<T, HoldLost> {
+    let (lost_tx, lost) = tokio::sync::oneshot::channel();
     let extender = {
-        let (db, account) = (db.clone(), account.to_string());
+        let (db, account, claim) = (db.clone(), account.to_string(), job.claim());
         tokio::spawn(async move {
-            loop {
+            let mut held_until = Timestamp::now().after(hold);
+            let why = loop {
                 tokio::time::sleep((hold / 4).max(Duration::from_millis(50))).await;
                 let until = Timestamp::now().after(hold);
-                if let Err(e) = store::extend_account_hold(&db, &account, order_id, until).await {
-                    tracing::warn!(%order_id, error = %e, "cannot extend the account's hold");
+                match store::extend_account_hold(&db, &account, order_id, claim, until).await {
+                    // Still this order's: nobody used the account meanwhile, even if
+                    // the hold had run out.
+                    Ok(true) => held_until = until,
+                    Ok(false) => {
+                        break "another order, or another run of this one, holds the account now"
+                            .to_string();
+                    }
+                    Err(e) if Timestamp::now() >= held_until => {
+                        break format!(
+                            "the account's hold ran out while it could not be extended ({e})"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(%order_id, error = %e, "cannot extend the account's hold");
+                    }
                 }
-            }
+            };
+            let _ = lost_tx.send(HoldLost(why));
         })
     };
     // Stopped however the checkout ends, even if it is dropped.
     let _stop = AbortOnDrop(extender);
-    checkout.await
+    tokio::select! {
+        outcome = checkout => Ok(outcome),
+        Ok(lost) = lost => Err(lost),
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -221,11 +251,34 @@ async fn checkout(
         Ok(session) => session,
         Err(e) => return failed_call(engine, job, order, e, unresolved.is_some()).await,
     };
+    let mut signed_in = SignedIn {
+        driver: driver.clone(),
+        session: Some(session.clone()),
+    };
     let outcome =
         checkout_in_session(engine, job, order, retailer, account, &session, unresolved).await;
+    signed_in.session = None;
     let kept = driver.release(&session).await;
     keep_artifacts(engine, order, kept).await;
     outcome
+}
+
+/// A session the checkout has not released yet: released in the background if the
+/// checkout is dropped (its account's hold was lost).
+struct SignedIn {
+    driver: std::sync::Arc<dyn crate::retailers::Driver>,
+    session: Option<Session>,
+}
+
+impl Drop for SignedIn {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let driver = self.driver.clone();
+            tokio::spawn(async move {
+                driver.release(&session).await;
+            });
+        }
+    }
 }
 
 /// Stores what the checkout kept (screenshots, a failed page's HTML) with the order.
@@ -327,12 +380,14 @@ async fn checkout_in_session(
     }
 
     // The exactly-once record: committed before the retailer hears of the purchase.
-    // Until `settles_at` the request may still be running there even if this process
-    // is gone, so a lookup that finds nothing proves nothing before then.
+    // The driver sends nothing that can buy after `send_by` (a process paused past it
+    // may have lost the order to another run); what it sent by then is over at the
+    // retailer by `settles_at`, so a lookup that finds nothing proves nothing before.
     let placing_time = driver
         .placing_time()
         .unwrap_or_else(|| retailer.settings.timeout());
-    let settles_at = Timestamp::now().after(placing_time + SETTLE_MARGIN);
+    let send_by = Timestamp::now().after(placing_time);
+    let settles_at = send_by.after(placing_time + SETTLE_MARGIN);
     let new_attempt = NewAttempt {
         order_id: order.id,
         retailer_account_id: &account.id,
@@ -350,7 +405,7 @@ async fn checkout_in_session(
         return Ok(Outcome::Snooze(Duration::from_secs(1)));
     };
     tracing::info!(order_id = %order.id, attempt = attempt.attempt, total = price.total, "placing the order at the retailer");
-    let placing = driver.place(session, request, price.total).await;
+    let placing = driver.place(session, request, price.total, send_by).await;
     keep_artifacts(engine, order, driver.take_artifacts(session).await).await;
     match placing {
         Ok(placed_order) => placed(engine, order, retailer, account, &attempt, placed_order).await,

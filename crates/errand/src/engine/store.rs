@@ -91,15 +91,18 @@ pub async fn begin_attempt(
 ) -> Result<Option<Attempt>, sqlx::Error> {
     let now = Timestamp::now();
     // Only while this run still holds its claim on the job (a rescued and reclaimed job
-    // has another attempt number) and no other attempt is unresolved: two runs of one
-    // job can never both place.
+    // has another attempt number) under a live lease, still holds the account, and no
+    // other attempt is unresolved: two runs of one job can never both place, and a run
+    // that was paused past its leases finds out here.
     on_db!(db, writer, |pool| {
         sqlx::query_as(
             "INSERT INTO placement_attempts (order_id, attempt, retailer_account_id, reference, expected_total,
                  state, settles_at, created_at, updated_at, concessions)
              SELECT $1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM placement_attempts WHERE order_id = $1),
                     $2, $3, $4, $5, $6, $7, $7, $11
-             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $8 AND attempt = $9 AND state = $10)
+             WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $8 AND attempt = $9 AND state = $10 AND lease_until > $7)
+               AND EXISTS (SELECT 1 FROM retailer_accounts
+                           WHERE id = $2 AND checkout_order_id = $1 AND checkout_lease_until > $7)
                AND NOT EXISTS (SELECT 1 FROM placement_attempts WHERE order_id = $1 AND state = $5)
              RETURNING attempt, retailer_account_id, reference, expected_total, settles_at, concessions",
         )
@@ -119,8 +122,10 @@ pub async fn begin_attempt(
     })
 }
 
-/// Settles an attempt: its state, the retailer's order id once known, and a new time
-/// before which "not found at the retailer" proves nothing.
+/// Settles an unresolved attempt: its state, the retailer's order id once known, and a
+/// new time before which "not found at the retailer" proves nothing. An attempt whose
+/// outcome is known keeps it (a late write from a run that lost its claim changes
+/// nothing).
 pub async fn settle_attempt(
     tx: &mut Tx,
     order_id: Uuid,
@@ -133,7 +138,7 @@ pub async fn settle_attempt(
         sqlx::query(
             "UPDATE placement_attempts SET state = $1, merchant_order_id = COALESCE($2, merchant_order_id),
                  settles_at = COALESCE($3, settles_at), updated_at = $4
-             WHERE order_id = $5 AND attempt = $6",
+             WHERE order_id = $5 AND attempt = $6 AND state = $7",
         )
         .bind(state.as_str())
         .bind(merchant_order_id)
@@ -141,6 +146,7 @@ pub async fn settle_attempt(
         .bind(Timestamp::now())
         .bind(DbId(order_id))
         .bind(attempt)
+        .bind(AttemptState::Submitting.as_str())
         .execute(&mut *conn)
         .await
         .map(|_| ())
@@ -264,25 +270,32 @@ pub async fn acquire_account(
     })
 }
 
-/// Extends `order_id`'s hold on the account (a hold another order has taken since is
-/// left alone).
+/// Extends `order_id`'s hold on the account for the run of `job` holding it; `false` if
+/// that run no longer may use the account: the order no longer holds it (a hold another
+/// order has taken since is left alone), or the job was claimed again by another run
+/// (which holds the account for the same order now).
 pub async fn extend_account_hold(
     db: &Db,
     account: &str,
     order_id: Uuid,
+    job: (i64, i32),
     until: Timestamp,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     on_db!(db, writer, |pool| {
         sqlx::query(
             "UPDATE retailer_accounts SET checkout_lease_until = $1
-             WHERE id = $2 AND checkout_order_id = $3",
+             WHERE id = $2 AND checkout_order_id = $3
+               AND EXISTS (SELECT 1 FROM jobs WHERE id = $4 AND attempt = $5 AND state = $6)",
         )
         .bind(until)
         .bind(account)
         .bind(DbId(order_id))
+        .bind(job.0)
+        .bind(job.1)
+        .bind(JobState::Running.as_str())
         .execute(pool)
         .await
-        .map(|_| ())
+        .map(|done| done.rows_affected() > 0)
     })
 }
 

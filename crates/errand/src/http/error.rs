@@ -91,16 +91,24 @@ impl From<ValidationErrors> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if matches!(error, sqlx::Error::PoolTimedOut) {
-            // Overload, not a fault: the client may try again shortly.
-            tracing::warn!("a request waited too long for a database connection");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "The server is too busy to answer now; try again shortly",
-            );
+        if crate::storage::is_unavailable(&error) {
+            return ApiError::database_unavailable(&error);
         }
         ApiError::Internal(anyhow::Error::new(error).context("database error"))
+    }
+}
+
+impl ApiError {
+    /// The 503 for a database that cannot be reached now (overloaded, restarting,
+    /// away): not a fault, and the client may try again shortly (a write whose commit
+    /// went unanswered is found by its idempotency key).
+    pub fn database_unavailable(error: &dyn std::fmt::Display) -> ApiError {
+        tracing::warn!(error = %error, "a request could not reach the database");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "The server cannot reach its database now; try again shortly",
+        )
     }
 }
 
@@ -126,6 +134,11 @@ impl IntoResponse for ApiError {
                 (status, Json(body)).into_response()
             }
             ApiError::Internal(error) => {
+                // However deep it was wrapped, an unreachable database is a 503.
+                let database = error.chain().find_map(|e| e.downcast_ref::<sqlx::Error>());
+                if let Some(database) = database.filter(|e| crate::storage::is_unavailable(e)) {
+                    return ApiError::database_unavailable(database).into_response();
+                }
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 internal_error_response()
             }

@@ -16,6 +16,7 @@ use super::request::{NewOrder, OrderCreateDoc};
 use super::store::{self, ListFilter};
 use super::test_products::TestProductList;
 use super::timeline::Timeline;
+use super::writer::WriterError;
 use super::{Created, OrderError};
 use crate::auth::Tenant;
 use crate::http::body::JsonBody;
@@ -56,6 +57,9 @@ impl From<OrderError> for ApiError {
                 ),
             )
             .with_details(serde_json::json!({ "status": status })),
+            OrderError::Writer(WriterError::Database(e)) if crate::storage::is_unavailable(&e) => {
+                ApiError::database_unavailable(&e)
+            }
             OrderError::Writer(e) => ApiError::Internal(e.into()),
             OrderError::Database(e) => e.into(),
         }

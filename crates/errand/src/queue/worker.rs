@@ -18,11 +18,15 @@ use uuid::Uuid;
 use super::{Job, JobKind, Outcome, RetryPolicy};
 use crate::storage::{Db, Timestamp};
 
+/// How soon a job that could not reach the database runs again.
+const DATABASE_AWAY: Duration = Duration::from_secs(1);
+
 /// Runs one job; the pool records the outcome.
 pub type Handler = Arc<dyn Fn(Job) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
 /// A [`Handler`] from an async function of the job; a database error it returns is
-/// retried like any other failure.
+/// retried like any other failure, except that an unreachable database costs the job
+/// none of its attempts.
 pub fn handler<F, Fut>(run: F) -> Handler
 where
     F: Fn(Job) -> Fut + Send + Sync + 'static,
@@ -31,9 +35,16 @@ where
     Arc::new(move |job: Job| {
         let running = run(job);
         Box::pin(async move {
-            running.await.unwrap_or_else(|e| Outcome::Retry {
-                error: format!("database error: {e}"),
-                after: None,
+            running.await.unwrap_or_else(|e| {
+                if crate::storage::is_unavailable(&e) {
+                    tracing::warn!(error = %e, "the database is unreachable; the job runs again shortly");
+                    Outcome::Snooze(DATABASE_AWAY)
+                } else {
+                    Outcome::Retry {
+                        error: format!("database error: {e}"),
+                        after: None,
+                    }
+                }
             })
         })
     })

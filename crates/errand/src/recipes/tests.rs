@@ -130,7 +130,7 @@ fn the_demo_recipe_loads() {
         ]
     );
     // Steps keep their line, for errors at run time.
-    assert_eq!(sign_in[0].location.line, 91);
+    assert_eq!(sign_in[0].location.line, 92);
 
     // Returns: the tracking phase reads which product and SKU each line is, and the
     // return form gets a quantity per line of the return.

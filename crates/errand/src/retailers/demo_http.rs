@@ -269,7 +269,11 @@ fn classify(
         "gift_message_too_long" | "buyer_reference_too_long" | "po_number_too_long" => {
             permanent(ErrorType::CheckoutRefused)
         }
-        "cart_empty" => permanent(ErrorType::CheckoutRefused),
+        // The quote filled the cart: another session of the account emptied it since.
+        "cart_empty" => DriverError::Transient {
+            message,
+            retry_after: None,
+        },
         _ if status == StatusCode::TOO_MANY_REQUESTS
             || status.is_server_error()
             || status == StatusCode::REQUEST_TIMEOUT =>
@@ -622,9 +626,17 @@ impl Driver for DemoHttpDriver {
         session: &Session,
         checkout: &CheckoutRequest,
         expected_total: i64,
+        send_by: Timestamp,
     ) -> Result<RetailerOrder, DriverError> {
         let mut body = checkout_body(checkout);
         body["expected_total"] = json!(expected_total);
+        if let Some(why) = super::too_late(send_by) {
+            // Certainly not placed: the request was never sent.
+            return Err(DriverError::Transient {
+                message: format!("{}: {why}", self.name),
+                retry_after: None,
+            });
+        }
         let answer = self
             .call_once(
                 Method::POST,

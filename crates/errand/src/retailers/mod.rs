@@ -291,6 +291,20 @@ impl DriverError {
     }
 }
 
+/// Why nothing that can buy is sent once `send_by` has passed: the run was held up
+/// (typically a process paused for longer than its leases), another run may own the
+/// order by now, and that run trusts "not found at the retailer" once `send_by` plus the
+/// placing time is over. `None` while there is still time.
+pub fn too_late(send_by: Timestamp) -> Option<String> {
+    let now = Timestamp::now();
+    (now >= send_by).then(|| {
+        format!(
+            "the moment to send the purchase passed {:.1} s ago (was this process paused?); nothing more was sent",
+            now.since(send_by).as_secs_f64()
+        )
+    })
+}
+
 fn no_returns() -> DriverError {
     DriverError::permanent(
         ErrorType::RetailerError,
@@ -318,12 +332,14 @@ pub trait Driver: Send + Sync {
     fn placing_time(&self) -> Option<std::time::Duration> {
         None
     }
-    /// Places the checkout quoted last, if its total is still `expected_total`.
+    /// Places the checkout quoted last, if its total is still `expected_total`,
+    /// sending nothing that can buy once `send_by` has passed (see [`too_late`]).
     async fn place(
         &self,
         session: &Session,
         checkout: &CheckoutRequest,
         expected_total: i64,
+        send_by: Timestamp,
     ) -> Result<RetailerOrder, DriverError>;
     /// The order placed with this reference, if there is one.
     async fn find_by_reference(

@@ -105,7 +105,9 @@ impl Db {
                 .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
             let pool = PgPoolOptions::new()
                 .max_connections(options.pool_size.max(2))
-                .acquire_timeout(Duration::from_secs(10))
+                // Long enough to ride out a burst; short enough that a client hears 503
+                // soon while the server is away.
+                .acquire_timeout(Duration::from_secs(5))
                 .connect_with(connect)
                 .await
                 .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url)))?;
@@ -201,6 +203,25 @@ impl Db {
 }
 
 /// The URL with any password replaced, for messages and logs.
+/// Whether `error` says the database cannot be reached now (stopped, restarting, out
+/// of connections) rather than that a statement is wrong: the same work may be tried
+/// again once it is back.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exception; 57P01-57P03: shut down or starting up;
+        // 53300: too many connections.
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {

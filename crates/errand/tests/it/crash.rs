@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::Backend;
 use crate::support::cluster::{Buying, Cluster, Options, kill, kill_and_reap};
@@ -41,41 +41,6 @@ impl Cluster {
             "the faults and crashes interrupted some placements"
         );
     }
-
-    /// Checks the ground truth: one purchase per placed order, none for any other. A
-    /// failure shows what Errand logged about the order.
-    fn assert_exactly_once(
-        &self,
-        orders: &HashMap<String, Value>,
-        purchases: &HashMap<String, usize>,
-    ) {
-        for (id, order) in orders {
-            let bought = purchases.get(id).copied().unwrap_or(0);
-            let expected = match order["status"].as_str() {
-                Some("order_placed") => 1,
-                Some("order_failed") => 0,
-                other => panic!("order {id} ended {other:?}"),
-            };
-            if bought != expected {
-                panic!(
-                    "order {id} was bought {bought} times: {order:#}\nits log:\n{}",
-                    self.log_about(id)
-                );
-            }
-        }
-        assert_no_unknown_purchases(orders, purchases);
-    }
-}
-
-fn assert_no_unknown_purchases(
-    orders: &HashMap<String, Value>,
-    purchases: &HashMap<String, usize>,
-) {
-    let unknown: Vec<&String> = purchases
-        .keys()
-        .filter(|r| !orders.contains_key(*r))
-        .collect();
-    assert!(unknown.is_empty(), "purchases for no order: {unknown:?}");
 }
 
 async fn crash_test(backend: Backend) {
@@ -179,15 +144,7 @@ async fn webhooks_through_sigkill(backend: Backend) {
         Misbehaviour::Slow(Duration::from_millis(40)),
     )
     .await;
-    let response = cluster
-        .client
-        .put(format!("{}/webhooks/endpoint", cluster.api))
-        .bearer_auth(&key)
-        .json(&json!({"url": receiver.url}))
-        .send()
-        .await
-        .expect("set the endpoint");
-    assert_eq!(response.status(), 200);
+    cluster.send_webhooks_to(&key, &receiver.url).await;
 
     let ids = cluster.submit(&key, &vec!["B0TEST0009"; 150]).await;
     for round in 0..3 {

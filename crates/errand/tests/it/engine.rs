@@ -315,3 +315,77 @@ async fn the_demo_driver_reads_products() {
         }
     ));
 }
+
+/// The fence a placing run passes just before it may buy: the purchase is recorded only
+/// while the run holds its job under a live lease and its retailer account under a live
+/// hold, so a run that was paused past either (another run may own the order now)
+/// places nothing when it wakes.
+mod fence {
+    use std::time::Duration;
+
+    use errand::engine::store::{self, AccountChoice, Acquired, NewAttempt};
+    use errand::orders::lifecycle::Change;
+    use errand::queue::{self, JobKind};
+    use errand::storage::Timestamp;
+    use uuid::Uuid;
+
+    use crate::support::order_body;
+
+    const LEASE: Duration = Duration::from_secs(30);
+
+    fn attempt<'a>(order_id: Uuid, account: &'a str) -> NewAttempt<'a> {
+        NewAttempt {
+            order_id,
+            retailer_account_id: account,
+            reference: "fence",
+            expected_total: 100,
+            settles_at: Timestamp::now(),
+            concessions: &[],
+        }
+    }
+
+    crate::on_both_databases! {
+        async fn a_run_past_its_account_hold_or_job_lease_does_not_place(app: TestApp) {
+            let db = app.db();
+            app.add_retailer_account("fenced@errand.test", None).await;
+            let created = app.created(&order_body()).await;
+            let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+            let order = errand::orders::store::load_record(db, id).await.unwrap().unwrap();
+            let job = queue::claim(db, "w", &[], 1, LEASE, &[JobKind::PlaceOrder]).await.unwrap().remove(0);
+            let hold = |until| store::acquire_account(db, &order, "demo", AccountChoice::Any, until, Change::default());
+
+            // The account's hold ran out while the run was stalled.
+            let Acquired::Held(account) = hold(Timestamp::now().after(Duration::from_millis(50))).await.unwrap() else {
+                panic!("the account is free");
+            };
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let late = store::begin_attempt(db, &job, attempt(id, &account.id)).await.unwrap();
+            assert!(late.is_none(), "no purchase recorded past the account's hold");
+
+            // Another order took the account meanwhile: still nothing.
+            let other = app.created(&order_body()).await;
+            let other_id: Uuid = other["id"].as_str().unwrap().parse().unwrap();
+            let other_order = errand::orders::store::load_record(db, other_id).await.unwrap().unwrap();
+            let taken = store::acquire_account(db, &other_order, "demo", AccountChoice::Any,
+                Timestamp::now().after(LEASE), Change::default()).await.unwrap();
+            assert!(matches!(taken, Acquired::Held(_)), "the other order holds the account");
+            assert!(store::begin_attempt(db, &job, attempt(id, &account.id)).await.unwrap().is_none());
+            let mut tx = db.begin().await.unwrap();
+            store::release_account(&mut tx, &account.id, other_order.id).await.unwrap();
+            tx.commit().await.unwrap();
+
+            // Held again, under a live hold and a live job lease: recorded.
+            assert!(matches!(hold(Timestamp::now().after(LEASE)).await.unwrap(), Acquired::Held(_)));
+            let recorded = store::begin_attempt(db, &job, attempt(id, &account.id)).await.unwrap();
+            assert!(recorded.is_some());
+            let mut tx = db.begin().await.unwrap();
+            store::settle_attempt(&mut tx, id, 1, store::AttemptState::NotPlaced, None, None).await.unwrap();
+            tx.commit().await.unwrap();
+
+            // The job's lease ran out (its worker stopped heartbeating): nothing.
+            queue::heartbeat(db, "w", Duration::from_millis(10)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(store::begin_attempt(db, &job, attempt(id, &account.id)).await.unwrap().is_none());
+        }
+    }
+}

@@ -380,6 +380,7 @@ impl Driver for BrowserDriver {
         session: &Session,
         _checkout: &CheckoutRequest,
         expected_total: i64,
+        send_by: Timestamp,
     ) -> Result<RetailerOrder, DriverError> {
         let live = self.live(session).await?;
         let mut live = live.lock().await;
@@ -395,6 +396,8 @@ impl Driver for BrowserDriver {
         let Some(price) = price else {
             return Err(DriverError::PriceChanged);
         };
+        // Every step of the place phase checks it: the final click may be any of them.
+        runner.send_by = Some(send_by);
         let clicked = self
             .run(
                 &mut live,

@@ -23,6 +23,7 @@ use crate::recipes::template::{
 };
 use crate::recipes::values::{self, Value};
 use crate::retailers::ReturnLine;
+use crate::storage::Timestamp;
 
 /// The helpers every page script starts with.
 const PAGE_JS: &str = include_str!("page.js");
@@ -145,6 +146,8 @@ pub struct Runner {
     pub report: Vec<StepReport>,
     /// Told of each step as it starts and ends (`errand recipes try` shows them live).
     progress: Option<tokio::sync::mpsc::UnboundedSender<Progress>>,
+    /// No step of the place phase starts after this (see [`crate::retailers::too_late`]).
+    pub send_by: Option<Timestamp>,
 }
 
 /// A step starting or ending, for a live view of a run.
@@ -207,6 +210,7 @@ impl Runner {
             screenshots: vec![],
             report: vec![],
             progress: None,
+            send_by: None,
         }
     }
 
@@ -353,6 +357,13 @@ impl Runner {
     }
 
     async fn run_step(&mut self, phase: Phase, step: &Step, scope: Scope) -> Result<(), Failure> {
+        if phase == Phase::Place
+            && let Some(send_by) = self.send_by
+            && let Some(message) = crate::retailers::too_late(send_by)
+        {
+            // An earlier step may have been the final click: the engine asks the store.
+            return Err(Failure::Step(message));
+        }
         let started = Instant::now();
         if let Some(progress) = &self.progress {
             let _ = progress.send(Progress::Started {

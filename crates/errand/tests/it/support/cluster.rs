@@ -35,7 +35,7 @@ pub struct Cluster {
     _postgres: Option<PgDatabase>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -49,15 +49,21 @@ pub enum Buying {
     Api,
     /// Its web pages, in headless Chromium (the `browser` driver and the demo recipe).
     Pages,
+    /// Both: the store is two retailers, `demo` through its API at `127.0.0.1` and
+    /// `demo-pages` through its pages at `localhost` (see [`Cluster::pages_url`]).
+    Both,
 }
 
 /// What a cluster is made of.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Options {
     pub buying: Buying,
     /// The demo store's clock (store seconds per real second); Errand follows orders
     /// and returns at the pace it sets.
     pub time_scale: f64,
+    /// A PostgreSQL database to use instead of a new one on the suite's server (a
+    /// [`super::private_pg::PrivatePostgres`] a test stops and starts).
+    pub database_url: Option<String>,
 }
 
 impl Default for Options {
@@ -67,6 +73,7 @@ impl Default for Options {
         Options {
             buying: Buying::Api,
             time_scale: 1.0,
+            database_url: None,
         }
     }
 }
@@ -77,7 +84,11 @@ impl Cluster {
     }
 
     pub async fn with(backend: Backend, options: Options) -> Cluster {
-        let Options { buying, time_scale } = options;
+        let Options {
+            buying,
+            time_scale,
+            database_url,
+        } = options;
         let dir = tempfile::tempdir().expect("temp dir");
         let store = errand_demo_store::start(errand_demo_store::StoreOptions {
             listen: "127.0.0.1:0".into(),
@@ -88,6 +99,7 @@ impl Cluster {
         .await
         .expect("start the demo store");
         let (postgres, database_url) = match backend {
+            _ if database_url.is_some() => (None, database_url),
             Backend::Sqlite => (None, None),
             Backend::Postgres => {
                 let (db, url) = PgDatabase::create().await;
@@ -100,17 +112,37 @@ impl Cluster {
             .map(|url| format!("database_url = {url:?}\n"))
             .unwrap_or_default();
         let driver = match buying {
-            Buying::Api => "driver = \"demo-http\"".to_string(),
+            Buying::Api | Buying::Both => "driver = \"demo-http\"".to_string(),
             Buying::Pages => "driver = \"browser\"\nrecipe = \"builtin:demo\"".to_string(),
         };
         let browser = match buying {
             Buying::Api => String::new(),
-            Buying::Pages => format!(
+            Buying::Pages | Buying::Both => format!(
                 "chromium_path = {:?}\nbrowser_concurrency = 4\nbrowser_step_timeout_seconds = 10.0\n",
                 crate::browser::chromium_path()
             ),
         };
         let demo = RetailerSettings::demo(&store.base_url(), time_scale);
+        let tracking = format!(
+            "tracking_interval_seconds = {:?}\ntracking_max_interval_seconds = {:?}",
+            demo.tracking_interval_seconds, demo.tracking_max_interval_seconds
+        );
+        let pages = match buying {
+            Buying::Both => format!(
+                r#"
+[[retailers]]
+name = "demo-pages"
+driver = "browser"
+recipe = "builtin:demo"
+base_url = "{}"
+sandbox = true
+timeout_seconds = 1.0
+{tracking}
+"#,
+                pages_url(&store)
+            ),
+            _ => String::new(),
+        };
         let config = dir.path().join("errand.toml");
         std::fs::write(
             &config,
@@ -133,13 +165,10 @@ name = "demo"
 base_url = "{store}"
 sandbox = true
 timeout_seconds = 1.0
-tracking_interval_seconds = {tracking:?}
-tracking_max_interval_seconds = {tracking_max:?}
-"#,
+{tracking}
+{pages}"#,
                 data = dir.path().join("data"),
                 store = demo.base_url,
-                tracking = demo.tracking_interval_seconds,
-                tracking_max = demo.tracking_max_interval_seconds,
             ),
         )
         .expect("write config");
@@ -218,8 +247,18 @@ tracking_max_interval_seconds = {tracking_max:?}
     /// Starts a process and returns it with a count of the orders it placed (read
     /// from its log).
     pub fn spawn(&self, args: &[&str]) -> (Child, tokio::sync::watch::Receiver<usize>) {
+        self.spawn_with(args, &[])
+    }
+
+    /// [`Cluster::spawn`] with settings of its own (`ERRAND_*` variables).
+    pub fn spawn_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> (Child, tokio::sync::watch::Receiver<usize>) {
         let mut child = self
             .errand(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -252,6 +291,11 @@ tracking_max_interval_seconds = {tracking_max:?}
                 .expect("the log of an exited errand closes")
                 .expect("read the log");
         }
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Every line logged so far (the running `errand`s go on logging).
+    pub fn complete_log_so_far(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 
@@ -340,8 +384,13 @@ tracking_max_interval_seconds = {tracking_max:?}
 
     /// `n` store customers, each a managed account of the key's tenant.
     pub async fn add_accounts(&self, key: &str, n: usize) {
+        self.add_accounts_for(key, "demo", n).await;
+    }
+
+    /// `n` store customers, each a managed account of the key's tenant at `retailer`.
+    pub async fn add_accounts_for(&self, key: &str, retailer: &str, n: usize) {
         for i in 0..n {
-            let email = format!("buyer{i}@errand.test");
+            let email = format!("{retailer}-buyer{i}@errand.test");
             let password = format!("password-{i}");
             self.store_admin(
                 reqwest::Method::POST,
@@ -353,7 +402,7 @@ tracking_max_interval_seconds = {tracking_max:?}
                 .client
                 .post(format!("{}/managed-accounts", self.api))
                 .bearer_auth(key)
-                .json(&json!({"retailer": "demo", "email": email, "password": password}))
+                .json(&json!({"retailer": retailer, "email": email, "password": password}))
                 .send()
                 .await
                 .expect("create account");
@@ -410,6 +459,19 @@ tracking_max_interval_seconds = {tracking_max:?}
                 all.insert(o["id"].as_str().unwrap().to_string(), o);
             }
         }
+    }
+
+    /// Points the key's account's webhooks at `url`.
+    pub async fn send_webhooks_to(&self, key: &str, url: &str) {
+        let response = self
+            .client
+            .put(format!("{}/webhooks/endpoint", self.api))
+            .bearer_auth(key)
+            .json(&json!({"url": url}))
+            .send()
+            .await
+            .expect("set the endpoint");
+        assert_eq!(response.status(), 200);
     }
 
     /// Every webhook delivery in the account's log.
@@ -472,6 +534,34 @@ tracking_max_interval_seconds = {tracking_max:?}
         }
     }
 
+    /// Checks the ground truth: one purchase per placed order, none for any other and
+    /// none for no order. A failure shows what Errand logged about the order.
+    pub fn assert_exactly_once(
+        &self,
+        orders: &HashMap<String, Value>,
+        purchases: &HashMap<String, usize>,
+    ) {
+        for (id, order) in orders {
+            let bought = purchases.get(id).copied().unwrap_or(0);
+            let expected = match order["status"].as_str() {
+                Some("order_placed") => 1,
+                Some("order_failed") => 0,
+                other => panic!("order {id} ended {other:?}"),
+            };
+            if bought != expected {
+                panic!(
+                    "order {id} was bought {bought} times: {order:#}\nits log:\n{}",
+                    self.log_about(id)
+                );
+            }
+        }
+        let unknown: Vec<&String> = purchases
+            .keys()
+            .filter(|r| !orders.contains_key(*r))
+            .collect();
+        assert!(unknown.is_empty(), "purchases for no order: {unknown:?}");
+    }
+
     /// Buyer reference → how many orders the store holds with it.
     pub async fn purchases_by_reference(&self) -> HashMap<String, usize> {
         let mut counts = HashMap::new();
@@ -496,4 +586,10 @@ pub async fn kill_and_reap(child: &mut Child) {
         .await
         .expect("errand exits within 20 s of SIGKILL")
         .expect("wait for errand");
+}
+
+/// Where the `demo-pages` retailer of [`Buying::Both`] sees the store: the same store
+/// under another host name, so that a product URL names which way it is bought.
+pub fn pages_url(store: &errand_demo_store::RunningStore) -> String {
+    store.base_url().replacen("127.0.0.1", "localhost", 1)
 }

@@ -3,9 +3,11 @@
 //! real webhook receiver.
 
 pub mod cluster;
+pub mod private_pg;
 pub mod receiver;
 pub mod schema;
 pub mod smtp;
+pub mod spreader;
 
 use errand::accounts::Vault;
 use errand::app::{App, Workers};
