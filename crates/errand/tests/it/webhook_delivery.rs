@@ -509,3 +509,91 @@ async fn the_example_receiver_verifies_real_deliveries() {
     let line: String = next_line(&mut lines).await;
     assert!(line.starts_with("rejected"), "{line}");
 }
+
+/// HTTPS receivers: Errand verifies the receiver's certificate against the operating
+/// system's authorities, or those in `SSL_CERT_FILE` (how an operator trusts a private
+/// authority). A certificate from an authority it does not trust is refused and nothing
+/// reaches the receiver; trusted, the same deliveries arrive. Real `errand` processes,
+/// since the setting is the process's environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_https_receivers_whose_certificate_is_trusted() {
+    use crate::support::Backend;
+    use crate::support::cluster::{Cluster, kill_and_reap};
+    use crate::support::receiver::TestCa;
+
+    let cluster = Cluster::new(Backend::Sqlite).await;
+    let key = cluster.create_key().await;
+    let ca = TestCa::new();
+    let authorities = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(authorities.path(), &ca.pem).unwrap();
+    let receiver = Receiver::start_tls(&ca).await;
+    assert!(
+        receiver.url.starts_with("https://localhost:"),
+        "{}",
+        receiver.url
+    );
+
+    // The system's authorities do not know the test's.
+    let mut serve = cluster.serve().await;
+    cluster.add_accounts(&key, 1).await;
+    cluster.send_webhooks_to(&key, &receiver.url).await;
+    let first = cluster.submit(&key, &["B0TEST0009"]).await.remove(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let deliveries = cluster.deliveries(&key).await;
+        let refusal = deliveries
+            .iter()
+            .flat_map(|d| d["attempts"].as_array().cloned().unwrap_or_default())
+            .find_map(|a| a["error"].as_str().map(str::to_string));
+        if let Some(refusal) = refusal {
+            break refusal;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery was attempted: {deliveries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("refused: {refused}");
+    assert!(refused.contains("certificate"), "{refused}");
+    assert!(receiver.all().is_empty(), "nothing reached the receiver");
+    kill_and_reap(&mut serve).await;
+
+    // Trusted through SSL_CERT_FILE: the same deliveries arrive, and new ones.
+    let trust = [("SSL_CERT_FILE", authorities.path().display().to_string())];
+    let (mut serve, _) = cluster.spawn_with(&["serve"], &trust);
+    cluster.wait_until_up().await;
+    for delivery in cluster.deliveries(&key).await {
+        let response = cluster
+            .client
+            .post(format!(
+                "{}/webhooks/deliveries/{}/redeliver",
+                cluster.api,
+                delivery["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let second = cluster.submit(&key, &["B0TEST0009"]).await.remove(0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let placed: Vec<String> = receiver
+            .accepted()
+            .iter()
+            .filter(|b| b["event"] == "order.placed")
+            .map(|b| b["order_id"].as_str().unwrap().to_string())
+            .collect();
+        if placed.contains(&first) && placed.contains(&second) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order.placed arrived for {placed:?} only"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill_and_reap(&mut serve).await;
+}

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use serde_json::Value;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A request the receiver got: its headers and raw body.
 #[derive(Clone)]
@@ -64,6 +66,23 @@ impl Receiver {
         failures: usize,
         misbehaviour: Misbehaviour,
     ) -> Receiver {
+        Self::serve_with(listener, failures, misbehaviour, None).await
+    }
+
+    /// An HTTPS receiver at `https://localhost:PORT/hook`, with a certificate `ca`
+    /// signed, answering 200 to every request.
+    pub async fn start_tls(ca: &TestCa) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let answer = Misbehaviour::Answer(StatusCode::OK);
+        Self::serve_with(listener, 0, answer, Some(ca.server.clone())).await
+    }
+
+    async fn serve_with(
+        listener: tokio::net::TcpListener,
+        failures: usize,
+        misbehaviour: Misbehaviour,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> Receiver {
         let received = Arc::new(Mutex::new(Vec::new()));
         let seen = received.clone();
         let count = Arc::new(AtomicUsize::new(0));
@@ -95,8 +114,17 @@ impl Receiver {
                 }
             }),
         );
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let address = listener.local_addr().unwrap();
+        let url = match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                format!("http://{address}/hook")
+            }
+            Some(tls) => {
+                tokio::spawn(serve_tls(listener, app, tls));
+                format!("https://localhost:{}/hook", address.port())
+            }
+        };
         Receiver { url, received }
     }
 
@@ -168,4 +196,59 @@ pub fn assert_signed(request: &Received, secret: &str) {
         request.header("x-webhook-signature"),
         errand::webhooks::signing::reference_signature(secret, request.body.as_bytes())
     );
+}
+
+/// A certificate authority made for one test, and the server configuration of a
+/// certificate it signed for `localhost`.
+pub struct TestCa {
+    /// The authority's certificate, PEM: what a client must trust.
+    pub pem: String,
+    server: Arc<ServerConfig>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Errand test CA");
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let server = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.der().clone(), ca.der().clone()], private)
+            .expect("a server configuration");
+        TestCa {
+            pem: ca.pem(),
+            server: Arc::new(server),
+        }
+    }
+}
+
+/// Serves `app` over TLS, one HTTP/1 connection per accepted socket.
+async fn serve_tls(listener: tokio::net::TcpListener, app: axum::Router, tls: Arc<ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that refuses the certificate ends the handshake: nothing to serve.
+            let Ok(stream) = acceptor.accept(socket).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
