@@ -165,9 +165,8 @@ struct HoldLost(String);
 /// `hold` after the last extension; if the hold is lost while the process lives (the
 /// database was away for longer than the hold, or the process was paused and its job
 /// went to another run), `checkout` is dropped at once, since another run may be using
-/// the account by then. The
-/// extensions run in a task of their own: waiting for a database connection here must
-/// never wait on the checkout, which may hold one.
+/// the account by then. The extensions run in a task of their own: waiting for a
+/// database connection here must never wait on the checkout, which may hold one.
 async fn keeping_hold<T>(
     db: &crate::storage::Db,
     account: &str,

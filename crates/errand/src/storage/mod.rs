@@ -202,7 +202,6 @@ impl Db {
     }
 }
 
-/// The URL with any password replaced, for messages and logs.
 /// Whether `error` says the database cannot be reached now (stopped, restarting, out
 /// of connections) rather than that a statement is wrong: the same work may be tried
 /// again once it is back.
@@ -222,6 +221,7 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// The URL with any password replaced, for messages and logs.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {

@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use tokio::process::Child;
 use tokio::sync::watch;
 
-use crate::support::cluster::{Buying, Cluster, Options, free_port, kill_and_reap, pages_url};
+use crate::support::cluster::{
+    Buying, Cluster, Options, free_port, is_final, kill_and_reap, pages_url,
+};
 use crate::support::private_pg::PrivatePostgres;
 use crate::support::receiver::Receiver;
 use crate::support::spreader::Spreader;
@@ -146,49 +148,45 @@ async fn client(
                 .json(&body)
                 .send()
                 .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(_) => {
-                    seen.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
+            // How long to wait before trying the same order again.
+            let wait = match sent {
+                Err(_) => Duration::from_millis(200),
+                Ok(response) => {
+                    let status = response.status();
+                    match (status, response.json::<Value>().await) {
+                        (_, Err(_)) => Duration::ZERO,
+                        (StatusCode::CREATED, Ok(answer)) => {
+                            let id = answer["id"].as_str().expect("an order id").to_string();
+                            seen.acknowledged
+                                .lock()
+                                .unwrap()
+                                .insert(idempotency_key.clone(), id);
+                            break;
+                        }
+                        (StatusCode::SERVICE_UNAVAILABLE, Ok(answer)) => {
+                            assert_eq!(answer["error"]["code"], "service_unavailable", "{answer}");
+                            seen.unavailable.fetch_add(1, Ordering::Relaxed);
+                            Duration::from_millis(500)
+                        }
+                        (s, Ok(answer)) if s.is_server_error() => {
+                            seen.server_errors
+                                .lock()
+                                .unwrap()
+                                .push(format!("{s}: {answer}"));
+                            Duration::from_millis(200)
+                        }
+                        // The same key still being answered by a node that stalled.
+                        (StatusCode::CONFLICT, Ok(answer))
+                            if answer["error"]["code"] != "idempotency_conflict" =>
+                        {
+                            Duration::from_millis(200)
+                        }
+                        (other, Ok(answer)) => panic!("order {idempotency_key}: {other} {answer}"),
+                    }
                 }
             };
-            let status = response.status();
-            let Ok(answer) = response.json::<Value>().await else {
-                seen.retries.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            match status {
-                StatusCode::CREATED => {
-                    let id = answer["id"].as_str().expect("an order id").to_string();
-                    seen.acknowledged
-                        .lock()
-                        .unwrap()
-                        .insert(idempotency_key.clone(), id);
-                    break;
-                }
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    assert_eq!(answer["error"]["code"], "service_unavailable", "{answer}");
-                    seen.unavailable.fetch_add(1, Ordering::Relaxed);
-                    seen.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                s if s.is_server_error() => {
-                    seen.server_errors
-                        .lock()
-                        .unwrap()
-                        .push(format!("{s}: {answer}"));
-                    seen.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                // The same key still being answered by a node that stalled.
-                StatusCode::CONFLICT if answer["error"]["code"] != "idempotency_conflict" => {
-                    seen.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => panic!("order {idempotency_key}: {other} {answer}"),
-            }
+            seen.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(wait).await;
         }
         tokio::time::sleep(pause).await;
     }
@@ -429,7 +427,9 @@ async fn many_nodes_on_one_postgres_through_kills_pauses_and_a_database_restart(
 
     // Every acknowledged order exists and becomes final.
     let settle = Duration::from_secs(180.max(seconds));
-    let orders = wait_until_every_order_is_final(&cluster, &key, settle).await;
+    let orders = cluster
+        .wait_for_orders_within(&key, None, settle, "finished", is_final)
+        .await;
     let ids: HashSet<&String> = acknowledged.values().collect();
     for id in &ids {
         assert!(orders.contains_key(*id), "acknowledged order {id} is lost");
@@ -462,13 +462,12 @@ async fn many_nodes_on_one_postgres_through_kills_pauses_and_a_database_restart(
     let deliveries = cluster.deliveries(&key).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let accepted: HashSet<String> = receiver
-            .accepted()
+        let bodies = receiver.accepted();
+        let accepted: HashSet<String> = bodies
             .iter()
             .map(|b| b["id"].as_str().unwrap_or("").to_string())
             .collect();
-        let events: HashSet<(String, String)> = receiver
-            .accepted()
+        let events: HashSet<(String, String)> = bodies
             .iter()
             .map(|b| {
                 let order = b["order_id"].as_str().unwrap_or("").to_string();
@@ -527,37 +526,6 @@ async fn many_nodes_on_one_postgres_through_kills_pauses_and_a_database_restart(
         kill_and_reap(&mut node.child).await;
     }
     cluster.assert_no_browser_survives().await;
-}
-
-/// Waits (at most `patience`) until no order of the account is pending or in progress.
-/// If some never are, the whole log is kept in a file to explain why.
-async fn wait_until_every_order_is_final(
-    cluster: &Cluster,
-    key: &str,
-    patience: Duration,
-) -> HashMap<String, Value> {
-    let deadline = Instant::now() + patience;
-    loop {
-        let orders = cluster.orders(key).await;
-        let open = orders
-            .values()
-            .filter(|o| matches!(o["status"].as_str(), Some("pending" | "in_progress")))
-            .count();
-        if open == 0 {
-            return orders;
-        }
-        if Instant::now() > deadline {
-            let path =
-                std::env::temp_dir().join(format!("errand-chaos-{}.log", std::process::id()));
-            std::fs::write(&path, cluster.complete_log_so_far().join("\n")).expect("keep the log");
-            panic!(
-                "{open} orders never finished (the whole log: {}); the last lines logged:\n{}",
-                path.display(),
-                cluster.log_tail(80)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// No job is running under a lease that ran out, waiting past its time, or dead.

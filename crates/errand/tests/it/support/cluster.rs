@@ -500,12 +500,10 @@ timeout_seconds = 1.0
         }
     }
 
-    /// Waits until no order is pending or in progress (at most three minutes).
+    /// Waits until the account has `count` orders, none pending or in progress (at most
+    /// three minutes).
     pub async fn wait_until_all_final(&self, key: &str, count: usize) -> HashMap<String, Value> {
-        self.wait_for_orders(key, count, "finished", |o| {
-            !matches!(o["status"].as_str(), Some("pending" | "in_progress"))
-        })
-        .await
+        self.wait_for_orders(key, count, "finished", is_final).await
     }
 
     /// Waits until the account has `count` orders and `done` holds for each (at most
@@ -517,16 +515,34 @@ timeout_seconds = 1.0
         what: &str,
         done: impl Fn(&Value) -> bool,
     ) -> HashMap<String, Value> {
-        let deadline = Instant::now() + Duration::from_secs(180);
+        self.wait_for_orders_within(key, Some(count), Duration::from_secs(180), what, done)
+            .await
+    }
+
+    /// Waits, at most `patience`, until the account has `count` orders (any number if
+    /// `None`) and `done` holds for each. If it never does, the whole log is kept in a
+    /// file to explain why.
+    pub async fn wait_for_orders_within(
+        &self,
+        key: &str,
+        count: Option<usize>,
+        patience: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> HashMap<String, Value> {
+        let deadline = Instant::now() + patience;
         loop {
             let orders = self.orders(key).await;
             let open = orders.values().filter(|o| !done(o)).count();
-            if orders.len() == count && open == 0 {
+            if count.is_none_or(|c| orders.len() == c) && open == 0 {
                 return orders;
             }
             if Instant::now() > deadline {
+                let path = self.dir.path().with_extension("log");
+                std::fs::write(&path, self.complete_log_so_far().join("\n")).expect("keep the log");
                 panic!(
-                    "{open} orders never {what}; the last lines logged:\n{}",
+                    "{open} orders never {what} (the whole log: {}); the last lines logged:\n{}",
+                    path.display(),
                     self.log_tail(80)
                 );
             }
@@ -586,6 +602,11 @@ pub async fn kill_and_reap(child: &mut Child) {
         .await
         .expect("errand exits within 20 s of SIGKILL")
         .expect("wait for errand");
+}
+
+/// Whether an order is final: neither pending nor in progress.
+pub fn is_final(order: &Value) -> bool {
+    !matches!(order["status"].as_str(), Some("pending" | "in_progress"))
 }
 
 /// Where the `demo-pages` retailer of [`Buying::Both`] sees the store: the same store
